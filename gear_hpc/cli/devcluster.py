@@ -1,0 +1,68 @@
+"""`gear devcluster`: a real single-machine Slurm + Apptainer cluster to try gear on."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+
+def _script(*args: str) -> None:
+    from ..devcluster import SCRIPT
+    from ..errors import GearError
+    from ..runner import run_attached
+
+    if os.geteuid() != 0:
+        raise GearError("gear devcluster must run as root (it installs packages and starts Slurm)")
+    code = run_attached(["bash", str(SCRIPT), *args])
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+@click.group()
+def devcluster() -> None:
+    """A local single-node cluster: Slurm (slurmctld, slurmd, munge) and Apptainer.
+
+    For a laptop, a newcomer or CI, as root on Debian 12 or 13.
+
+    \b
+    Examples:
+      gear devcluster up
+      gear devcluster exec --user alice -- gear run -r gpu-1 -- python3 -c 'print(1)'
+      gear devcluster down
+    """
+
+
+@devcluster.command()
+def up() -> None:
+    """Install what is needed and bring the cluster up (idempotent)."""
+    _script("up")
+
+
+@devcluster.command()
+def down() -> None:
+    """Stop everything `up` started."""
+    _script("down")
+
+
+@devcluster.command()
+def status() -> None:
+    """Say what runs (exit 3 when the cluster is down)."""
+    _script("status")
+
+
+@devcluster.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.option("--user", default="root", show_default=True, help="Run as this user (created on first use).")
+@click.option("--cwd", help="Working directory inside the cluster.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(user: str, cwd: str | None, command: tuple[str, ...]) -> None:
+    """Run COMMAND inside the cluster as USER, as on a login node.
+
+    \b
+    Example:
+      gear devcluster exec --user alice -- gear status
+    """
+    args = ["exec", "--user", user]
+    if cwd:
+        args += ["--cwd", cwd]
+    _script(*args, "--", *command)

@@ -1,0 +1,217 @@
+"""Commands that look at executions: status, ls, history, show, logs, download."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import json_option, load_context, open_ledger
+from .output import human_size, print_json, table, warn
+
+# `gear status` without an id shows open executions and those that ended this recently.
+RECENT = timedelta(hours=24)
+
+
+def _refreshed_ledger() -> Any:
+    from .. import executions
+
+    _, storage = load_context()
+    ledger = open_ledger(storage)
+    report = executions.refresh(ledger)
+    if report.slurm_error:
+        warn(f"{report.slurm_error}; statuses come from the jobs' own records only")
+    return ledger
+
+
+def _execution_rows(items: list[Any]) -> list[list[Any]]:
+    return [[e.id, e.status, "" if e.exit_code is None else e.exit_code, e.compute_type, e.image,
+             e.slurm_job_id, e.submitted_at, e.ended_at, human_size(e.size_bytes), e.message or ""]
+            for e in items]
+
+
+_HEADERS = ["EXECUTION", "STATUS", "EXIT", "TYPE", "IMAGE", "JOB", "SUBMITTED", "ENDED", "SIZE", "MESSAGE"]
+
+
+@click.command()
+@click.argument("execution_id", metavar="[CONTAINER/N]", required=False)
+@json_option
+def status(execution_id: str | None, as_json: bool) -> None:
+    """Show the status of your open and recently ended executions, or of one.
+
+    Asks Slurm once for all of your jobs, whatever their number.
+
+    \b
+    Examples:
+      gear status
+      gear status mnist-train/3 --json
+    """
+    from .. import executions
+    from ..ledger import OPEN_STATUSES
+    from ..names import parse_execution_id
+
+    target = parse_execution_id(execution_id) if execution_id else None
+    with _refreshed_ledger() as ledger:
+        if target:
+            items = [executions.get(ledger, *target)]
+        else:
+            since = (datetime.now(timezone.utc) - RECENT).strftime("%Y-%m-%dT%H:%M:%SZ")
+            items = ledger.executions(statuses=OPEN_STATUSES, ended_since=since)
+    if as_json:
+        print_json([e.to_json() for e in items] if not target else items[0].to_json())
+        return
+    if not items:
+        click.echo("no open or recent executions (see `gear ls` and `gear history CONTAINER`)")
+        return
+    table(_HEADERS, _execution_rows(items))
+    for e in items:
+        if e.note:
+            click.echo(f"{e.id}: {e.note}")
+
+
+@click.command(name="ls")
+@json_option
+def ls(as_json: bool) -> None:
+    """List your containers.
+
+    \b
+    Example:
+      gear ls
+    """
+    with _refreshed_ledger() as ledger:
+        summaries = ledger.container_summaries()
+    if as_json:
+        print_json(summaries)
+        return
+    if not summaries:
+        click.echo("no containers yet; start one with `gear run`")
+        return
+    table(["CONTAINER", "EXECUTIONS", "LAST", "LAST STATUS", "SIZE", "VISIBILITY", "CREATED"],
+          [[s["name"], s["executions"], f"{s['name']}/{s['last_number']}" if s["last_number"] else "",
+            s["last_status"] or "", human_size(s["size_bytes"]), s["visibility"], s["created_at"]]
+           for s in summaries])
+
+
+@click.command()
+@click.argument("container")
+@json_option
+def history(container: str, as_json: bool) -> None:
+    """List the executions of CONTAINER, oldest first.
+
+    \b
+    Example:
+      gear history mnist-train
+    """
+    from ..errors import NotFound
+    from ..names import check_name
+
+    check_name(container, "container name")
+    with _refreshed_ledger() as ledger:
+        if container not in ledger.container_names():
+            raise NotFound(f"no container {container!r}")
+        items = ledger.executions(container=container)
+    if as_json:
+        print_json([e.to_json() for e in items])
+        return
+    table(_HEADERS, _execution_rows(items))
+
+
+@click.command()
+@click.argument("execution_id", metavar="CONTAINER/N")
+@json_option
+def show(execution_id: str, as_json: bool) -> None:
+    """Show everything recorded about one execution.
+
+    \b
+    Example:
+      gear show mnist-train/3
+    """
+    from .. import executions
+    from ..names import parse_execution_id
+
+    target = parse_execution_id(execution_id)
+    with _refreshed_ledger() as ledger:
+        execution = executions.get(ledger, *target)
+    data = execution.to_json()
+    if as_json:
+        print_json(data)
+        return
+    import shlex
+
+    for key, value in data.items():
+        if key == "command":
+            value = shlex.join(value)
+        elif key == "size_bytes" and value is not None:
+            value = f"{value} ({human_size(value)})"
+        elif key in ("params", "bindings"):
+            import json
+
+            value = json.dumps(value)
+        click.echo(f"{key + ':':<14} {'' if value is None else value}")
+
+
+@click.command()
+@click.argument("execution_id", metavar="CONTAINER/N")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the execution ends.")
+def logs(execution_id: str, follow: bool) -> None:
+    """Print the output (stdout and stderr) of an execution.
+
+    \b
+    Examples:
+      gear logs mnist-train/3
+      gear logs mnist-train/3 -f
+    """
+    from .. import executions
+    from ..names import parse_execution_id
+
+    target = parse_execution_id(execution_id)
+    _, storage = load_context()
+    with open_ledger(storage) as ledger:
+        execution = executions.get(ledger, *target)
+        if follow:
+            from .follow import follow as follow_execution
+
+            follow_execution(ledger, *target, show_status=False)
+            return
+    path = executions.log_path(execution)
+    try:
+        with path.open("rb") as handle:
+            import shutil
+            import sys
+
+            shutil.copyfileobj(handle, sys.stdout.buffer)
+    except FileNotFoundError:
+        click.echo(f"gear: {execution.id} has no output yet (status: {execution.status})", err=True)
+
+
+@click.command()
+@click.argument("execution_id", metavar="CONTAINER/N")
+@click.option("-t", "--target", type=click.Path(path_type=Path), default=None,
+              help="Directory to copy into. Default: ./CONTAINER-N")
+@click.option("--from", "from_path", metavar="SUBPATH", help="Only this file or directory of the working directory.")
+def download(execution_id: str, target: Path | None, from_path: str | None) -> None:
+    """Copy the saved working directory of an execution out.
+
+    \b
+    Examples:
+      gear download mnist-train/3 -t results
+      gear download mnist-train/3 --from checkpoints/best.pt
+    """
+    from .. import executions, staging
+    from ..errors import GearError
+    from ..names import parse_execution_id
+
+    target_id = parse_execution_id(execution_id)
+    with _refreshed_ledger() as ledger:
+        execution = executions.get(ledger, *target_id)
+    if execution.is_open:
+        warn(f"{execution.id} is still {execution.status}; copying what its working directory holds now")
+    home = Path(execution.workdir)
+    if not home.is_dir():
+        raise GearError(f"{execution.id} has no working directory at {home}")
+    source = staging.subpath(home, from_path)
+    destination = target or Path(f"{execution.container}-{execution.number}")
+    staging.download(source, destination)
+    click.echo(f"gear: copied {execution.id}:{from_path or '/'} to {destination}", err=True)

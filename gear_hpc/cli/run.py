@@ -1,0 +1,61 @@
+"""`gear run`: create a script execution and submit it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from . import json_option, load_context, open_ledger
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.option("-c", "--container", help="Container to run in (created on first use). Default: the code directory's name.")
+@click.option("-r", "--resource", "compute_type", metavar="TYPE", help="Compute type (see `gear types`).")
+@click.option("-e", "--env", "image", metavar="IMAGE", help="Image (see `gear images`).")
+@click.option("--code", type=click.Path(path_type=Path), default=".", show_default=True,
+              help="Directory (or file) to upload into /hyperai/home; honours .gearignore.")
+@click.option("--param", "params", multiple=True, metavar="K=V",
+              help="A parameter for gear_params.json (repeatable). V is read as JSON if it can be.")
+@click.option("-m", "--message", help="A note to remember this execution by.")
+@click.option("-f", "--follow", is_flag=True, help="Follow the status and log until the execution ends.")
+@json_option
+@click.argument("command", nargs=-1, required=True)
+def run(container: str | None, compute_type: str | None, image: str | None, code: Path,
+        params: tuple[str, ...], message: str | None, follow: bool, as_json: bool,
+        command: tuple[str, ...]) -> None:
+    """Run COMMAND in a new execution.
+
+    The code is copied into the working directory, which is the current
+    directory of COMMAND (/hyperai/home, also /output). COMMAND runs as given,
+    without a shell: use `bash -c '…'` for pipes. The new execution's id is
+    the last line printed.
+
+    \b
+    Examples:
+      gear run -r cpu-small -- python3 train.py
+      gear run -c mnist -r gpu-1 --param lr=0.01 -m "first try" -- python3 train.py
+      gear run -f -- bash -c 'nproc; ls /hyperai/input'
+    """
+    from .. import executions
+    from .output import print_json
+
+    site, storage = load_context()
+    parsed = dict(executions.parse_param(p) for p in params)
+    request = executions.RunRequest(command=list(command), code=code, container=container,
+                                     compute_type=compute_type, image=image, params=parsed, message=message)
+    execution = executions.submit(site, storage, request)
+    click.echo(f"gear: submitted {execution.id} as Slurm job {execution.slurm_job_id} "
+               f"({execution.compute_type}, {execution.image})", err=True)
+    if follow:
+        from .follow import follow as follow_execution
+
+        with open_ledger(storage) as ledger:
+            execution = follow_execution(ledger, execution.container, execution.number)
+        click.echo(f"gear: {execution.id} {execution.status}, exit code {execution.exit_code}", err=True)
+    if as_json:
+        print_json(execution.to_json())
+    else:
+        click.echo(execution.id)
+    if follow and execution.status != "completed":
+        raise click.exceptions.Exit(1)

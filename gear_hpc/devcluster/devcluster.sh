@@ -1,0 +1,554 @@
+#!/usr/bin/env bash
+# devcluster.sh — a real single-machine Slurm + Apptainer cluster for trying gear-hpc.
+#
+# The whole cluster (Slurm 24.11 and munge from Debian 13, Apptainer from sid,
+# Python 3) lives in a debootstrapped Debian 13 root directory.  The daemons run
+# in a private mount namespace whose root is that directory, so every job (of
+# root or of an ordinary user) inherits it and finds Apptainer.  One "holder"
+# process keeps the namespace alive; everything else enters it with nsenter.
+#
+# Usage: see usage() below, or `bash devcluster.sh help`.
+# Facts behind the quirks handled here: /work/shared/notes/test-cluster.md.
+set -euo pipefail
+
+SELF=$(realpath "${BASH_SOURCE[0]}")
+STATE=$(realpath -m "${GEAR_DEVCLUSTER_DIR:-/var/lib/gear-devcluster}")
+ROOT=$STATE/root
+CACHE=$STATE/cache
+IMAGES=$STATE/images
+LOGS=$STATE/logs
+BUILD=$STATE/build
+PIDFILE=$STATE/holder.pid
+NSFILE=$STATE/holder.ns          # mount-namespace id, so `down` still works if the holder died
+LOCKFILE=$STATE/.lock
+GEAR_REPO=${GEAR_REPO:-$(realpath -m "$(dirname "$SELF")/../..")}
+MIRROR=${GEAR_DEVCLUSTER_MIRROR:-http://deb.debian.org/debian}
+SUITE=trixie
+HOLDER_NAME=gear-devcluster-holder
+INNER_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+# Packages of the cluster root.  Changing these lists re-runs apt (not debootstrap).
+PKGS_TRIXIE=(slurmctld slurmd slurm-client munge python3 python3-click python3-jinja2
+             python3-yaml rsync squashfs-tools)
+PKGS_SID=(apptainer squashfuse fuse2fs fuse3)   # Apptainer exists only in sid
+ROOT_RECIPE="v1 trixie:${PKGS_TRIXIE[*]} sid:${PKGS_SID[*]} sqlite-utils"
+ROOT_MARKER=$ROOT/.gear-devcluster-complete      # written last: the root is complete
+BOOTSTRAP_MARKER=$ROOT/.gear-devcluster-debootstrapped
+
+say() { printf 'devcluster: %s\n' "$*"; }
+die() { printf 'devcluster: error: %s\n' "$*" >&2; exit "${2:-1}"; }
+
+usage() {
+  cat <<EOF
+usage: devcluster.sh up                       build (if needed) and start the cluster; re-sync gear
+       devcluster.sh down                     stop everything the cluster runs
+       devcluster.sh status                   exit 0 if up, 3 if down, 1 if up but unhealthy
+       devcluster.sh exec [--user NAME] [--cwd DIR] [--] [COMMAND...]
+                                              run COMMAND in the cluster as NAME (default root;
+                                              created on first use); no COMMAND: a bash shell
+environment: GEAR_DEVCLUSTER_DIR (state, default /var/lib/gear-devcluster)
+             GEAR_REPO (gear-hpc checkout, default: two levels above this script)
+             GEAR_DEVCLUSTER_MIRROR (Debian mirror, default http://deb.debian.org/debian)
+EOF
+}
+
+need_root() { [[ $EUID -eq 0 ]] || die "'$1' must run as root (it manages namespaces, mounts and users)"; }
+
+# Serialise up/down.  fd 9 must never leak into the holder or the daemons,
+# or the lock would be held as long as the cluster runs: see in_ns/start_holder.
+take_lock() {
+  mkdir -p "$STATE"
+  exec 9>"$LOCKFILE"
+  flock -w 900 9 || die "another 'devcluster up/down' holds $LOCKFILE"
+}
+
+# ---------------------------------------------------------------- holder / namespace state
+
+holder_pid() {  # prints the holder's pid if it is alive, else fails
+  local pid
+  [[ -r $PIDFILE ]] || return 1
+  pid=$(<"$PIDFILE")
+  [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
+  # Guard against a recycled pid (e.g. after a reboot): check its argv[0].
+  [[ $(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n1) == "$HOLDER_NAME" ]] || return 1
+  printf '%s\n' "$pid"
+}
+
+in_ns() {  # run a command as root inside the cluster namespace, clean environment
+  local pid; pid=$(holder_pid) || die "the devcluster is not up (run: devcluster.sh up)" 3
+  nsenter -t "$pid" -m -r --wd=/ -- /usr/bin/env -i PATH="$INNER_PATH" LANG=C.UTF-8 HOME=/root "$@" 9>&-
+}
+
+healthy() { holder_pid >/dev/null && timeout 20 bash -c 'in_ns sinfo -h' >/dev/null 2>&1; }
+
+ns_pids() {  # every process in the mount namespace $1, plus all their descendants
+  local ns=$1 p
+  local -A in=()
+  for p in /proc/[0-9]*; do
+    [[ $(readlink "$p/ns/mnt" 2>/dev/null) == "$ns" ]] && in[${p#/proc/}]=1
+  done
+  # Apptainer runs containers in nested mount namespaces: follow the process tree too.
+  local changed=1 pid ppid
+  while ((changed)); do
+    changed=0
+    while read -r pid ppid; do
+      if [[ -n ${in[$ppid]:-} && -z ${in[$pid]:-} ]]; then in[$pid]=1; changed=1; fi
+    done < <(ps -e -o pid=,ppid=)
+  done
+  unset "in[$$]" "in[$BASHPID]" 2>/dev/null || true
+  ((${#in[@]})) && printf '%s\n' "${!in[@]}" | sort -n
+  return 0
+}
+
+stop_cluster() {  # kill every process of the namespace, then forget the holder
+  local ns="" pid pids i
+  pid=$(holder_pid) && ns=$(readlink "/proc/$pid/ns/mnt")
+  [[ -z $ns && -r $NSFILE ]] && ns=$(<"$NSFILE")
+  if [[ -n $ns && $ns != "$(readlink /proc/self/ns/mnt)" ]]; then
+    # TERM first (slurmd and slurmstepd clean up), KILL what is left after 10 s.
+    pids=$(ns_pids "$ns" | grep -vx "${pid:-0}" || true)
+    [[ -n $pids ]] && kill -TERM $pids 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      pids=$(ns_pids "$ns" | grep -vx "${pid:-0}" || true)
+      [[ -z $pids ]] && break
+      sleep 0.2
+    done
+    pids=$(ns_pids "$ns")
+    [[ -n $pids ]] && kill -KILL $pids 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      [[ -z $(ns_pids "$ns") ]] && break
+      sleep 0.1
+    done
+    [[ -z $(ns_pids "$ns") ]] || die "processes of the cluster namespace survived SIGKILL: $(ns_pids "$ns" | xargs)"
+  fi
+  rm -f "$PIDFILE" "$NSFILE"
+}
+
+# ---------------------------------------------------------------- inside a fresh namespace
+
+# Runs as `unshare --mount --propagation private -- bash devcluster.sh __ns KIND ...`.
+# Builds the cluster's view of the world in the private mount namespace, then
+# pivot_root into $ROOT: Apptainer refuses a plain chroot ("weak chrooted environment").
+ns_main() {
+  local kind=$1; shift
+  bind_same() { mkdir -p "$ROOT$1"; mount --rbind "$1" "$ROOT$1"; }
+  mount --bind "$ROOT" "$ROOT"            # pivot_root needs the new root to be a mount point
+  mount -t proc proc "$ROOT/proc"
+  mount --rbind /sys "$ROOT/sys"
+  mount --rbind /dev "$ROOT/dev"
+  mount -t tmpfs -o mode=0755 tmpfs "$ROOT/run"
+  case $kind in
+    build)
+      mkdir -p "$CACHE/apt"
+      mount --bind "$CACHE/apt" "$ROOT/var/cache/apt/archives"   # keep .debs across rebuilds
+      bind_same "$BUILD"; bind_same "$IMAGES"
+      ;;
+    cluster)
+      local d i
+      for d in /home /srv/gear /tmp "$IMAGES" "$LOGS"; do bind_same "$d"; done
+      # Users' squashfuse needs a usable /dev/fuse; a private 0666 node over the
+      # host's 0600 one changes nothing outside this namespace.
+      if [[ -e /dev/fuse ]]; then
+        mknod -m 0666 "$ROOT/run/gear-fuse" c 10 229
+        mount --bind "$ROOT/run/gear-fuse" "$ROOT/dev/fuse"
+      fi
+      # Placeholder GPUs: Slurm 24.11 wants GRES files to be character devices.
+      install -d -m 1777 "$ROOT/run/lock"
+      mkdir -p "$ROOT/run/gear-gpu"
+      for i in 0 1 2 3; do mknod -m 0666 "$ROOT/run/gear-gpu/nvidia$i" c 195 "$i"; done
+      ;;
+  esac
+  cd "$ROOT"
+  pivot_root . .
+  umount -l .                              # detach the host's root from our view
+  cd /
+  case $kind in
+    build) exec /usr/bin/env -i PATH="$INNER_PATH" LANG=C.UTF-8 HOME=/root \
+                DEBIAN_FRONTEND=noninteractive "$@" ;;
+    cluster)
+      echo $$ >&3; exec 3>&-               # tell `up` we are ready (fd 3 = holder.pid.new)
+      exec -a "$HOLDER_NAME" sleep infinity ;;
+  esac
+}
+
+run_build_ns() {  # run a command in a throw-away build namespace rooted at $ROOT
+  unshare --mount --propagation private -- bash "$SELF" __ns build "$@" 9>&-
+}
+
+logged() {  # logged LOGFILE CMD...: keep the console short, show the log's tail on failure
+  local log=$1; shift
+  if ! "$@" >>"$log" 2>&1; then
+    tail -n 25 "$log" >&2
+    die "failed: $* (full log: $log)"
+  fi
+}
+
+# ---------------------------------------------------------------- build steps
+
+ensure_host_packages() {
+  local missing=() p
+  for p in debootstrap rsync util-linux mount procps passwd debian-archive-keyring; do
+    [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  say "installing host packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$LOGS/host-apt.log" 2>&1; then
+    logged "$LOGS/host-apt.log" apt-get update -q
+    logged "$LOGS/host-apt.log" apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+}
+
+configure_root_apt() {
+  rm -f "$ROOT/etc/apt/sources.list"
+  cat >"$ROOT/etc/apt/sources.list.d/debian.sources" <<EOF
+Types: deb
+URIs: $MIRROR
+Suites: trixie sid
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  # sid's Release file has been seen expired on the mirror: don't let that stop us.
+  cat >"$ROOT/etc/apt/apt.conf.d/90gear-devcluster" <<'EOF'
+Acquire::Check-Valid-Until "false";
+Acquire::Languages "none";
+APT::Default-Release "trixie";
+APT::Install-Recommends "false";
+Binary::apt::APT::Keep-Downloaded-Packages "true";
+EOF
+  # Packages must not start their daemons in the root: we start them ourselves.
+  printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
+  chmod 0755 "$ROOT/usr/sbin/policy-rc.d"
+}
+
+ensure_root() {
+  mkdir -p "$CACHE/debootstrap" "$CACHE/apt"
+  if [[ -f $ROOT_MARKER && $(<"$ROOT_MARKER") == "$ROOT_RECIPE" ]]; then
+    say "root: reusing $ROOT"
+    return
+  fi
+  if [[ ! -f $BOOTSTRAP_MARKER ]]; then
+    [[ -n $ROOT && $ROOT != / ]] && rm -rf --one-file-system "$ROOT"
+    say "root: debootstrap $SUITE minbase into $ROOT (log: $LOGS/build.log)"
+    # On disk, not /tmp: debootstrap fails on a nodev tmpfs (Debian 13's /tmp).
+    logged "$LOGS/build.log" debootstrap --variant=minbase --cache-dir="$CACHE/debootstrap" \
+      "$SUITE" "$ROOT" "$MIRROR"
+    touch "$BOOTSTRAP_MARKER"
+  fi
+  say "root: installing Slurm, munge, Python (trixie) and Apptainer (sid)"
+  configure_root_apt
+  cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+  local sid_pkgs=() p
+  for p in "${PKGS_SID[@]}"; do sid_pkgs+=("$p/sid"); done
+  # shellcheck disable=SC2016  # expanded by the root's bash, not here
+  logged "$LOGS/build.log" run_build_ns bash -euo pipefail -c '
+    apt-get update -q
+    apt-get install -y -q "$@"
+    # sqlite-utils: from trixie if trixie has it, else from PyPI into /usr/local.
+    for p in python3-sqlite-utils sqlite-utils; do
+      if apt-cache madison "$p" | grep -q " trixie/"; then apt-get install -y -q "$p"; exit 0; fi
+    done
+    apt-get install -y -q python3-pip
+    pip3 install --no-cache-dir --break-system-packages --prefix /usr/local sqlite-utils
+  ' apt-script "${PKGS_TRIXIE[@]}" "${sid_pkgs[@]}"
+  [[ -x $ROOT/usr/bin/apptainer && -x $ROOT/usr/sbin/slurmctld ]] || die "packages missing in the root after apt (see $LOGS/build.log)"
+  printf '%s' "$ROOT_RECIPE" >"$ROOT_MARKER"
+}
+
+ensure_image() {
+  if [[ -s $IMAGES/python.sif ]]; then say "image python: reusing $IMAGES/python.sif"; return; fi
+  say "image python: debootstrap + apptainer build (log: $LOGS/build.log)"
+  local dir=$BUILD/python-root
+  rm -rf --one-file-system "$BUILD"; mkdir -p "$BUILD" "$IMAGES"
+  logged "$LOGS/build.log" debootstrap --variant=minbase --include=python3 \
+    --cache-dir="$CACHE/debootstrap" "$SUITE" "$dir" "$MIRROR"
+  # Nothing of apt's state or the docs is useful in a read-only image.
+  rm -rf "$dir"/var/cache/apt/* "$dir"/var/lib/apt/lists/* "$dir"/usr/share/doc/* \
+         "$dir"/usr/share/man/* "$dir"/usr/share/info/* "$dir"/usr/share/locale/*
+  logged "$LOGS/build.log" run_build_ns apptainer build --force "$IMAGES/python.sif.new" "$dir"
+  mv "$IMAGES/python.sif.new" "$IMAGES/python.sif"
+  rm -rf --one-file-system "$BUILD"
+}
+
+install_gear() {
+  [[ -d $GEAR_REPO/gear_hpc ]] || die "no gear_hpc/ in GEAR_REPO=$GEAR_REPO"
+  mkdir -p "$ROOT/opt/gear-hpc/lib/gear_hpc" "$ROOT/usr/local/bin"
+  # go+r: the files are read by ordinary users inside, whatever the checkout's umask was.
+  rsync -a --delete --delete-excluded --exclude=__pycache__ --exclude='*.pyc' \
+    --chmod=Dgo+rx,Fgo+r "$GEAR_REPO/gear_hpc/" "$ROOT/opt/gear-hpc/lib/gear_hpc/"
+  local name mod
+  for name in gear gear-mailprog; do
+    mod=gear_hpc.cli; [[ $name == gear-mailprog ]] && mod=gear_hpc.mailprog
+    printf '#!/usr/bin/python3\nimport sys\nsys.path.insert(0, "/opt/gear-hpc/lib")\nfrom %s import main\nsys.exit(main())\n' \
+      "$mod" >"$ROOT/usr/local/bin/$name.new"
+    chmod 0755 "$ROOT/usr/local/bin/$name.new"
+    mv "$ROOT/usr/local/bin/$name.new" "$ROOT/usr/local/bin/$name"
+  done
+  say "gear: synced $GEAR_REPO/gear_hpc -> /opt/gear-hpc/lib/gear_hpc"
+  if [[ -d $GEAR_REPO/site-config ]]; then
+    mkdir -p "$ROOT/etc/gear"
+    rsync -a --delete --chmod=Dgo+rx,Fgo+r "$GEAR_REPO/site-config/" "$ROOT/etc/gear/"
+    say "site-config: synced $GEAR_REPO/site-config -> /etc/gear"
+  else
+    say "site-config: none in $GEAR_REPO, /etc/gear left as is"
+  fi
+}
+
+# ---------------------------------------------------------------- configuration and start
+
+write_config() {
+  local node=$1 mailprog=/bin/true
+  [[ -x $ROOT/usr/local/bin/gear-mailprog ]] && mailprog=/usr/local/bin/gear-mailprog
+  cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+  cp -L /etc/hosts "$ROOT/etc/hosts"
+  # Slurm must resolve the node name.
+  getent -s files hosts "$node" >/dev/null || printf '127.0.1.1\t%s\n' "$node" >>"$ROOT/etc/hosts"
+  # This VM's root lacks CAP_SYS_RESOURCE: Apptainer as root fails to set its default caps.
+  sed -i 's/^#\?\s*root default capabilities\s*=.*/root default capabilities = no/' \
+    "$ROOT/etc/apptainer/apptainer.conf"
+  grep -q '^root default capabilities = no' "$ROOT/etc/apptainer/apptainer.conf" \
+    || echo 'root default capabilities = no' >>"$ROOT/etc/apptainer/apptainer.conf"
+
+  mkdir -p "$ROOT/etc/slurm"
+  cat >"$ROOT/etc/slurm/slurm.conf" <<EOF
+# Written by devcluster.sh on every bring-up; edits are lost.
+ClusterName=gear-dev
+SlurmctldHost=$node
+SlurmUser=slurm
+AuthType=auth/munge
+StateSaveLocation=/var/lib/slurm/slurmctld
+SlurmdSpoolDir=/var/lib/slurm/slurmd
+SlurmctldPidFile=/run/slurmctld.pid
+SlurmdPidFile=/run/slurmd.pid
+SlurmctldLogFile=$LOGS/slurmctld.log
+SlurmdLogFile=$LOGS/slurmd.log
+SlurmctldDebug=info
+SlurmdDebug=info
+# No cgroup file system here: track processes by /proc, no task plugin.
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=512
+# No slurmdbd: accounting is fragile here and gear must not need sacct.
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/none
+ReturnToService=2
+KillWait=10
+MinJobAge=300
+MailProg=$mailprog
+GresTypes=gpu
+# Advertise more CPUs and memory than this VM has.
+SlurmdParameters=config_overrides
+NodeName=$node CPUs=8 RealMemory=16000 Gres=gpu:devgpu:4 State=UNKNOWN
+PartitionName=cpu Nodes=$node Default=YES MaxTime=1-00:00:00 State=UP
+PartitionName=gpu Nodes=$node MaxTime=1-00:00:00 State=UP
+EOF
+  cat >"$ROOT/etc/slurm/gres.conf" <<EOF
+AutoDetect=off
+NodeName=$node Name=gpu Type=devgpu File=/run/gear-gpu/nvidia[0-3]
+EOF
+  echo 'CgroupPlugin=disabled' >"$ROOT/etc/slurm/cgroup.conf"
+
+  # Fresh Slurm state every time ("CLUSTER ID MISMATCH" otherwise).
+  rm -rf "$ROOT/var/lib/slurm/slurmctld" "$ROOT/var/lib/slurm/slurmd"
+  mkdir -p "$ROOT/var/lib/slurm/slurmctld" "$ROOT/var/lib/slurm/slurmd"
+  chroot "$ROOT" chown slurm:slurm /var/lib/slurm/slurmctld
+  local f
+  for f in slurmctld slurmd munged; do
+    [[ -f $LOGS/$f.log ]] && mv -f "$LOGS/$f.log" "$LOGS/$f.log.prev"
+    : >"$LOGS/$f.log"
+  done
+  # The daemons write these as their own users; numeric ids: the users exist only in the root.
+  chown "$(chroot "$ROOT" id -u slurm):$(chroot "$ROOT" id -g slurm)" "$LOGS/slurmctld.log"
+  chown "$(chroot "$ROOT" id -u munge):$(chroot "$ROOT" id -g munge)" "$LOGS/munged.log"
+  chmod 0640 "$LOGS/munged.log"
+}
+
+start_holder() {
+  rm -f "$PIDFILE" "$PIDFILE.new" "$NSFILE"
+  : >"$PIDFILE.new"
+  # setsid: the holder must not die with the caller's terminal or process group.
+  # Its fds: nothing the caller waits on (a Python wrapper's pipes would never close).
+  setsid unshare --mount --propagation private -- bash "$SELF" __ns cluster \
+    </dev/null >>"$LOGS/holder.log" 2>&1 3>"$PIDFILE.new" 9>&- &
+  local bg=$! i
+  for ((i = 0; i < 100; i++)); do
+    [[ -s $PIDFILE.new ]] && break
+    if ! kill -0 "$bg" 2>/dev/null && [[ ! -s $PIDFILE.new ]]; then
+      tail -n 20 "$LOGS/holder.log" >&2; die "the namespace holder failed to start (log: $LOGS/holder.log)"
+    fi
+    sleep 0.1
+  done
+  [[ -s $PIDFILE.new ]] || die "the namespace holder did not get ready in 10 s (log: $LOGS/holder.log)"
+  mv "$PIDFILE.new" "$PIDFILE"
+  local pid; pid=$(holder_pid) || die "holder started but is not alive (log: $LOGS/holder.log)"
+  readlink "/proc/$pid/ns/mnt" >"$NSFILE"
+}
+
+show_daemon_logs() {
+  local f
+  for f in munged slurmctld slurmd; do
+    printf -- '--- tail of %s\n' "$LOGS/$f.log" >&2
+    tail -n 15 "$LOGS/$f.log" >&2 2>/dev/null || true
+  done
+}
+
+start_daemons() {
+  local node=$1 state="" i
+  in_ns install -d -o munge -g munge -m 0755 /run/munge
+  [[ -s $ROOT/etc/munge/munge.key ]] || in_ns runuser -u munge -- mungekey --create
+  in_ns runuser -u munge -- /usr/sbin/munged --log-file="$LOGS/munged.log" </dev/null >/dev/null 2>&1 \
+    || { show_daemon_logs; die "munged failed to start"; }
+  in_ns /usr/sbin/slurmctld </dev/null >/dev/null 2>&1 || { show_daemon_logs; die "slurmctld failed to start"; }
+  in_ns /usr/sbin/slurmd </dev/null >/dev/null 2>&1 || { show_daemon_logs; die "slurmd failed to start"; }
+  for ((i = 0; i < 60; i++)); do
+    state=$(in_ns sinfo -h -N -n "$node" -o %T 2>/dev/null | head -n1 || true)
+    [[ $state == idle* ]] && return 0
+    sleep 1
+  done
+  show_daemon_logs
+  die "node $node did not become idle in 60 s (state: '${state:-no answer}'); logs in $LOGS"
+}
+
+# ---------------------------------------------------------------- subcommands
+
+cmd_up() {
+  need_root up
+  local t0=$SECONDS node pid
+  take_lock
+  mkdir -p "$CACHE" "$IMAGES" "$LOGS"
+  if healthy; then
+    install_gear
+    say "already up and healthy (holder pid $(holder_pid)): only re-synced gear and site-config"
+    say "devcluster up in $((SECONDS - t0)) s"
+    return 0
+  fi
+  if holder_pid >/dev/null || [[ -e $NSFILE ]]; then
+    say "a previous cluster is not healthy: stopping it"
+    stop_cluster
+  fi
+  ensure_host_packages
+  ensure_root
+  ensure_image
+  install_gear      # before the config: MailProg points at gear-mailprog when it exists
+  node=$(hostname -s)
+  write_config "$node"
+  # Storage root shared with the host; users create their own dirs under users/.
+  mkdir -p /srv/gear/users
+  chmod 1777 /srv/gear/users
+  start_holder
+  pid=$(holder_pid)
+  if ! start_daemons "$node"; then stop_cluster; exit 1; fi
+  say "started munged, slurmctld, slurmd (holder pid $pid); node $node idle; partitions cpu, gpu"
+  say "devcluster up in $((SECONDS - t0)) s"
+}
+
+cmd_down() {
+  need_root down
+  take_lock
+  if ! holder_pid >/dev/null && [[ ! -e $NSFILE ]]; then
+    rm -f "$PIDFILE"
+    say "already down"
+    return 0
+  fi
+  stop_cluster
+  say "down: all processes of the cluster namespace stopped"
+}
+
+cmd_status() {
+  local pid ns p comm name found rc=0
+  if ! pid=$(holder_pid); then
+    say "down"
+    return 3
+  fi
+  say "up: holder pid $pid, state $STATE"
+  if [[ $EUID -ne 0 ]]; then say "(run as root for daemon and sinfo details)"; return 0; fi
+  ns=$(readlink "/proc/$pid/ns/mnt")
+  for name in munged slurmctld slurmd; do
+    found=""
+    for p in $(ns_pids "$ns"); do
+      comm=$(cat "/proc/$p/comm" 2>/dev/null || true)
+      [[ $comm == "$name" ]] && found+="$p "
+    done
+    if [[ -n $found ]]; then say "$name: running (pid ${found% })"; else say "$name: NOT running"; rc=1; fi
+  done
+  if ! timeout 20 bash -c 'in_ns sinfo' 2>&1; then say "sinfo: no answer"; rc=1; fi
+  ((rc == 0)) || say "unhealthy: run 'devcluster.sh up' to restart it"
+  return "$rc"
+}
+
+ensure_user() {  # same user, uid and gid on the host and in the root; storage dir
+  local name=$1 uid gid group
+  if ! getent passwd "$name" >/dev/null; then
+    useradd -m -d "/home/$name" -s /bin/bash -U "$name"
+    say "created user $name on the host" >&2
+  fi
+  uid=$(id -u "$name"); gid=$(id -g "$name"); group=$(id -gn "$name")
+  local inside; inside=$(chroot "$ROOT" getent passwd "$name" || true)
+  if [[ -z $inside ]]; then
+    chroot "$ROOT" getent group "$gid" >/dev/null || chroot "$ROOT" groupadd -g "$gid" "$group"
+    chroot "$ROOT" useradd -M -N -u "$uid" -g "$gid" -d "$(getent passwd "$name" | cut -d: -f6)" \
+      -s /bin/bash "$name"
+  elif [[ $(cut -d: -f3,4 <<<"$inside") != "$uid:$gid" ]]; then
+    die "user $name has uid:gid $(cut -d: -f3,4 <<<"$inside") in the root but $uid:$gid on the host"
+  fi
+  if [[ ! -d /srv/gear/users/$name ]]; then
+    install -d -o "$uid" -g "$gid" -m 0700 "/srv/gear/users/$name"
+  fi
+}
+
+cmd_exec() {
+  local user=root cwd="" strict=0
+  while (($#)); do
+    case $1 in
+      --user) [[ $# -ge 2 ]] || die "--user needs a name"; user=$2; shift 2 ;;
+      --user=*) user=${1#--user=}; shift ;;
+      --cwd) [[ $# -ge 2 ]] || die "--cwd needs a directory"; cwd=$2; strict=1; shift 2 ;;
+      --cwd=*) cwd=${1#--cwd=}; strict=1; shift ;;
+      --) shift; break ;;
+      -*) die "exec: unknown option $1 (usage: exec [--user NAME] [--cwd DIR] -- COMMAND...)" 2 ;;
+      *) break ;;
+    esac
+  done
+  [[ $user =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || die "invalid user name '$user' (allowed: [a-z_][a-z0-9_-]{0,31})" 2
+  [[ $EUID -eq 0 ]] || die "exec must run as root: only root may enter the cluster's mount namespace" 2
+  local pid; pid=$(holder_pid) || die "the devcluster is not up (run: devcluster.sh up)" 3
+  (($#)) || set -- /bin/bash -l
+  # Serialise user creation: two first uses at once must not both useradd.
+  (flock -w 60 8; ensure_user "$user") 8>"$STATE/.users.lock"
+  [[ -z $cwd ]] && cwd=$PWD
+  local home; home=$(chroot "$ROOT" getent passwd "$user" | cut -d: -f6)
+  local envs=(HOME="$home" USER="$user" LOGNAME="$user" PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8) v
+  for v in $(compgen -e); do
+    [[ $v == GEAR_* && $v != GEAR_DEVCLUSTER_DIR && $v != GEAR_REPO ]] && envs+=("$v=${!v}")
+  done
+  # The command travels as argv ("$@" of sh), never re-parsed as a shell string.
+  # shellcheck disable=SC2016
+  local launch='d=$1 strict=$2; shift 2
+if [ -d "$d" ] && [ -r "$d" ] && [ -x "$d" ] && cd -- "$d"; then :
+elif [ "$strict" = 1 ]; then echo "devcluster exec: cannot enter directory $d as $(id -un)" >&2; exit 125
+else cd -- "$HOME" 2>/dev/null || cd /; fi
+exec "$@"'
+  exec nsenter -t "$pid" -m -r --wd=/ -- runuser -u "$user" -- \
+    /usr/bin/env -i "${envs[@]}" /bin/sh -c "$launch" devcluster-exec "$cwd" "$strict" "$@" 9>&-
+}
+
+main() {
+  local cmd=${1:-help}; (($#)) && shift
+  case $cmd in
+    up) cmd_up "$@" ;;
+    down) cmd_down "$@" ;;
+    status) cmd_status "$@" ;;
+    exec) cmd_exec "$@" ;;
+    __ns) ns_main "$@" ;;
+    help | -h | --help) usage ;;
+    *) usage >&2; exit 2 ;;
+  esac
+}
+
+export -f in_ns holder_pid die
+export PIDFILE HOLDER_NAME INNER_PATH
+main "$@"

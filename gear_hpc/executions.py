@@ -1,0 +1,365 @@
+"""Executions: submit, fold Slurm and status records into the ledger, stop.
+
+The way of one execution: validate everything, take a number and a directory
+(ledger + storage), snapshot the code, render the batch script, submit it.
+Any failure before Slurm has the job removes the row and the directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from . import slurm
+from .errors import GearError, NotFound, SlurmError, UsageError
+from .ledger import CLOSED_STATUSES, Execution, Ledger, utc_now
+from .names import check_name, check_text
+from .site import Site
+from .storage import UserStorage, tree_size
+
+# A job that Slurm says has ended gets this long to show its final record
+# (a shared file system may show the file a little later than Slurm knows).
+FINAL_RECORD_GRACE = timedelta(seconds=30)
+# A row still "submitting" after this long belongs to a command that died.
+SUBMITTING_EXPIRY = timedelta(minutes=5)
+KILL_AFTER_SECONDS = 20
+
+
+@dataclass
+class RunRequest:
+    command: list[str]
+    code: Path
+    container: str | None = None
+    compute_type: str | None = None
+    image: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    message: str | None = None
+    mode: str = "script"
+
+
+def default_container_name(code: Path) -> str:
+    """The container name gear picks when -c is not given: the code directory's name."""
+    base = code.resolve().name if code.is_dir() else code.resolve().parent.name
+    name = re.sub(r"[^a-z0-9._-]+", "-", base.lower()).strip("-._")[:64]
+    if not name:
+        raise UsageError("cannot derive a container name from the code directory; name one with -c")
+    return name
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """K=V; V is read as JSON when it is a number, boolean, null, list or object, else kept as text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"invalid --param {text!r}: expected KEY=VALUE")
+    check_text(key, f"parameter name {key!r}")
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = value
+    if isinstance(parsed, str):
+        parsed = value  # keep "x" and '"x"' as the user wrote them
+    return key, parsed
+
+
+def submit(site: Site, storage: UserStorage, request: RunRequest) -> Execution:
+    """Create a script execution and submit it; returns its ledger record."""
+    if not request.command:
+        raise UsageError("no command given: put it after --, for example: gear run -- python train.py")
+    for arg in request.command:
+        check_text(arg, "the command")
+    if request.message is not None:
+        check_text(request.message, "the message")
+    code = Path(request.code)
+    if not code.exists():
+        raise UsageError(f"code path {code} does not exist")
+    container = check_name(request.container or default_container_name(code), "container name")
+    compute_type = site.compute_type(request.compute_type or site.default_compute_type)
+    image = site.image(request.image or site.default_image)
+    if not os.path.exists(image.path):
+        raise GearError(f"image {image.name!r}: {image.path} does not exist on this node; tell your admin")
+
+    storage.ensure()
+    token = secrets.token_hex(8)
+    with Ledger(storage.ledger_path) as ledger:
+        def make_dir(number: int) -> Path:
+            storage.container_dir(container).mkdir(mode=0o700, parents=True, exist_ok=True)
+            storage.execution_dir(container, number).mkdir(mode=0o700)
+            return storage.execution_dir(container, number) / "home"
+
+        number = ledger.allocate_execution(
+            container, make_dir, mode=request.mode, status="submitting", compute_type=compute_type.name,
+            image=image.name, command=request.command, params=request.params, bindings=[],
+            message=request.message, token=token)
+        exec_dir = storage.execution_dir(container, number)
+        try:
+            _prepare(site, storage, exec_dir, container, number, token, code, compute_type, image, request)
+            job_id = slurm.submit(exec_dir / "job.sh")
+        except slurm.SubmitTimeout:
+            job_id = _find_job_by_token(token)
+            if job_id is None:
+                _discard(ledger, exec_dir, container, number)
+                raise
+        except BaseException:
+            _discard(ledger, exec_dir, container, number)
+            raise
+        ledger.update_execution(container, number, status="queued", slurm_job_id=job_id, submitted_at=utc_now())
+        execution = ledger.get_execution(container, number)
+    assert execution is not None
+    return execution
+
+
+def _job_comment(container: str, number: int, token: str) -> str:
+    # The comment ties the Slurm job to its ledger row, so a command that
+    # died between submit and record can be reconciled.
+    return f"gear:{container}/{number}:{token}"
+
+
+def _prepare(site: Site, storage: UserStorage, exec_dir: Path, container: str, number: int, token: str,
+             code: Path, compute_type: Any, image: Any, request: RunRequest) -> None:
+    from . import staging
+    from .apptainer import exec_argv
+    from .render import render
+
+    staging.snapshot_code(code, exec_dir / "code")
+    (exec_dir / "gear_params.json").write_text(json.dumps(request.params, indent=2) + "\n")
+    empty = exec_dir / "empty"
+    empty.mkdir(mode=0o500)
+    home = exec_dir / "home"
+    options: list[tuple[str, Any]] = [
+        ("job-name", f"gear-{container}-{number}"),
+        ("partition", compute_type.partition),
+        ("nodes", 1),
+        ("ntasks", 1),
+        ("cpus-per-task", compute_type.cpus),
+        ("mem", compute_type.memory),
+        ("time", compute_type.time_limit),
+    ]
+    if compute_type.gres:
+        options.append(("gres", compute_type.gres))
+    for key in ("qos", "account", "constraint"):
+        if getattr(compute_type, key):
+            options.append((key, getattr(compute_type, key)))
+    options += [
+        ("chdir", exec_dir),
+        ("output", exec_dir / "output.log"),
+        ("open-mode", "append"),
+        ("comment", _job_comment(container, number, token)),
+        # B: sends the warning to the batch shell itself, where the trap is.
+        ("signal", f"B:USR1@{site.time_limit_warning}"),
+    ]
+    environment = [("GEAR_CONTAINER", container), ("GEAR_EXECUTION", f"{container}/{number}"),
+                   ("GEAR_EXECUTION_NUMBER", str(number)), ("GEAR_USER", storage.user),
+                   ("GEAR_COMPUTE_TYPE", compute_type.name), ("GEAR_IMAGE", image.name)]
+    argv = exec_argv(site.apptainer, image.path, str(home), {}, str(empty), request.command,
+                     gpu=compute_type.gpus > 0)
+    script = render("job.sh.j2", execution_id=f"{container}/{number}", sbatch_options=options,
+                    exec_dir=str(exec_dir), home=str(home), environment=environment,
+                    apptainer_argv=argv, kill_after=KILL_AFTER_SECONDS)
+    (exec_dir / "job.sh").write_text(script)
+
+
+def _discard(ledger: Ledger, exec_dir: Path, container: str, number: int) -> None:
+    """Undo a submission that did not reach Slurm: no row, no directory."""
+    shutil.rmtree(exec_dir, ignore_errors=True)
+    ledger.delete_execution(container, number)
+    container_dir = exec_dir.parent
+    try:
+        container_dir.rmdir()  # only if now empty
+    except OSError:
+        pass
+
+
+def _find_job_by_token(token: str) -> str | None:
+    try:
+        jobs = slurm.query_jobs()
+    except SlurmError:
+        return None
+    for job in jobs.values():
+        if job.comment.endswith(f":{token}"):
+            return job.job_id
+    return None
+
+
+# --- status: one Slurm query for all open executions, plus status records ---
+
+def read_status_record(workdir: str) -> dict[str, Any] | None:
+    path = Path(workdir).parent / "status.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class RefreshReport:
+    slurm_error: str | None = None
+    newly_closed: list[Execution] = field(default_factory=list)
+
+
+def refresh(ledger: Ledger, query: Callable[[], dict[str, slurm.SlurmJob]] = slurm.query_jobs) -> RefreshReport:
+    """Bring every open execution of the user up to date.
+
+    Costs one Slurm query, whatever the number of executions, and none when
+    nothing is open. Slurm is asked first and status records are read after,
+    so a job missing from Slurm's answer has already written its last record.
+    """
+    report = RefreshReport()
+    open_executions = ledger.open_executions()
+    if not open_executions:
+        return report
+    try:
+        jobs: dict[str, slurm.SlurmJob] | None = query()
+    except SlurmError as exc:
+        jobs = None
+        report.slurm_error = str(exc)
+    now = datetime.now(timezone.utc)
+    for execution in open_executions:
+        record = read_status_record(execution.workdir)
+        changes = fold(execution, record, jobs, now)
+        if changes is None:
+            continue
+        if changes.get("_discard"):
+            _discard(ledger, Path(execution.workdir).parent, execution.container, execution.number)
+            continue
+        if changes.get("status") in CLOSED_STATUSES:
+            changes["size_bytes"] = tree_size(Path(execution.workdir))
+        ledger.update_execution(execution.container, execution.number, **changes)
+        updated = ledger.get_execution(execution.container, execution.number)
+        if updated is not None and not updated.is_open:
+            report.newly_closed.append(updated)
+    return report
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text or text in ("N/A", "Unknown", "None"):
+        return None
+    try:
+        if text.endswith("Z"):
+            return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").astimezone(timezone.utc)  # Slurm prints local time
+    except ValueError:
+        return None
+
+
+def fold(execution: Execution, record: dict[str, Any] | None, jobs: dict[str, slurm.SlurmJob] | None,
+         now: datetime) -> dict[str, Any] | None:
+    """The ledger changes for one open execution, from its record and Slurm's view.
+
+    `jobs` is None when Slurm could not be asked: then only the status record
+    counts, and nothing is declared lost.
+    """
+    changes: dict[str, Any] = {}
+    if record and record.get("started_at"):
+        changes["started_at"] = record["started_at"]
+
+    if execution.status == "submitting":
+        return _fold_submitting(execution, record, jobs, now)
+
+    if record and record.get("phase") == "final":
+        changes.update(status=record.get("status", "failed"), exit_code=record.get("exit_code"),
+                       ended_at=record.get("at") or utc_now())
+        if not record.get("saved"):
+            changes["note"] = "the working directory was not saved completely"
+        return _only_changes(execution, changes)
+
+    job = jobs.get(execution.slurm_job_id or "") if jobs is not None else None
+    phase = record.get("phase") if record else None
+    if jobs is None:
+        if phase in ("syncing", "running", "saving"):
+            changes["status"] = phase
+        return _only_changes(execution, changes)
+
+    if job is None:
+        last = f" (its last status record said {phase!r})" if phase else " (it left no status record)"
+        changes.update(
+            status="lost", ended_at=utc_now(),
+            note=f"Slurm no longer knows job {execution.slurm_job_id} and it wrote no final status record{last}; "
+                 "the working directory holds whatever the program wrote before it stopped")
+        return _only_changes(execution, changes)
+
+    if job.phase == slurm.PENDING:
+        changes["status"] = "queued"
+    elif job.phase == slurm.RUNNING:
+        changes["status"] = phase if phase in ("syncing", "running", "saving") else "syncing"
+    else:
+        ended = _parse_time(job.end_time)
+        if ended is not None and now - ended < FINAL_RECORD_GRACE:
+            changes["status"] = phase if phase in ("syncing", "running", "saving") else execution.status
+            return _only_changes(execution, changes)
+        status = {"CANCELLED": "terminated", "TIMEOUT": "timeout", "DEADLINE": "timeout"}.get(job.state, "failed")
+        changes.update(
+            status=status, ended_at=utc_now(),
+            note=f"the job ended (Slurm state {job.state}) without a final status record"
+                 + (f" during phase {phase!r}" if phase else "")
+                 + "; the save may be incomplete")
+    return _only_changes(execution, changes)
+
+
+def _fold_submitting(execution: Execution, record: dict[str, Any] | None,
+                     jobs: dict[str, slurm.SlurmJob] | None, now: datetime) -> dict[str, Any] | None:
+    """A row whose command died between taking a number and recording the job."""
+    if jobs is None:
+        return None
+    for job in jobs.values():
+        if job.comment.endswith(f":{execution.token}"):
+            return {"status": "queued", "slurm_job_id": job.job_id, "submitted_at": utc_now()}
+    if record is not None and record.get("slurm_job_id"):
+        return {"status": "queued", "slurm_job_id": record["slurm_job_id"], "submitted_at": utc_now()}
+    created = _parse_time(execution.created_at)
+    if created is not None and now - created > SUBMITTING_EXPIRY:
+        return {"_discard": True}
+    return None
+
+
+def _only_changes(execution: Execution, changes: dict[str, Any]) -> dict[str, Any] | None:
+    real = {k: v for k, v in changes.items() if getattr(execution, k, object()) != v}
+    return real or None
+
+
+# --- one execution ---
+
+def get(ledger: Ledger, container: str, number: int) -> Execution:
+    execution = ledger.get_execution(container, number)
+    if execution is None:
+        raise NotFound(f"no execution {container}/{number}")
+    return execution
+
+
+@dataclass
+class StopResult:
+    execution: Execution
+    already_closed: bool
+    signalled: bool
+
+
+def stop(ledger: Ledger, container: str, number: int, now: bool = False, wait_seconds: float = 60.0,
+         poll: float = 1.0) -> StopResult:
+    """Cancel the job; unless `now`, wait until its final record says what was saved."""
+    refresh(ledger)
+    execution = get(ledger, container, number)
+    if not execution.is_open:
+        return StopResult(execution, already_closed=True, signalled=False)
+    if not execution.slurm_job_id:
+        raise GearError(f"{execution.id} is still being submitted; try again in a moment")
+    signalled = slurm.cancel(execution.slurm_job_id)
+    if not now:
+        deadline = time.monotonic() + wait_seconds
+        while time.monotonic() < deadline:
+            refresh(ledger)
+            execution = get(ledger, container, number)
+            if not execution.is_open:
+                break
+            time.sleep(poll)
+    return StopResult(get(ledger, container, number), already_closed=False, signalled=signalled)
+
+
+def log_path(execution: Execution) -> Path:
+    return Path(execution.workdir).parent / "output.log"

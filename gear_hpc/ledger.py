@@ -1,0 +1,260 @@
+"""The user's ledger of containers and executions (SQLite).
+
+Clusters keep homes and project storage on NFS or Lustre, where WAL does not
+work and locks may be local only, so the ledger uses a rollback journal, a
+busy timeout, and one writer: the `gear` command on the login node. Jobs never
+write here; they write status records that the command folds in.
+
+Reads and writes go through the standard `sqlite3` module because it imports
+in a few milliseconds (`gear ls` must start fast). Schema changes are
+migrations applied with sqlite-utils, imported only when the schema is behind.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+BUSY_TIMEOUT_MS = 30_000
+OPEN_STATUSES = ("submitting", "queued", "syncing", "running", "saving")
+CLOSED_STATUSES = ("completed", "failed", "terminated", "timeout", "lost")
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Execution:
+    container: str
+    number: int
+    mode: str
+    status: str
+    compute_type: str
+    image: str
+    command: list[str]
+    params: dict[str, Any]
+    bindings: list[dict[str, Any]]
+    workdir: str
+    token: str
+    message: str | None = None
+    exit_code: int | None = None
+    parent: str | None = None
+    slurm_job_id: str | None = None
+    submitted_at: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    size_bytes: int | None = None
+    note: str | None = None
+    created_at: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.container}/{self.number}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"id": self.id}
+        for f in fields(self):
+            if f.name != "token":
+                data[f.name] = getattr(self, f.name)
+        return data
+
+
+_JSON_COLUMNS = ("command", "params", "bindings")
+_COLUMNS = [f.name for f in fields(Execution)]
+
+
+def _row_to_execution(row: sqlite3.Row) -> Execution:
+    values = {key: row[key] for key in row.keys() if key in _COLUMNS}
+    for key in _JSON_COLUMNS:
+        values[key] = json.loads(values[key]) if values[key] is not None else ([] if key != "params" else {})
+    return Execution(**values)
+
+
+# --- migrations: an ordered list, applied on open, recorded in user_version ---
+
+def _m001_initial(db: Any) -> None:
+    db["containers"].create({"name": str, "created_at": str, "visibility": str}, pk="name",
+                            defaults={"visibility": "private"}, not_null={"created_at"})
+    db["executions"].create(
+        {
+            "container": str, "number": int, "mode": str, "status": str, "exit_code": int,
+            "compute_type": str, "image": str, "command": str, "params": str, "bindings": str,
+            "message": str, "parent": str, "slurm_job_id": str, "token": str,
+            "submitted_at": str, "started_at": str, "ended_at": str, "size_bytes": int,
+            "workdir": str, "note": str, "created_at": str,
+        },
+        pk=("container", "number"),
+        foreign_keys=[("container", "containers", "name")],
+        not_null={"mode", "status", "compute_type", "image", "command", "workdir", "token"},
+    )
+    db["executions"].create_index(["status"])
+    db["executions"].create_index(["slurm_job_id"])
+
+
+MIGRATIONS: list[Callable[[Any], None]] = [_m001_initial]
+
+
+class Ledger:
+    """One connection to a user's ledger. Use as a context manager."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        self._migrate()
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version >= len(MIGRATIONS):
+            return
+        import sqlite_utils  # slow to import; only needed when the schema changes
+
+        with self.transaction():
+            # Read again under the write lock: another command may have migrated.
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            # journal_mode cannot change inside a transaction; DELETE is SQLite's default.
+            db = sqlite_utils.Database(self.conn)
+            for step in MIGRATIONS[version:]:
+                step(db)
+            self.conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+
+    def transaction(self) -> "_Transaction":
+        return _Transaction(self.conn)
+
+    # --- containers ---
+
+    def ensure_container(self, name: str) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO containers (name, created_at) VALUES (?, ?)", (name, utc_now()))
+
+    def container_names(self) -> list[str]:
+        return [row[0] for row in self.conn.execute("SELECT name FROM containers ORDER BY name")]
+
+    def container_summaries(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            """SELECT c.name, c.created_at, c.visibility, COUNT(e.number) AS executions,
+                      MAX(e.number) AS last_number, COALESCE(SUM(e.size_bytes), 0) AS size_bytes
+               FROM containers c LEFT JOIN executions e ON e.container = c.name
+               GROUP BY c.name ORDER BY c.name""")
+        summaries = [dict(row) for row in rows]
+        last_status = {(r[0], r[1]): r[2] for r in self.conn.execute(
+            """SELECT e.container, e.number, e.status FROM executions e
+               JOIN (SELECT container, MAX(number) AS n FROM executions GROUP BY container) m
+               ON e.container = m.container AND e.number = m.n""")}
+        for summary in summaries:
+            summary["last_status"] = last_status.get((summary["name"], summary["last_number"]))
+        return summaries
+
+    # --- executions ---
+
+    def allocate_execution(self, container: str, make_dir: Callable[[int], Path], **values: Any) -> int:
+        """Take the next number of `container`, create its directory, record it.
+
+        `make_dir(number)` creates the execution's directory (raising
+        FileExistsError if it exists) and returns its working directory path.
+
+        The write lock is held from choosing the number to recording it, so
+        two commands at once get two numbers; a number whose directory
+        already exists (left by a crash) is skipped rather than reused.
+        """
+        with self.transaction():
+            self.ensure_container(container)
+            number = (self.conn.execute("SELECT MAX(number) FROM executions WHERE container = ?",
+                                        (container,)).fetchone()[0] or 0) + 1
+            while True:
+                try:
+                    workdir = make_dir(number)
+                    break
+                except FileExistsError:
+                    number += 1
+            row = dict(values, container=container, number=number, workdir=str(workdir), created_at=utc_now())
+            for key in _JSON_COLUMNS:
+                if key in row:
+                    row[key] = json.dumps(row[key])
+            columns = ", ".join(row)
+            self.conn.execute(f"INSERT INTO executions ({columns}) VALUES ({', '.join('?' * len(row))})",
+                              list(row.values()))
+        return number
+
+    def update_execution(self, container: str, number: int, **values: Any) -> None:
+        for key in _JSON_COLUMNS:
+            if key in values:
+                values[key] = json.dumps(values[key])
+        assignments = ", ".join(f"{key} = ?" for key in values)
+        self.conn.execute(f"UPDATE executions SET {assignments} WHERE container = ? AND number = ?",
+                          [*values.values(), container, number])
+
+    def delete_execution(self, container: str, number: int) -> None:
+        with self.transaction():
+            self.conn.execute("DELETE FROM executions WHERE container = ? AND number = ?", (container, number))
+            remaining = self.conn.execute("SELECT COUNT(*) FROM executions WHERE container = ?",
+                                          (container,)).fetchone()[0]
+            if not remaining:
+                self.conn.execute("DELETE FROM containers WHERE name = ?", (container,))
+
+    def get_execution(self, container: str, number: int) -> Execution | None:
+        row = self.conn.execute("SELECT * FROM executions WHERE container = ? AND number = ?",
+                                (container, number)).fetchone()
+        return _row_to_execution(row) if row else None
+
+    def executions(self, container: str | None = None, statuses: tuple[str, ...] | None = None,
+                   ended_since: str | None = None) -> list[Execution]:
+        clauses, params = [], []
+        if container is not None:
+            clauses.append("container = ?")
+            params.append(container)
+        if statuses is not None:
+            clause = f"status IN ({', '.join('?' * len(statuses))})"
+            if ended_since is not None:
+                clause = f"({clause} OR ended_at >= ?)"
+                params.extend(statuses)
+                params.append(ended_since)
+            else:
+                params.extend(statuses)
+            clauses.append(clause)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self.conn.execute(f"SELECT * FROM executions {where} ORDER BY container, number", params)
+        return [_row_to_execution(row) for row in rows]
+
+    def open_executions(self) -> list[Execution]:
+        return self.executions(statuses=OPEN_STATUSES)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception (a crash leaves nothing half-written)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
+
+
+def iter_closed(executions: list[Execution]) -> Iterator[Execution]:
+    return (e for e in executions if not e.is_open)

@@ -1,0 +1,65 @@
+"""Render templates/ into scripts, with every value shell-quoted.
+
+Jinja's autoescape is for HTML, not shell: here `| q` quotes a value for
+bash and `| sbatch` refuses anything that could start a new #SBATCH line.
+"""
+
+from __future__ import annotations
+
+import shlex
+from functools import lru_cache
+from typing import Any
+
+from .errors import GearError
+
+
+def shell_quote(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(shell_quote(item) for item in value)
+    text = str(value)
+    if "\x00" in text:
+        raise GearError("a value for the batch script contains a NUL byte")
+    return shlex.quote(text)
+
+
+def sbatch_value(value: Any) -> str:
+    """A value for an #SBATCH line: sbatch reads those lines itself, not bash,
+    so quoting does not help; values with newlines or spaces are refused."""
+    text = str(value)
+    if any(ch in text for ch in "\n\r\x00 \t\"'"):
+        raise GearError(f"value {text!r} cannot be used in an #SBATCH line")
+    return text
+
+
+def shell_words_lines(values: list[Any]) -> str:
+    """Quoted words, one option (with its value) per line, for a readable script."""
+    words = [shell_quote(v) for v in values]
+    lines: list[str] = []
+    for word in words:
+        if lines and not word.startswith("-") and lines[-1].startswith("--") and " " not in lines[-1]:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return " \\\n    ".join(lines)
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("gear_hpc", "templates"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["q"] = shell_quote
+    env.filters["sbatch"] = sbatch_value
+    env.filters["q_lines"] = shell_words_lines
+    return env
+
+
+def render(template: str, **context: Any) -> str:
+    return _environment().get_template(template).render(**context)

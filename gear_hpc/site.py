@@ -1,0 +1,288 @@
+"""The site configuration: compute types, images, storage, validated on load.
+
+A site describes itself in a directory (GEAR_SITE_CONFIG, default /etc/gear)
+holding `site.yaml`, `compute-types.yaml` and `images.yaml`. Every problem
+is reported with the file, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import SiteConfigError
+
+DEFAULT_CONFIG_DIR = "/etc/gear"
+
+_SLURM_WORD = re.compile(r"[A-Za-z0-9_.+-]+\Z")  # partition, qos, account, gres type
+_MEMORY = re.compile(r"[0-9]+[KMGT]?\Z")
+# Slurm's time formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S
+_TIME = re.compile(r"([0-9]+-)?[0-9]+(:[0-9]+){0,2}\Z")
+_CONSTRAINT = re.compile(r"[A-Za-z0-9_.&|()\[\]*,-]+\Z")
+_TYPE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\Z")
+
+
+@dataclass(frozen=True)
+class ComputeType:
+    name: str
+    partition: str
+    cpus: int
+    memory: str
+    time_limit: str
+    gpus: int = 0
+    gpu_type: str | None = None
+    qos: str | None = None
+    account: str | None = None
+    constraint: str | None = None
+    description: str = ""
+
+    @property
+    def gres(self) -> str | None:
+        if not self.gpus:
+            return None
+        return f"gpu:{self.gpu_type}:{self.gpus}" if self.gpu_type else f"gpu:{self.gpus}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "partition": self.partition,
+                "cpus": self.cpus, "memory": self.memory, "gpus": self.gpus, "gpu_type": self.gpu_type,
+                "time_limit": self.time_limit, "qos": self.qos, "account": self.account,
+                "constraint": self.constraint}
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    path: str
+    description: str = ""
+    dependencies: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "description": self.description,
+                "dependencies": list(self.dependencies)}
+
+
+@dataclass(frozen=True)
+class Site:
+    config_dir: Path
+    storage_root: Path
+    apptainer: str
+    default_compute_type: str
+    default_image: str
+    time_limit_warning: int
+    compute_types: dict[str, ComputeType] = field(default_factory=dict)
+    images: dict[str, Image] = field(default_factory=dict)
+
+    def compute_type(self, name: str) -> ComputeType:
+        from .errors import NotFound
+        try:
+            return self.compute_types[name]
+        except KeyError:
+            raise NotFound(f"unknown compute type {name!r}; this site has: {', '.join(sorted(self.compute_types))}") from None
+
+    def image(self, name: str) -> Image:
+        from .errors import NotFound
+        try:
+            return self.images[name]
+        except KeyError:
+            raise NotFound(f"unknown image {name!r}; this site has: {', '.join(sorted(self.images))}") from None
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get("GEAR_SITE_CONFIG") or DEFAULT_CONFIG_DIR)
+
+
+def load(directory: Path | None = None) -> Site:
+    """Load and validate the site configuration directory."""
+    directory = directory or config_dir()
+    if not directory.is_dir():
+        raise SiteConfigError(
+            f"site configuration directory {directory} does not exist "
+            "(set GEAR_SITE_CONFIG, or ask your admin to install /etc/gear)")
+    site_file = _Section(directory / "site.yaml", _read_yaml(directory / "site.yaml"))
+    types = _load_compute_types(directory / "compute-types.yaml")
+    images = _load_images(directory / "images.yaml")
+    site_file.only_keys({"storage_root", "apptainer", "default_compute_type", "default_image",
+                         "time_limit_warning"})
+    storage_root = os.environ.get("GEAR_STORAGE_ROOT") or site_file.get("storage_root", _absolute_path)
+    default_type = site_file.get("default_compute_type", str)
+    default_image = site_file.get("default_image", str)
+    if default_type not in types:
+        site_file.fail("default_compute_type", f"{default_type!r} is not one of the compute types: {', '.join(sorted(types))}")
+    if default_image not in images:
+        site_file.fail("default_image", f"{default_image!r} is not one of the images: {', '.join(sorted(images))}")
+    return Site(
+        config_dir=directory,
+        storage_root=Path(storage_root),
+        apptainer=site_file.get("apptainer", _plain_path, default="apptainer"),
+        default_compute_type=default_type,
+        default_image=default_image,
+        time_limit_warning=site_file.get("time_limit_warning", _seconds, default=120),
+        compute_types=types,
+        images=images,
+    )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SiteConfigError(f"{path}: file is missing") from None
+    except OSError as exc:
+        raise SiteConfigError(f"{path}: cannot read it: {exc.strerror}") from None
+    import yaml  # imported here: only commands that need the site pay for it
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SiteConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SiteConfigError(f"{path}: expected a mapping of keys to values at the top level")
+    return data
+
+
+class _Section:
+    """One mapping of a config file, with error messages that name file and key."""
+
+    def __init__(self, path: Path, data: dict[str, Any], prefix: str = ""):
+        self.path, self.data, self.prefix = path, data, prefix
+
+    def fail(self, key: str, why: str) -> None:
+        raise SiteConfigError(f"{self.path}: {self.prefix}{key}: {why}")
+
+    def only_keys(self, allowed: set[str]) -> None:
+        for key in self.data:
+            if key not in allowed:
+                self.fail(str(key), f"unknown key; allowed keys are {', '.join(sorted(allowed))}")
+
+    _MISSING = object()
+
+    def get(self, key: str, convert: Callable[[Any], Any], default: Any = _MISSING) -> Any:
+        if key not in self.data or self.data[key] is None:
+            if default is self._MISSING:
+                self.fail(key, "is required")
+            return default
+        try:
+            return convert(self.data[key])
+        except (TypeError, ValueError) as exc:
+            self.fail(key, str(exc))
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise TypeError(f"expected text, got {type(value).__name__}")
+    text = str(value)
+    if re.search(r"[\x00-\x1f\x7f]", text):
+        raise ValueError("must not contain control characters such as newlines")
+    return text
+
+
+def _matching(pattern: re.Pattern[str], allowed: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        text = _str(value)
+        if not pattern.match(text):
+            raise ValueError(f"{text!r} is not allowed; expected {allowed}")
+        return text
+    return convert
+
+
+def _absolute_path(value: Any) -> str:
+    text = _str(value)
+    if not text.startswith("/"):
+        raise ValueError(f"{text!r} must be an absolute path")
+    if "%" in text or "," in text:
+        # '%' is a filename pattern in sbatch --output; ',' breaks bind specs.
+        raise ValueError(f"{text!r} must not contain '%' or ','")
+    return text.rstrip("/") or "/"
+
+
+def _plain_path(value: Any) -> str:
+    text = _str(value)
+    if not re.match(r"[A-Za-z0-9_./+-]+\Z", text):
+        raise ValueError(f"{text!r} must be a command name or path without spaces or special characters")
+    return text
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{value!r} must be a whole number of at least 1")
+    return value
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{value!r} must be a whole number of at least 0")
+    return value
+
+
+def _seconds(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 10 <= value <= 65535:
+        raise ValueError(f"{value!r} must be a number of seconds from 10 to 65535")
+    return value
+
+
+def _string_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise TypeError("expected a list")
+    return tuple(_str(item) for item in value)
+
+
+_TYPE_KEYS = {"description", "partition", "cpus", "memory", "gpus", "gpu_type", "time_limit",
+              "qos", "account", "constraint"}
+
+
+def _load_compute_types(path: Path) -> dict[str, ComputeType]:
+    data = _read_yaml(path)
+    if not data:
+        raise SiteConfigError(f"{path}: defines no compute types; at least one is required")
+    types = {}
+    for name, spec in data.items():
+        if not isinstance(name, str) or not _TYPE_NAME.match(name):
+            raise SiteConfigError(f"{path}: {name!r}: compute type names use a-z, 0-9, '.', '_', '-'")
+        if not isinstance(spec, dict):
+            raise SiteConfigError(f"{path}: {name}: expected a mapping with keys {', '.join(sorted(_TYPE_KEYS))}")
+        section = _Section(path, spec, prefix=f"{name}.")
+        section.only_keys(_TYPE_KEYS)
+        gpus = section.get("gpus", _count, default=0)
+        gpu_type = section.get("gpu_type", _matching(_SLURM_WORD, "a GRES type name such as a100"), default=None)
+        if gpu_type and not gpus:
+            section.fail("gpu_type", "is set but gpus is 0")
+        types[name] = ComputeType(
+            name=name,
+            description=section.get("description", _str, default=""),
+            partition=section.get("partition", _matching(_SLURM_WORD, "a Slurm partition name")),
+            cpus=section.get("cpus", _positive_int),
+            memory=section.get("memory", _matching(_MEMORY, "a Slurm memory size such as 4G or 512M")),
+            gpus=gpus,
+            gpu_type=gpu_type,
+            time_limit=section.get("time_limit", _matching(_TIME, "a Slurm time such as 04:00:00 or 1-00:00:00")),
+            qos=section.get("qos", _matching(_SLURM_WORD, "a QoS name"), default=None),
+            account=section.get("account", _matching(_SLURM_WORD, "an account name"), default=None),
+            constraint=section.get("constraint", _matching(_CONSTRAINT, "a Slurm constraint expression"), default=None),
+        )
+    return types
+
+
+def _load_images(path: Path) -> dict[str, Image]:
+    data = _read_yaml(path)
+    if not data:
+        raise SiteConfigError(f"{path}: defines no images; at least one is required")
+    images = {}
+    for name, spec in data.items():
+        if not isinstance(name, str) or not _TYPE_NAME.match(name):
+            raise SiteConfigError(f"{path}: {name!r}: image names use a-z, 0-9, '.', '_', '-'")
+        if not isinstance(spec, dict):
+            raise SiteConfigError(f"{path}: {name}: expected a mapping with keys description, path, dependencies")
+        section = _Section(path, spec, prefix=f"{name}.")
+        section.only_keys({"description", "path", "dependencies"})
+        images[name] = Image(
+            name=name,
+            path=section.get("path", _absolute_path),
+            description=section.get("description", _str, default=""),
+            dependencies=section.get("dependencies", _string_list, default=()),
+        )
+    return images

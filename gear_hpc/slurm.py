@@ -1,0 +1,119 @@
+"""The only module that runs Slurm's commands (sbatch, squeue, scancel).
+
+pyslurm has no release matching Debian's Slurm, so gear talks to Slurm
+through its commands, with fields separated by characters a field cannot
+hold (ood_core #135: a multi-line comment broke line-based parsing).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import SlurmError
+from .runner import CommandFailed, run
+
+UNIT, RECORD = "\x1f", "\x1e"
+SUBMIT_TIMEOUT = 60.0
+QUERY_TIMEOUT = 30.0
+
+# Slurm's long and short state codes, mapped to what gear needs to know.
+PENDING = "pending"
+RUNNING = "running"
+ENDED = "ended"
+_STATES = {
+    "PENDING": PENDING, "PD": PENDING, "CONFIGURING": PENDING, "CF": PENDING,
+    "REQUEUED": PENDING, "RQ": PENDING, "REQUEUE_HOLD": PENDING, "REQUEUE_FED": PENDING,
+    "RESV_DEL_HOLD": PENDING, "SUSPENDED": RUNNING, "S": RUNNING,
+    "RUNNING": RUNNING, "R": RUNNING, "COMPLETING": RUNNING, "CG": RUNNING,
+    "SIGNALING": RUNNING, "SO": RUNNING, "STAGE_OUT": RUNNING, "RESIZING": RUNNING,
+    "STOPPED": RUNNING, "ST": RUNNING,
+}
+
+
+@dataclass(frozen=True)
+class SlurmJob:
+    job_id: str
+    state: str        # Slurm's long state name, e.g. COMPLETED
+    reason: str
+    comment: str
+    end_time: str
+
+    @property
+    def phase(self) -> str:
+        """pending, running or ended."""
+        return _STATES.get(self.state, ENDED)
+
+
+def _bin(name: str) -> str:
+    # GEAR_SLURM_BIN lets a site (or a fault-injection test) name the directory.
+    directory = os.environ.get("GEAR_SLURM_BIN")
+    return str(Path(directory) / name) if directory else name
+
+
+def submit(script: Path) -> str:
+    """Submit a batch script file and return its job id (digits only)."""
+    try:
+        result = run([_bin("sbatch"), "--parsable", str(script)], timeout=SUBMIT_TIMEOUT)
+    except CommandFailed as exc:
+        if exc.timed_out:
+            raise SubmitTimeout(f"sbatch did not answer within {SUBMIT_TIMEOUT:.0f} s") from None
+        raise SlurmError(f"sbatch refused the job: {(exc.stderr or exc.stdout).strip() or f'exit code {exc.returncode}'}") from None
+    # --parsable prints "ID" or "ID;CLUSTER".
+    job_id = result.stdout.strip().split(";")[0]
+    if not job_id.isdigit():
+        raise SlurmError(f"sbatch printed {result.stdout.strip()!r} instead of a job id: {result.stderr.strip()}")
+    return job_id
+
+
+class SubmitTimeout(SlurmError):
+    """sbatch did not answer: the job may or may not exist."""
+
+
+def query_jobs() -> dict[str, SlurmJob]:
+    """All of the user's jobs that Slurm still knows, in ONE squeue call.
+
+    `--states=all` includes jobs that ended less than MinJobAge ago. Works
+    without accounting (sacct may be disabled on the cluster).
+    """
+    fmt = UNIT.join(["%i", "%T", "%r", "%k", "%e"]) + RECORD
+    try:
+        result = run([_bin("squeue"), "--me", "--states=all", "--noheader", f"--format={fmt}"],
+                     timeout=QUERY_TIMEOUT)
+    except CommandFailed as exc:
+        raise SlurmError(f"cannot ask Slurm about jobs: {(exc.stderr or exc.stdout).strip() or 'timed out'}") from None
+    jobs = {}
+    for record in result.stdout.split(RECORD):
+        record = record.strip("\n")
+        if not record:
+            continue
+        parts = record.split(UNIT)
+        if len(parts) != 5:
+            continue
+        job = SlurmJob(*parts)
+        jobs[job.job_id] = job
+    return jobs
+
+
+def cancel(job_id: str, signal: str | None = None, batch_only: bool = False) -> bool:
+    """scancel; returns False if Slurm no longer knows the job (already finished)."""
+    if not re.fullmatch(r"[0-9]+", job_id):
+        raise SlurmError(f"not a Slurm job id: {job_id!r}")
+    argv = [_bin("scancel")]
+    if signal:
+        argv.append(f"--signal={signal}")
+    if batch_only:
+        argv.append("--batch")
+    argv.append(job_id)
+    try:
+        result = run(argv, timeout=QUERY_TIMEOUT)
+    except CommandFailed as exc:
+        if "Invalid job id" in exc.stderr or "already completing or completed" in exc.stderr:
+            return False
+        raise SlurmError(f"scancel failed: {exc.stderr.strip() or exc.returncode}") from None
+    # scancel may exit 0 and still complain on stderr.
+    if "Invalid job id" in result.stderr or "already completing" in result.stderr:
+        return False
+    return True
