@@ -22,7 +22,7 @@ from . import slurm
 from .errors import GearError, NotFound, SlurmError, UsageError
 from .ledger import CLOSED_STATUSES, Execution, Ledger, utc_now
 from .names import check_name, check_text
-from .site import Site
+from .site import ComputeType, Image, Site
 from .storage import UserStorage, tree_size
 
 # A job that Slurm says has ended gets this long to show its final record
@@ -80,7 +80,8 @@ def submit(site: Site, storage: UserStorage, request: RunRequest) -> Execution:
     code = Path(request.code)
     if not code.exists():
         raise UsageError(f"code path {code} does not exist")
-    container = check_name(request.container or default_container_name(code), "container name")
+    container = check_name(request.container if request.container is not None else default_container_name(code),
+                           "container name")
     compute_type = site.compute_type(request.compute_type or site.default_compute_type)
     image = site.image(request.image or site.default_image)
     if not os.path.exists(image.path):
@@ -123,15 +124,23 @@ def _job_comment(container: str, number: int, token: str) -> str:
 
 
 def _prepare(site: Site, storage: UserStorage, exec_dir: Path, container: str, number: int, token: str,
-             code: Path, compute_type: Any, image: Any, request: RunRequest) -> None:
+             code: Path, compute_type: ComputeType, image: Image, request: RunRequest) -> None:
+    """Everything the job needs on disk: code snapshot, parameters, empty input dir, script."""
     from . import staging
-    from .apptainer import exec_argv
-    from .render import render
 
     staging.snapshot_code(code, exec_dir / "code")
     (exec_dir / "gear_params.json").write_text(json.dumps(request.params, indent=2) + "\n")
-    empty = exec_dir / "empty"
-    empty.mkdir(mode=0o500)
+    (exec_dir / "empty").mkdir(mode=0o500)
+    (exec_dir / "job.sh").write_text(job_script(site, exec_dir, container, number, token, compute_type,
+                                                image, request.command, storage.user))
+
+
+def job_script(site: Site, exec_dir: Path, container: str, number: int, token: str,
+               compute_type: ComputeType, image: Image, command: list[str], user: str) -> str:
+    """The batch script of one execution (a pure function of its inputs)."""
+    from .apptainer import exec_argv
+    from .render import render
+
     home = exec_dir / "home"
     options: list[tuple[str, Any]] = [
         ("job-name", f"gear-{container}-{number}"),
@@ -156,14 +165,13 @@ def _prepare(site: Site, storage: UserStorage, exec_dir: Path, container: str, n
         ("signal", f"B:USR1@{site.time_limit_warning}"),
     ]
     environment = [("GEAR_CONTAINER", container), ("GEAR_EXECUTION", f"{container}/{number}"),
-                   ("GEAR_EXECUTION_NUMBER", str(number)), ("GEAR_USER", storage.user),
+                   ("GEAR_EXECUTION_NUMBER", str(number)), ("GEAR_USER", user),
                    ("GEAR_COMPUTE_TYPE", compute_type.name), ("GEAR_IMAGE", image.name)]
-    argv = exec_argv(site.apptainer, image.path, str(home), {}, str(empty), request.command,
+    argv = exec_argv(site.apptainer, image.path, str(home), {}, str(exec_dir / "empty"), command,
                      gpu=compute_type.gpus > 0)
-    script = render("job.sh.j2", execution_id=f"{container}/{number}", sbatch_options=options,
-                    exec_dir=str(exec_dir), home=str(home), environment=environment,
-                    apptainer_argv=argv, kill_after=KILL_AFTER_SECONDS)
-    (exec_dir / "job.sh").write_text(script)
+    return render("job.sh.j2", execution_id=f"{container}/{number}", sbatch_options=options,
+                  exec_dir=str(exec_dir), home=str(home), environment=environment,
+                  apptainer_argv=argv, kill_after=KILL_AFTER_SECONDS)
 
 
 def _discard(ledger: Ledger, exec_dir: Path, container: str, number: int) -> None:

@@ -74,9 +74,11 @@ holder_pid() {  # prints the holder's pid if it is alive, else fails
   printf '%s\n' "$pid"
 }
 
+# nsenter -w (no argument) = the holder's cwd, which is the new "/".  `--wd=/` or no
+# -w would open the directory in the *caller's* namespace: a cwd outside the root.
 in_ns() {  # run a command as root inside the cluster namespace, clean environment
   local pid; pid=$(holder_pid) || die "the devcluster is not up (run: devcluster.sh up)" 3
-  nsenter -t "$pid" -m -r --wd=/ -- /usr/bin/env -i PATH="$INNER_PATH" LANG=C.UTF-8 HOME=/root "$@" 9>&-
+  nsenter -t "$pid" -m -r -w -- /usr/bin/env -i PATH="$INNER_PATH" LANG=C.UTF-8 HOME=/root "$@" 9>&-
 }
 
 healthy() { holder_pid >/dev/null && timeout 20 bash -c 'in_ns sinfo -h' >/dev/null 2>&1; }
@@ -139,7 +141,7 @@ ns_main() {
   mount -t tmpfs -o mode=0755 tmpfs "$ROOT/run"
   case $kind in
     build)
-      mkdir -p "$CACHE/apt"
+      mkdir -p "$CACHE/apt" "$BUILD" "$IMAGES"
       mount --bind "$CACHE/apt" "$ROOT/var/cache/apt/archives"   # keep .debs across rebuilds
       bind_same "$BUILD"; bind_same "$IMAGES"
       ;;
@@ -175,11 +177,11 @@ run_build_ns() {  # run a command in a throw-away build namespace rooted at $ROO
   unshare --mount --propagation private -- bash "$SELF" __ns build "$@" 9>&-
 }
 
-logged() {  # logged LOGFILE CMD...: keep the console short, show the log's tail on failure
-  local log=$1; shift
+logged() {  # logged LOGFILE WHAT CMD...: keep the console short, show the log's tail on failure
+  local log=$1 what=$2; shift 2
   if ! "$@" >>"$log" 2>&1; then
     tail -n 25 "$log" >&2
-    die "failed: $* (full log: $log)"
+    die "$what failed (full log: $log)"
   fi
 }
 
@@ -194,8 +196,8 @@ ensure_host_packages() {
   say "installing host packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$LOGS/host-apt.log" 2>&1; then
-    logged "$LOGS/host-apt.log" apt-get update -q
-    logged "$LOGS/host-apt.log" apt-get install -y -q --no-install-recommends "${missing[@]}"
+    logged "$LOGS/host-apt.log" "apt-get update (host)" apt-get update -q
+    logged "$LOGS/host-apt.log" "apt-get install (host)" apt-get install -y -q --no-install-recommends "${missing[@]}"
   fi
 }
 
@@ -231,7 +233,7 @@ ensure_root() {
     [[ -n $ROOT && $ROOT != / ]] && rm -rf --one-file-system "$ROOT"
     say "root: debootstrap $SUITE minbase into $ROOT (log: $LOGS/build.log)"
     # On disk, not /tmp: debootstrap fails on a nodev tmpfs (Debian 13's /tmp).
-    logged "$LOGS/build.log" debootstrap --variant=minbase --cache-dir="$CACHE/debootstrap" \
+    logged "$LOGS/build.log" "debootstrap of the root" debootstrap --variant=minbase --cache-dir="$CACHE/debootstrap" \
       "$SUITE" "$ROOT" "$MIRROR"
     touch "$BOOTSTRAP_MARKER"
   fi
@@ -241,7 +243,7 @@ ensure_root() {
   local sid_pkgs=() p
   for p in "${PKGS_SID[@]}"; do sid_pkgs+=("$p/sid"); done
   # shellcheck disable=SC2016  # expanded by the root's bash, not here
-  logged "$LOGS/build.log" run_build_ns bash -euo pipefail -c '
+  logged "$LOGS/build.log" "apt in the root" run_build_ns bash -euo pipefail -c '
     apt-get update -q
     apt-get install -y -q "$@"
     # sqlite-utils: from trixie if trixie has it, else from PyPI into /usr/local.
@@ -251,7 +253,8 @@ ensure_root() {
     apt-get install -y -q python3-pip
     pip3 install --no-cache-dir --break-system-packages --prefix /usr/local sqlite-utils
   ' apt-script "${PKGS_TRIXIE[@]}" "${sid_pkgs[@]}"
-  [[ -x $ROOT/usr/bin/apptainer && -x $ROOT/usr/sbin/slurmctld ]] || die "packages missing in the root after apt (see $LOGS/build.log)"
+  # chroot: slurmctld etc. are alternatives symlinks into the root's /etc/alternatives.
+  chroot "$ROOT" sh -c 'command -v apptainer && command -v slurmctld && command -v munged' >/dev/null || die "packages missing in the root after apt (see $LOGS/build.log)"
   printf '%s' "$ROOT_RECIPE" >"$ROOT_MARKER"
 }
 
@@ -260,12 +263,12 @@ ensure_image() {
   say "image python: debootstrap + apptainer build (log: $LOGS/build.log)"
   local dir=$BUILD/python-root
   rm -rf --one-file-system "$BUILD"; mkdir -p "$BUILD" "$IMAGES"
-  logged "$LOGS/build.log" debootstrap --variant=minbase --include=python3 \
+  logged "$LOGS/build.log" "debootstrap of the image" debootstrap --variant=minbase --include=python3 \
     --cache-dir="$CACHE/debootstrap" "$SUITE" "$dir" "$MIRROR"
   # Nothing of apt's state or the docs is useful in a read-only image.
   rm -rf "$dir"/var/cache/apt/* "$dir"/var/lib/apt/lists/* "$dir"/usr/share/doc/* \
          "$dir"/usr/share/man/* "$dir"/usr/share/info/* "$dir"/usr/share/locale/*
-  logged "$LOGS/build.log" run_build_ns apptainer build --force "$IMAGES/python.sif.new" "$dir"
+  logged "$LOGS/build.log" "apptainer build" run_build_ns apptainer build --force "$IMAGES/python.sif.new" "$dir"
   mv "$IMAGES/python.sif.new" "$IMAGES/python.sif"
   rm -rf --one-file-system "$BUILD"
 }
@@ -532,7 +535,7 @@ if [ -d "$d" ] && [ -r "$d" ] && [ -x "$d" ] && cd -- "$d"; then :
 elif [ "$strict" = 1 ]; then echo "devcluster exec: cannot enter directory $d as $(id -un)" >&2; exit 125
 else cd -- "$HOME" 2>/dev/null || cd /; fi
 exec "$@"'
-  exec nsenter -t "$pid" -m -r --wd=/ -- runuser -u "$user" -- \
+  exec nsenter -t "$pid" -m -r -w -- runuser -u "$user" -- \
     /usr/bin/env -i "${envs[@]}" /bin/sh -c "$launch" devcluster-exec "$cwd" "$strict" "$@" 9>&-
 }
 

@@ -1,0 +1,71 @@
+"""Shared fixtures: every test gets its own site configuration and storage root.
+
+No test touches /etc/gear, /srv/gear or a real user's files unless it is a
+cluster test (marker `cluster`), which runs `gear` inside the local cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def gear_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """A private site config (with a placeholder image) and storage root."""
+    site = tmp_path / "site"
+    shutil.copytree(REPO / "site-config", site)
+    image = tmp_path / "python.sif"
+    image.write_text("placeholder image for tests that never start a job\n")
+    images = (site / "images.yaml").read_text().replace("/var/lib/gear-devcluster/images/python.sif", str(image))
+    (site / "images.yaml").write_text(images)
+    storage = tmp_path / "storage"
+    (storage / "users").mkdir(parents=True)
+    monkeypatch.setenv("GEAR_SITE_CONFIG", str(site))
+    monkeypatch.setenv("GEAR_STORAGE_ROOT", str(storage))
+    monkeypatch.delenv("GEAR_SLURM_BIN", raising=False)
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "train.py").write_text("print('hello')\n")
+    return {"site": site, "storage": storage, "code": code, "tmp": tmp_path}
+
+
+def write_executable(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+@pytest.fixture
+def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Slurm commands for fault injection and call counting (never the happy path of a job).
+
+    Returns a function that installs a named command with a bash body; every
+    call is appended to calls.log.
+    """
+    bin_dir = tmp_path / "slurm-bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("GEAR_SLURM_BIN", str(bin_dir))
+
+    def install(name: str, body: str) -> Path:
+        return write_executable(bin_dir / name, f"#!/bin/bash\necho \"{name} $*\" >> {log}\n{body}\n")
+
+    install.calls = lambda: [l for l in log.read_text().split("\n") if l] if log.exists() else []  # type: ignore[attr-defined]
+    install.bin_dir = bin_dir  # type: ignore[attr-defined]
+    return install
+
+
+def gear(*args: str, env: dict[str, str] | None = None) -> "subprocess.CompletedProcess[str]":
+    """Run the real `gear` entry point in a subprocess, as a user would."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "gear_hpc.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=str(REPO))

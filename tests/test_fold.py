@@ -1,0 +1,78 @@
+"""How Slurm's view and the job's status record become an execution's status."""
+
+from datetime import datetime, timedelta, timezone
+
+from gear_hpc.executions import fold
+from gear_hpc.ledger import Execution
+from gear_hpc.slurm import SlurmJob
+
+NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def _execution(status="queued", **kw):
+    values = dict(container="c", number=1, mode="script", status=status, compute_type="cpu-small",
+                  image="python", command=["x"], params={}, bindings=[], workdir="/w/home", token="tok",
+                  slurm_job_id="7", created_at="2026-11-29T11:00:00Z")
+    values.update(kw)
+    return Execution(**values)
+
+
+def _job(state, end="N/A", comment="gear:c/1:tok"):
+    return SlurmJob("7", state, "None", comment, end)
+
+
+def _local(dt):
+    return dt.astimezone().strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def test_final_record_closes_with_its_status_and_exit_code():
+    record = {"phase": "final", "status": "completed", "exit_code": 0, "saved": True,
+              "at": "2026-11-29T11:59:00Z", "started_at": "2026-11-29T11:58:00Z"}
+    changes = fold(_execution("running"), record, {}, NOW)
+    assert changes == {"status": "completed", "exit_code": 0, "ended_at": "2026-11-29T11:59:00Z",
+                       "started_at": "2026-11-29T11:58:00Z"}
+
+
+def test_final_record_that_was_not_saved_says_so():
+    record = {"phase": "final", "status": "failed", "exit_code": 1, "saved": False, "at": "x", "started_at": ""}
+    assert "not saved" in fold(_execution("running"), record, {}, NOW)["note"]
+
+
+def test_pending_and_running_follow_slurm_and_the_record():
+    assert fold(_execution("queued"), None, {"7": _job("PENDING")}, NOW) is None
+    assert fold(_execution("queued"), None, {"7": _job("RUNNING")}, NOW)["status"] == "syncing"
+    record = {"phase": "running", "started_at": "2026-11-29T11:59:00Z"}
+    assert fold(_execution("queued"), record, {"7": _job("R")}, NOW)["status"] == "running"
+
+
+def test_a_job_slurm_forgot_without_final_record_is_lost_never_completed():
+    record = {"phase": "running", "started_at": "2026-11-29T11:59:00Z"}
+    changes = fold(_execution("running"), record, {}, NOW)
+    assert changes["status"] == "lost"
+    assert "no longer knows job 7" in changes["note"] and "'running'" in changes["note"]
+
+
+def test_without_slurm_nothing_is_declared_lost():
+    record = {"phase": "running", "started_at": "2026-11-29T11:59:00Z"}
+    changes = fold(_execution("syncing"), record, None, NOW)
+    assert changes["status"] == "running"
+    assert fold(_execution("queued"), None, None, NOW) is None
+
+
+def test_ended_job_without_record_waits_a_grace_then_closes_by_slurm_state():
+    just_now = _local(NOW - timedelta(seconds=5))
+    assert fold(_execution("running"), None, {"7": _job("COMPLETED", just_now)}, NOW) is None
+    long_ago = _local(NOW - timedelta(minutes=5))
+    for state, status in [("CANCELLED", "terminated"), ("TIMEOUT", "timeout"), ("COMPLETED", "failed"),
+                          ("NODE_FAIL", "failed"), ("OUT_OF_MEMORY", "failed")]:
+        changes = fold(_execution("running"), None, {"7": _job(state, long_ago)}, NOW)
+        assert changes["status"] == status, state
+        assert "save may be incomplete" in changes["note"]
+
+
+def test_a_submitting_row_is_adopted_by_its_job_or_expires():
+    row = _execution("submitting", slurm_job_id=None)
+    assert fold(row, None, {"7": _job("PENDING")}, NOW)["slurm_job_id"] == "7"
+    assert fold(row, None, {"7": _job("PENDING", comment="gear:c/1:other")}, NOW) == {"_discard": True}
+    fresh = _execution("submitting", slurm_job_id=None, created_at="2026-11-29T11:59:30Z")
+    assert fold(fresh, None, {}, NOW) is None

@@ -1,0 +1,60 @@
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gear_hpc.ledger import MIGRATIONS, Ledger
+
+
+def _allocate(path: Path, root: Path, container: str = "c") -> int:
+    def make_dir(number: int) -> Path:
+        (root / str(number)).mkdir(parents=True)
+        return root / str(number) / "home"
+
+    with Ledger(path) as ledger:
+        return ledger.allocate_execution(container, make_dir, mode="script", status="submitting",
+                                         compute_type="cpu-small", image="python", command=["x"],
+                                         params={}, bindings=[], token="t")
+
+
+def test_schema_from_an_empty_database(tmp_path):
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        version = ledger.conn.execute("PRAGMA user_version").fetchone()[0]
+        mode = ledger.conn.execute("PRAGMA journal_mode").fetchone()[0]
+        tables = {r[0] for r in ledger.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        columns = {r[1] for r in ledger.conn.execute("PRAGMA table_info(executions)")}
+    assert version == len(MIGRATIONS)
+    assert mode == "delete"  # rollback journal: WAL does not work on NFS/Lustre
+    assert {"containers", "executions"} <= tables
+    assert {"container", "number", "status", "slurm_job_id", "workdir", "parent", "bindings"} <= columns
+
+
+def test_numbers_increase_and_skip_directories_left_by_a_crash(tmp_path):
+    root = tmp_path / "c"
+    assert _allocate(tmp_path / "l.sqlite", root) == 1
+    (root / "2").mkdir()
+    assert _allocate(tmp_path / "l.sqlite", root) == 3
+
+
+def test_a_failure_inside_a_transaction_leaves_nothing(tmp_path):
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        with pytest.raises(RuntimeError):
+            with ledger.transaction():
+                ledger.ensure_container("c")
+                raise RuntimeError("crash")
+        assert ledger.container_names() == []
+
+
+def _worker(args):
+    path, root, count = args
+    return [_allocate(Path(path), Path(root)) for _ in range(count)]
+
+
+def test_two_commands_at_once_get_distinct_numbers(tmp_path):
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        results = pool.map(_worker, [(str(tmp_path / "l.sqlite"), str(tmp_path / "c"), 10)] * 4)
+    numbers = sorted(n for chunk in results for n in chunk)
+    assert numbers == list(range(1, 41))
+    with sqlite3.connect(tmp_path / "l.sqlite") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM executions").fetchone()[0] == 40
