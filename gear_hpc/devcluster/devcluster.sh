@@ -29,14 +29,15 @@ INNER_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 # Packages of the cluster root.  Changing these lists re-runs apt (not debootstrap).
 PKGS_TRIXIE=(slurmctld slurmd slurm-client munge python3 python3-click python3-jinja2
-             python3-yaml rsync squashfs-tools)
+             python3-yaml rsync squashfs-tools
+             gocryptfs)   # only so Apptainer stops printing "INFO: gocryptfs not found" in every job
 PKGS_SID=(apptainer squashfuse fuse2fs fuse3)   # Apptainer exists only in sid
 ROOT_RECIPE="v1 trixie:${PKGS_TRIXIE[*]} sid:${PKGS_SID[*]} sqlite-utils"
 ROOT_MARKER=$ROOT/.gear-devcluster-complete      # written last: the root is complete
 BOOTSTRAP_MARKER=$ROOT/.gear-devcluster-debootstrapped
 
 say() { printf 'devcluster: %s\n' "$*"; }
-die() { printf 'devcluster: error: %s\n' "$*" >&2; exit "${2:-1}"; }
+die() { printf 'devcluster: error: %s\n' "$1" >&2; exit "${2:-1}"; }   # die MESSAGE [EXIT_CODE]
 
 usage() {
   cat <<EOF
@@ -83,45 +84,44 @@ in_ns() {  # run a command as root inside the cluster namespace, clean environme
 
 healthy() { holder_pid >/dev/null && timeout 20 bash -c 'in_ns sinfo -h' >/dev/null 2>&1; }
 
-ns_pids() {  # every process in the mount namespace $1, plus all their descendants
-  local ns=$1 p
-  local -A in=()
-  for p in /proc/[0-9]*; do
-    [[ $(readlink "$p/ns/mnt" 2>/dev/null) == "$ns" ]] && in[${p#/proc/}]=1
-  done
+mntns_of() { local l; l=$(readlink "/proc/$1/ns/mnt") && l=${l#mnt:[} && printf '%s\n' "${l%]}"; }
+
+ns_pids() {  # live processes in mount namespace $1 (inode number), plus all their descendants
   # Apptainer runs containers in nested mount namespaces: follow the process tree too.
-  local changed=1 pid ppid
-  while ((changed)); do
-    changed=0
-    while read -r pid ppid; do
-      if [[ -n ${in[$ppid]:-} && -z ${in[$pid]:-} ]]; then in[$pid]=1; changed=1; fi
-    done < <(ps -e -o pid=,ppid=)
-  done
-  unset "in[$$]" "in[$BASHPID]" 2>/dev/null || true
-  ((${#in[@]})) && printf '%s\n' "${!in[@]}" | sort -n
-  return 0
+  # Zombies are skipped: they are dead already and are reaped by whoever inherits them.
+  ps -e -o pid=,ppid=,stat=,mntns= | awk -v ns="$1" '
+    $3 !~ /^Z/ { pid[NR] = $1; ppid[NR] = $2; if ($4 == ns) s[$1] = 1 }
+    END {
+      do { grew = 0
+           for (i in pid) if ((ppid[i] in s) && !(pid[i] in s)) { s[pid[i]] = 1; grew = 1 }
+      } while (grew)
+      for (p in s) print p
+    }' | sort -n
 }
 
 stop_cluster() {  # kill every process of the namespace, then forget the holder
-  local ns="" pid pids i
-  pid=$(holder_pid) && ns=$(readlink "/proc/$pid/ns/mnt")
+  local ns="" pid="" i
+  local -a pids
+  pid=$(holder_pid) && ns=$(mntns_of "$pid")
   [[ -z $ns && -r $NSFILE ]] && ns=$(<"$NSFILE")
-  if [[ -n $ns && $ns != "$(readlink /proc/self/ns/mnt)" ]]; then
-    # TERM first (slurmd and slurmstepd clean up), KILL what is left after 10 s.
-    pids=$(ns_pids "$ns" | grep -vx "${pid:-0}" || true)
-    [[ -n $pids ]] && kill -TERM $pids 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      pids=$(ns_pids "$ns" | grep -vx "${pid:-0}" || true)
-      [[ -z $pids ]] && break
+  if [[ -n $ns && $ns != "$(mntns_of self)" ]]; then
+    # TERM first (slurmd and slurmstepd clean up; jobs see their trap), the holder last.
+    mapfile -t pids < <(ns_pids "$ns" | grep -vx "${pid:-0}")
+    ((${#pids[@]})) && { kill -TERM "${pids[@]}" 2>/dev/null || true; }
+    for ((i = 0; i < 25; i++)); do
+      mapfile -t pids < <(ns_pids "$ns" | grep -vx "${pid:-0}")
+      ((${#pids[@]})) || break
       sleep 0.2
     done
-    pids=$(ns_pids "$ns")
-    [[ -n $pids ]] && kill -KILL $pids 2>/dev/null || true
+    # Whatever ignored TERM for 5 s (slurmstepd does), and the holder: KILL.
+    mapfile -t pids < <(ns_pids "$ns")
+    ((${#pids[@]})) && { kill -KILL "${pids[@]}" 2>/dev/null || true; }
     for ((i = 0; i < 50; i++)); do
-      [[ -z $(ns_pids "$ns") ]] && break
+      mapfile -t pids < <(ns_pids "$ns")
+      ((${#pids[@]})) || break
       sleep 0.1
     done
-    [[ -z $(ns_pids "$ns") ]] || die "processes of the cluster namespace survived SIGKILL: $(ns_pids "$ns" | xargs)"
+    ((${#pids[@]} == 0)) || die "processes of the cluster namespace survived SIGKILL: ${pids[*]}"
   fi
   rm -f "$PIDFILE" "$NSFILE"
 }
@@ -388,7 +388,7 @@ start_holder() {
   [[ -s $PIDFILE.new ]] || die "the namespace holder did not get ready in 10 s (log: $LOGS/holder.log)"
   mv "$PIDFILE.new" "$PIDFILE"
   local pid; pid=$(holder_pid) || die "holder started but is not alive (log: $LOGS/holder.log)"
-  readlink "/proc/$pid/ns/mnt" >"$NSFILE"
+  mntns_of "$pid" >"$NSFILE"
 }
 
 show_daemon_logs() {
@@ -469,7 +469,7 @@ cmd_status() {
   fi
   say "up: holder pid $pid, state $STATE"
   if [[ $EUID -ne 0 ]]; then say "(run as root for daemon and sinfo details)"; return 0; fi
-  ns=$(readlink "/proc/$pid/ns/mnt")
+  ns=$(mntns_of "$pid")
   for name in munged slurmctld slurmd; do
     found=""
     for p in $(ns_pids "$ns"); do

@@ -1,0 +1,93 @@
+"""Fixtures for tests against the real local cluster (gear devcluster up).
+
+`gear` runs inside the cluster as an ordinary user, exactly as on a login
+node: `gear devcluster exec --user NAME -- gear …`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gear_hpc.devcluster import SCRIPT
+
+STORAGE_ROOT = Path("/srv/gear")
+
+
+def pytest_collection_modifyitems(items: list[Any]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cluster_up() -> None:
+    status = subprocess.run(["bash", str(SCRIPT), "status"], capture_output=True, text=True)
+    if status.returncode != 0:
+        pytest.fail("the local cluster is not up: run `gear devcluster up` (as root) first\n" + status.stdout,
+                    pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def cluster_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The cluster uses its own site config (/etc/gear inside) and /srv/gear.
+    for name in ("GEAR_SITE_CONFIG", "GEAR_STORAGE_ROOT", "GEAR_SLURM_BIN"):
+        monkeypatch.delenv(name, raising=False)
+
+
+class User:
+    def __init__(self, name: str):
+        self.name = name
+        self.run("true")
+        self.pw = pwd.getpwnam(name)
+        self.storage = STORAGE_ROOT / "users" / name
+
+    def run(self, *argv: str, cwd: str | None = None, check: bool = False, timeout: float = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        command = ["bash", str(SCRIPT), "exec", "--user", self.name]
+        if cwd:
+            command += ["--cwd", cwd]
+        result = subprocess.run([*command, "--", *argv], capture_output=True, text=True, timeout=timeout,
+                                env={**os.environ, **(env or {})})
+        if check and result.returncode != 0:
+            raise AssertionError(f"{argv} exited {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}")
+        return result
+
+    def gear(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.run("gear", *args, **kw)
+
+    def gear_json(self, *args: str) -> Any:
+        return json.loads(self.gear(*args, "--json", check=True).stdout)
+
+    def make_dir(self, files: dict[str, str]) -> Path:
+        """A directory of the user's own, under their home, with these files."""
+        base = Path(self.pw.pw_dir) / "gear-tests" / uuid.uuid4().hex[:8]
+        base.mkdir(parents=True)
+        for relative, text in files.items():
+            path = base / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        for path in [base.parent, base, *base.rglob("*")]:
+            os.chown(path, self.pw.pw_uid, self.pw.pw_gid)
+        return base
+
+
+@pytest.fixture(scope="session")
+def alice() -> User:
+    return User("alice")
+
+
+@pytest.fixture(scope="session")
+def bob() -> User:
+    return User("bob")
+
+
+@pytest.fixture
+def container() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
