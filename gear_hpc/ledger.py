@@ -80,30 +80,101 @@ def _row_to_execution(row: sqlite3.Row) -> Execution:
 
 
 # --- migrations: an ordered list, applied on open, recorded in user_version ---
+# Each step asks sqlite-utils for the SQL and runs it on our own connection,
+# so that all pending steps apply in ONE transaction: a crash mid-migration
+# leaves the previous schema, never half of the new one.
 
-def _m001_initial(db: Any) -> None:
-    db["containers"].create({"name": str, "created_at": str, "visibility": str}, pk="name",
-                            defaults={"visibility": "private"}, not_null={"created_at"})
-    db["executions"].create(
-        {
-            "container": str, "number": int, "mode": str, "status": str, "exit_code": int,
-            "compute_type": str, "image": str, "command": str, "params": str, "bindings": str,
-            "message": str, "parent": str, "slurm_job_id": str, "token": str,
-            "submitted_at": str, "started_at": str, "ended_at": str, "size_bytes": int,
-            "workdir": str, "note": str, "created_at": str,
-        },
-        pk=("container", "number"),
-        foreign_keys=[("container", "containers", "name")],
-        not_null={"mode", "status", "compute_type", "image", "command", "workdir", "token"},
+def _m001_initial(db: Any) -> Iterator[str]:
+    # A generator: sqlite-utils checks foreign keys against tables the
+    # previous statements created, so each runs before the next is made.
+    yield db.create_table_sql("containers", {"name": str, "created_at": str, "visibility": str}, pk="name",
+                              defaults={"visibility": "private"}, not_null={"created_at"})
+    yield db.create_table_sql(
+            "executions",
+            {
+                "container": str, "number": int, "mode": str, "status": str, "exit_code": int,
+                "compute_type": str, "image": str, "command": str, "params": str, "bindings": str,
+                "message": str, "parent": str, "slurm_job_id": str, "token": str,
+                "submitted_at": str, "started_at": str, "ended_at": str, "size_bytes": int,
+                "workdir": str, "note": str, "created_at": str,
+            },
+            pk=("container", "number"),
+            foreign_keys=[("container", "containers", "name")],
+            not_null={"mode", "status", "compute_type", "image", "command", "workdir", "token"},
     )
-    db["executions"].create_index(["status"])
-    db["executions"].create_index(["slurm_job_id"])
+    yield "CREATE INDEX idx_executions_status ON executions (status)"
+    yield "CREATE INDEX idx_executions_slurm_job_id ON executions (slurm_job_id)"
 
 
-MIGRATIONS: list[Callable[[Any], None]] = [_m001_initial]
+def _m002_datasets(db: Any) -> Iterator[str]:
+    yield db.create_table_sql("datasets", {"name": str, "created_at": str}, pk="name", not_null={"created_at"})
+    yield db.create_table_sql(
+            "dataset_versions",
+            {"dataset": str, "version": int, "created_at": str, "size_bytes": int, "files": int, "source": str},
+            pk=("dataset", "version"),
+            foreign_keys=[("dataset", "datasets", "name")],
+            not_null={"created_at", "source"},
+    )
 
 
-class Ledger:
+MIGRATIONS: list[Callable[[Any], Iterator[str]]] = [_m001_initial, _m002_datasets]
+
+
+class DatasetLedger:
+    """Datasets and their immutable, numbered versions (mixed into Ledger)."""
+
+    conn: sqlite3.Connection
+
+    def create_dataset(self, name: str) -> bool:
+        """Record a dataset; False if it already existed."""
+        cursor = self.conn.execute("INSERT OR IGNORE INTO datasets (name, created_at) VALUES (?, ?)",
+                                   (name, utc_now()))
+        return cursor.rowcount == 1
+
+    def dataset_exists(self, name: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM datasets WHERE name = ?", (name,)).fetchone() is not None
+
+    def dataset_summaries(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            """SELECT d.name, d.created_at, COUNT(v.version) AS versions, MAX(v.version) AS latest,
+                      COALESCE(SUM(v.size_bytes), 0) AS size_bytes
+               FROM datasets d LEFT JOIN dataset_versions v ON v.dataset = d.name
+               GROUP BY d.name ORDER BY d.name""")
+        return [dict(row) for row in rows]
+
+    def versions(self, dataset: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT * FROM dataset_versions WHERE dataset = ? ORDER BY version", (dataset,))
+        return [dict(row) for row in rows]
+
+    def latest_version(self, dataset: str) -> int | None:
+        return self.conn.execute("SELECT MAX(version) FROM dataset_versions WHERE dataset = ?",
+                                 (dataset,)).fetchone()[0]
+
+    def add_version(self, dataset: str, place: Callable[[int], None], size_bytes: int, files: int,
+                    source: str) -> int:
+        """Take the next version number, let `place(number)` move the files there, record it.
+
+        A failure in `place` records nothing; the number is never reused
+        because its directory is what `place` creates.
+        """
+        with self.transaction():  # type: ignore[attr-defined]
+            number = (self.latest_version(dataset) or 0) + 1
+            place(number)
+            self.conn.execute(
+                "INSERT INTO dataset_versions (dataset, version, created_at, size_bytes, files, source)"
+                " VALUES (?, ?, ?, ?, ?, ?)", (dataset, number, utc_now(), size_bytes, files, source))
+        return number
+
+    def delete_version(self, dataset: str, version: int) -> None:
+        self.conn.execute("DELETE FROM dataset_versions WHERE dataset = ? AND version = ?", (dataset, version))
+
+    def delete_dataset(self, dataset: str) -> None:
+        with self.transaction():  # type: ignore[attr-defined]
+            self.conn.execute("DELETE FROM dataset_versions WHERE dataset = ?", (dataset,))
+            self.conn.execute("DELETE FROM datasets WHERE name = ?", (dataset,))
+
+
+class Ledger(DatasetLedger):
     """One connection to a user's ledger. Use as a context manager."""
 
     def __init__(self, path: Path):
@@ -129,13 +200,14 @@ class Ledger:
             return
         import sqlite_utils  # slow to import; only needed when the schema changes
 
+        # The rollback journal (DELETE) is SQLite's default; WAL is never enabled.
+        db = sqlite_utils.Database(self.conn)
         with self.transaction():
             # Read again under the write lock: another command may have migrated.
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-            # journal_mode cannot change inside a transaction; DELETE is SQLite's default.
-            db = sqlite_utils.Database(self.conn)
             for step in MIGRATIONS[version:]:
-                step(db)
+                for statement in step(db):
+                    self.conn.execute(statement)
             self.conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
 
     def transaction(self) -> "_Transaction":

@@ -43,6 +43,16 @@ class UserStorage:
     def execution_dir(self, container: str, number: int) -> Path:
         return self.container_dir(container) / str(number)
 
+    def dataset_dir(self, dataset: str) -> Path:
+        return self.root / "datasets" / dataset
+
+    def version_dir(self, dataset: str, version: int) -> Path:
+        return self.dataset_dir(dataset) / "versions" / str(version)
+
+    def incoming_dir(self, dataset: str, key: str) -> Path:
+        """Where an upload lands until it is complete (kept, so a rerun resumes)."""
+        return self.dataset_dir(dataset) / "incoming" / key
+
     def ensure(self) -> Path:
         """Create the user's directory if needed and check that it is theirs alone."""
         users = self.storage_root / "users"
@@ -59,6 +69,7 @@ class UserStorage:
         if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
             raise GearError(f"{self.root} is not a directory owned by you; refusing to use it")
         (self.root / "containers").mkdir(mode=0o700, exist_ok=True)
+        (self.root / "datasets").mkdir(mode=0o700, exist_ok=True)
         return self.root
 
 
@@ -82,6 +93,43 @@ def tree_size(path: Path) -> int:
     return total
 
 
+def make_read_only(path: Path) -> None:
+    """Take away every write bit below `path` (never following a symlink).
+
+    Closed dataset versions and saved working directories never change
+    again; the kernel, not only gear, refuses a plain write to them.
+    """
+    for directory, subdirs, files in os.walk(path, topdown=False):
+        for name in files + subdirs:
+            _drop_write(os.path.join(directory, name))
+    _drop_write(str(path))
+
+
+def _drop_write(path: str) -> None:
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode):
+        return
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o222:
+        os.chmod(path, mode & ~0o222)
+
+
 def remove_tree(path: Path) -> None:
-    """Remove a directory tree; rmtree never follows symlinks out of it."""
-    shutil.rmtree(path, ignore_errors=False)
+    """Remove a directory tree that may be read-only; never follows a symlink out of it."""
+    if path.is_symlink():
+        path.unlink()
+        return
+    if not path.exists():
+        return
+    # Give the owner write access to every directory first (os.walk does not
+    # follow symlinks), then let rmtree remove the tree, links as links.
+    os.chmod(path, stat.S_IMODE(path.lstat().st_mode) | stat.S_IRWXU)
+    for directory, subdirs, _files in os.walk(path):
+        for name in subdirs:
+            child = os.path.join(directory, name)
+            if not os.path.islink(child):
+                os.chmod(child, stat.S_IMODE(os.lstat(child).st_mode) | stat.S_IRWXU)
+    shutil.rmtree(path)

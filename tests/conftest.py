@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import write_executable
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -36,12 +38,6 @@ def gear_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]
     return {"site": site, "storage": storage, "code": code, "tmp": tmp_path}
 
 
-def write_executable(path: Path, text: str) -> Path:
-    path.write_text(text)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return path
-
-
 @pytest.fixture
 def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Slurm commands for fault injection and call counting (never the happy path of a job).
@@ -60,12 +56,3 @@ def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     install.calls = lambda: [l for l in log.read_text().split("\n") if l] if log.exists() else []  # type: ignore[attr-defined]
     install.bin_dir = bin_dir  # type: ignore[attr-defined]
     return install
-
-
-def gear(*args: str, env: dict[str, str] | None = None) -> "subprocess.CompletedProcess[str]":
-    """Run the real `gear` entry point in a subprocess, as a user would."""
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "gear_hpc.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=str(REPO))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import gear
+from helpers import gear
 
 
 def _nothing_created(gear_env) -> None:

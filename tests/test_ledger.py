@@ -58,3 +58,21 @@ def test_two_commands_at_once_get_distinct_numbers(tmp_path):
     assert numbers == list(range(1, 41))
     with sqlite3.connect(tmp_path / "l.sqlite") as conn:
         assert conn.execute("SELECT COUNT(*) FROM executions").fetchone()[0] == 40
+
+
+def test_a_crash_during_migration_leaves_the_old_schema(tmp_path, monkeypatch):
+    import gear_hpc.ledger as ledger_module
+
+    with Ledger(tmp_path / "l.sqlite"):
+        pass
+
+    def broken(db):
+        return ["CREATE TABLE half_done (x)", "THIS IS NOT SQL"]
+
+    monkeypatch.setattr(ledger_module, "MIGRATIONS", [*MIGRATIONS, broken])
+    with pytest.raises(sqlite3.OperationalError):
+        Ledger(tmp_path / "l.sqlite")
+    with sqlite3.connect(tmp_path / "l.sqlite") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "half_done" not in tables

@@ -37,6 +37,7 @@ ROOT_MARKER=$ROOT/.gear-devcluster-complete      # written last: the root is com
 BOOTSTRAP_MARKER=$ROOT/.gear-devcluster-debootstrapped
 
 say() { printf 'devcluster: %s\n' "$*"; }
+took() { printf '(%d s)' $((SECONDS - $1)); }   # took START_SECONDS
 die() { printf 'devcluster: error: %s\n' "$1" >&2; exit "${2:-1}"; }   # die MESSAGE [EXIT_CODE]
 
 usage() {
@@ -223,21 +224,28 @@ EOF
   chmod 0755 "$ROOT/usr/sbin/policy-rc.d"
 }
 
-ensure_root() {
+root_debootstrap() {
+  local t
   mkdir -p "$CACHE/debootstrap" "$CACHE/apt"
+  [[ -f $BOOTSTRAP_MARKER ]] && return
+  [[ -n $ROOT && $ROOT != / ]] && rm -rf --one-file-system "$ROOT"   # a partial one: start over
+  say "root: debootstrap $SUITE minbase into $ROOT ... (log: $LOGS/build.log)"
+  t=$SECONDS
+  # On disk, not /tmp: debootstrap fails on a nodev tmpfs (Debian 13's /tmp).
+  logged "$LOGS/build.log" "debootstrap of the root" debootstrap --variant=minbase \
+    --cache-dir="$CACHE/debootstrap" "$SUITE" "$ROOT" "$MIRROR"
+  touch "$BOOTSTRAP_MARKER"
+  say "root: debootstrap done $(took $t)"
+}
+
+root_packages() {
+  local t
   if [[ -f $ROOT_MARKER && $(<"$ROOT_MARKER") == "$ROOT_RECIPE" ]]; then
     say "root: reusing $ROOT"
     return
   fi
-  if [[ ! -f $BOOTSTRAP_MARKER ]]; then
-    [[ -n $ROOT && $ROOT != / ]] && rm -rf --one-file-system "$ROOT"
-    say "root: debootstrap $SUITE minbase into $ROOT (log: $LOGS/build.log)"
-    # On disk, not /tmp: debootstrap fails on a nodev tmpfs (Debian 13's /tmp).
-    logged "$LOGS/build.log" "debootstrap of the root" debootstrap --variant=minbase --cache-dir="$CACHE/debootstrap" \
-      "$SUITE" "$ROOT" "$MIRROR"
-    touch "$BOOTSTRAP_MARKER"
-  fi
-  say "root: installing Slurm, munge, Python (trixie) and Apptainer (sid)"
+  say "root: installing Slurm, munge, Python (trixie) and Apptainer (sid) ..."
+  t=$SECONDS
   configure_root_apt
   cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
   local sid_pkgs=() p
@@ -254,23 +262,52 @@ ensure_root() {
     pip3 install --no-cache-dir --break-system-packages --prefix /usr/local sqlite-utils
   ' apt-script "${PKGS_TRIXIE[@]}" "${sid_pkgs[@]}"
   # chroot: slurmctld etc. are alternatives symlinks into the root's /etc/alternatives.
-  chroot "$ROOT" sh -c 'command -v apptainer && command -v slurmctld && command -v munged' >/dev/null || die "packages missing in the root after apt (see $LOGS/build.log)"
+  chroot "$ROOT" sh -c 'command -v apptainer && command -v slurmctld && command -v munged' >/dev/null \
+    || die "packages missing in the root after apt (see $LOGS/build.log)"
   printf '%s' "$ROOT_RECIPE" >"$ROOT_MARKER"
+  say "root: packages installed $(took $t)"
 }
 
-ensure_image() {
-  if [[ -s $IMAGES/python.sif ]]; then say "image python: reusing $IMAGES/python.sif"; return; fi
-  say "image python: debootstrap + apptainer build (log: $LOGS/build.log)"
+# The image's file system: a second minbase debootstrap, with python3.
+image_debootstrap() {
   local dir=$BUILD/python-root
-  rm -rf --one-file-system "$BUILD"; mkdir -p "$BUILD" "$IMAGES"
-  logged "$LOGS/build.log" "debootstrap of the image" debootstrap --variant=minbase --include=python3 \
-    --cache-dir="$CACHE/debootstrap" "$SUITE" "$dir" "$MIRROR"
+  rm -rf --one-file-system "$dir"; mkdir -p "$BUILD"
+  debootstrap --variant=minbase --include=python3 --cache-dir="$CACHE/debootstrap" \
+    "$SUITE" "$dir" "$MIRROR"
   # Nothing of apt's state or the docs is useful in a read-only image.
   rm -rf "$dir"/var/cache/apt/* "$dir"/var/lib/apt/lists/* "$dir"/usr/share/doc/* \
          "$dir"/usr/share/man/* "$dir"/usr/share/info/* "$dir"/usr/share/locale/*
-  logged "$LOGS/build.log" "apptainer build" run_build_ns apptainer build --force "$IMAGES/python.sif.new" "$dir"
+}
+
+# Root, then image.  The image's debootstrap runs while apt works in the root: they
+# use separate caches, and only the root's debootstrap must come first (it fills the cache).
+IMAGE_BG=""
+kill_image_bg() { [[ -n $IMAGE_BG ]] && kill -- "-$IMAGE_BG" 2>/dev/null; return 0; }
+
+ensure_root_and_image() {
+  local t=$SECONDS
+  root_debootstrap
+  if [[ ! -s $IMAGES/python.sif ]]; then
+    say "image python: debootstrap in the background ... (log: $LOGS/image.log)"
+    : >"$LOGS/image.log"
+    set -m   # its own process group, so a failure here can stop all of it
+    image_debootstrap >>"$LOGS/image.log" 2>&1 </dev/null 9>&- &
+    IMAGE_BG=$!
+    set +m
+    trap kill_image_bg EXIT
+  fi
+  root_packages
+  [[ -n $IMAGE_BG ]] || { say "image python: reusing $IMAGES/python.sif"; return; }
+  if ! wait "$IMAGE_BG"; then
+    IMAGE_BG=""; tail -n 25 "$LOGS/image.log" >&2; die "debootstrap of the image failed (full log: $LOGS/image.log)"
+  fi
+  IMAGE_BG=""; trap - EXIT
+  mkdir -p "$IMAGES"
+  logged "$LOGS/image.log" "apptainer build" \
+    run_build_ns apptainer build --force "$IMAGES/python.sif.new" "$BUILD/python-root"
   mv "$IMAGES/python.sif.new" "$IMAGES/python.sif"
   rm -rf --one-file-system "$BUILD"
+  say "image python: built $IMAGES/python.sif $(took $t)"
 }
 
 install_gear() {
@@ -359,7 +396,16 @@ EOF
   rm -rf "$ROOT/var/lib/slurm/slurmctld" "$ROOT/var/lib/slurm/slurmd"
   mkdir -p "$ROOT/var/lib/slurm/slurmctld" "$ROOT/var/lib/slurm/slurmd"
   chroot "$ROOT" chown slurm:slurm /var/lib/slurm/slurmctld
-  local f
+  # The state is wiped, but job ids must not start at 1 again: gear's ledger (on
+  # /srv/gear, which survives) would mistake a new job for an old one. Continue
+  # after the highest id this state dir has seen (remembered here, read from the log).
+  local last=0 seen f
+  [[ -r $STATE/last-job-id ]] && last=$(<"$STATE/last-job-id")
+  [[ $last =~ ^[0-9]+$ ]] || last=0
+  seen=$({ grep -o 'JobId=[0-9]*' "$LOGS/slurmctld.log" 2>/dev/null || true; } | cut -d= -f2 | sort -n | tail -n1)
+  ((${seen:-0} > last)) && last=$seen
+  echo "$last" >"$STATE/last-job-id"
+  echo "FirstJobId=$((last + 1))" >>"$ROOT/etc/slurm/slurm.conf"
   for f in slurmctld slurmd munged; do
     [[ -f $LOGS/$f.log ]] && mv -f "$LOGS/$f.log" "$LOGS/$f.log.prev"
     : >"$LOGS/$f.log"
@@ -434,8 +480,7 @@ cmd_up() {
     stop_cluster
   fi
   ensure_host_packages
-  ensure_root
-  ensure_image
+  ensure_root_and_image
   install_gear      # before the config: MailProg points at gear-mailprog when it exists
   node=$(hostname -s)
   write_config "$node"
@@ -464,7 +509,11 @@ cmd_down() {
 cmd_status() {
   local pid ns p comm name found rc=0
   if ! pid=$(holder_pid); then
-    say "down"
+    if [[ $EUID -eq 0 && -r $NSFILE ]] && [[ -n $(ns_pids "$(<"$NSFILE")") ]]; then
+      say "down, but the holder died and processes of its namespace remain: run 'devcluster.sh down'"
+    else
+      say "down"
+    fi
     return 3
   fi
   say "up: holder pid $pid, state $STATE"
