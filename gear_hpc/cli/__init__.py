@@ -68,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     # Everything gear creates is private to its owner unless shared on purpose.
     os.umask(0o077)
     try:
-        cli.main(args=argv, prog_name="gear", standalone_mode=False)
+        # Without standalone mode, click returns (not raises) a command's Exit code.
+        result = cli.main(args=argv, prog_name="gear", standalone_mode=False)
+        if isinstance(result, int):
+            return result
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:

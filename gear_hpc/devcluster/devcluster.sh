@@ -375,6 +375,8 @@ DefMemPerCPU=512
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
+# Count GPUs as a TRES, so `scontrol show job` shows gres/gpu in AllocTRES.
+AccountingStorageTRES=gres/gpu
 ReturnToService=2
 KillWait=10
 MinJobAge=300
