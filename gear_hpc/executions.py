@@ -18,12 +18,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from . import slurm
+from . import notify, slurm
 from .errors import GearError, NotFound, SlurmError, UsageError
+from .bindings import Binding
 from .ledger import CLOSED_STATUSES, Execution, Ledger, utc_now
 from .names import check_name, check_text
 from .site import ComputeType, Image, Site
-from .storage import UserStorage, tree_size
+from .storage import UserStorage, make_read_only, tree_size
 
 # A job that Slurm says has ended gets this long to show its final record
 # (a shared file system may show the file a little later than Slurm knows).
@@ -42,6 +43,7 @@ class RunRequest:
     image: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     message: str | None = None
+    bindings: list[str] = field(default_factory=list)
     mode: str = "script"
 
 
@@ -69,14 +71,22 @@ def parse_param(text: str) -> tuple[str, Any]:
     return key, parsed
 
 
-def submit(site: Site, storage: UserStorage, request: RunRequest) -> Execution:
-    """Create a script execution and submit it; returns its ledger record."""
+def submit(site: Site, storage: UserStorage, request: RunRequest,
+           notice: Callable[[str], None] = lambda message: None) -> Execution:
+    """Create a script execution and submit it; returns its ledger record.
+
+    `notice` hears, before the job is submitted, what the user should know
+    (for example uploaded files that the copied working directory overrides).
+    """
     if not request.command:
         raise UsageError("no command given: put it after --, for example: gear run -- python train.py")
     for arg in request.command:
         check_text(arg, "the command")
     if request.message is not None:
         check_text(request.message, "the message")
+    from . import bindings as binding_specs
+
+    specs = binding_specs.parse_all(request.bindings)
     code = Path(request.code)
     if not code.exists():
         raise UsageError(f"code path {code} does not exist")
@@ -90,6 +100,9 @@ def submit(site: Site, storage: UserStorage, request: RunRequest) -> Execution:
     storage.ensure()
     token = secrets.token_hex(8)
     with Ledger(storage.ledger_path) as ledger:
+        if any(spec.is_execution for spec in specs):
+            refresh(ledger)  # a source execution must be closed: know its latest status
+        resolved = binding_specs.resolve(specs, ledger, storage, storage.user)
         def make_dir(number: int) -> Path:
             storage.container_dir(container).mkdir(mode=0o700, parents=True, exist_ok=True)
             storage.execution_dir(container, number).mkdir(mode=0o700)
@@ -97,11 +110,13 @@ def submit(site: Site, storage: UserStorage, request: RunRequest) -> Execution:
 
         number = ledger.allocate_execution(
             container, make_dir, mode=request.mode, status="submitting", compute_type=compute_type.name,
-            image=image.name, command=request.command, params=request.params, bindings=[],
-            message=request.message, token=token)
+            image=image.name, command=request.command, params=request.params,
+            bindings=[b.to_json() for b in resolved], message=request.message, token=token)
         exec_dir = storage.execution_dir(container, number)
         try:
-            _prepare(site, storage, exec_dir, container, number, token, code, compute_type, image, request)
+            _prepare(site, storage, exec_dir, container, number, token, code, compute_type, image, request,
+                     resolved)
+            _notice_collisions(exec_dir / "code", resolved, notice)
             job_id = slurm.submit(exec_dir / "job.sh")
         except slurm.SubmitTimeout:
             job_id = _find_job_by_token(token)
@@ -117,6 +132,18 @@ def submit(site: Site, storage: UserStorage, request: RunRequest) -> Execution:
     return execution
 
 
+def _notice_collisions(code: Path, bindings: list[Binding], notice: Callable[[str], None]) -> None:
+    from .apptainer import HOME
+    from .staging import collisions
+
+    for binding in bindings:
+        if binding.target == HOME:
+            kept = collisions(code, Path(binding.path))
+            if kept:
+                notice(f"{len(kept)} uploaded file(s) already exist in {binding.source}'s working directory; "
+                       f"its version is kept and the upload ignored: {', '.join(kept)}")
+
+
 def _job_comment(container: str, number: int, token: str) -> str:
     # The comment ties the Slurm job to its ledger row, so a command that
     # died between submit and record can be reconciled.
@@ -124,7 +151,8 @@ def _job_comment(container: str, number: int, token: str) -> str:
 
 
 def _prepare(site: Site, storage: UserStorage, exec_dir: Path, container: str, number: int, token: str,
-             code: Path, compute_type: ComputeType, image: Image, request: RunRequest) -> None:
+             code: Path, compute_type: ComputeType, image: Image, request: RunRequest,
+             bindings: list[Binding]) -> None:
     """Everything the job needs on disk: code snapshot, parameters, empty input dir, script."""
     from . import staging
 
@@ -132,16 +160,22 @@ def _prepare(site: Site, storage: UserStorage, exec_dir: Path, container: str, n
     (exec_dir / "gear_params.json").write_text(json.dumps(request.params, indent=2) + "\n")
     (exec_dir / "empty").mkdir(mode=0o500)
     (exec_dir / "job.sh").write_text(job_script(site, exec_dir, container, number, token, compute_type,
-                                                image, request.command, storage.user))
+                                                image, request.command, storage.user, bindings))
 
 
 def job_script(site: Site, exec_dir: Path, container: str, number: int, token: str,
-               compute_type: ComputeType, image: Image, command: list[str], user: str) -> str:
+               compute_type: ComputeType, image: Image, command: list[str], user: str,
+               bindings: list[Binding] = ()) -> str:  # type: ignore[assignment]
     """The batch script of one execution (a pure function of its inputs)."""
-    from .apptainer import exec_argv
+    from .apptainer import HOME, exec_argv
     from .render import render
 
     home = exec_dir / "home"
+    scratch = site.workdir.mode == "scratch"
+    # Node-local scratch path: fixed at submit time, unique per execution.
+    work = Path(site.workdir.scratch_dir or "") / f"gear-{user}-{container}-{number}-{token}" if scratch else home
+    inputs = {b.target: b.path for b in bindings if b.target != HOME}
+    home_binding = next((b for b in bindings if b.target == HOME), None)
     options: list[tuple[str, Any]] = [
         ("job-name", f"gear-{container}-{number}"),
         ("partition", compute_type.partition),
@@ -164,14 +198,20 @@ def job_script(site: Site, exec_dir: Path, container: str, number: int, token: s
         # B: sends the warning to the batch shell itself, where the trap is.
         ("signal", f"B:USR1@{site.time_limit_warning}"),
     ]
+    # Slurm's mail to the owner (--mail-type/--mail-user, SMS number in --extra).
+    mail = notify.for_job(site, user)
+    options += mail.sbatch_options
     environment = [("GEAR_CONTAINER", container), ("GEAR_EXECUTION", f"{container}/{number}"),
                    ("GEAR_EXECUTION_NUMBER", str(number)), ("GEAR_USER", user),
                    ("GEAR_COMPUTE_TYPE", compute_type.name), ("GEAR_IMAGE", image.name)]
-    argv = exec_argv(site.apptainer, image.path, str(home), {}, str(exec_dir / "empty"), command,
+    argv = exec_argv(site.apptainer, image.path, str(work), inputs, str(exec_dir / "empty"), command,
                      gpu=compute_type.gpus > 0)
     return render("job.sh.j2", execution_id=f"{container}/{number}", sbatch_options=options,
-                  exec_dir=str(exec_dir), home=str(home), environment=environment,
-                  apptainer_argv=argv, kill_after=KILL_AFTER_SECONDS)
+                  exec_dir=str(exec_dir), home=str(home), work=str(work), environment=environment,
+                  apptainer_argv=argv, kill_after=KILL_AFTER_SECONDS, report_extra=mail.report_extra,
+                  scratch=scratch, save_interval=site.workdir.save_interval,
+                  home_source=home_binding.path if home_binding else None,
+                  home_source_id=home_binding.source if home_binding else None)
 
 
 def _discard(ledger: Ledger, exec_dir: Path, container: str, number: int) -> None:
@@ -210,6 +250,20 @@ def read_status_record(workdir: str) -> dict[str, Any] | None:
 class RefreshReport:
     slurm_error: str | None = None
     newly_closed: list[Execution] = field(default_factory=list)
+    # execution id -> the copy in progress (syncing, saving, periodic save)
+    progress: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _progress(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Amount done and speed of the copy a status record reports, if any."""
+    if not record or record.get("phase") == "final" or not isinstance(record.get("progress"), dict):
+        return None
+    done = dict(record["progress"])
+    seconds = max(float(done.get("seconds") or 0), 1.0)
+    done["phase"] = record.get("phase")
+    done["mb_per_s"] = round((done.get("bytes") or 0) / seconds / 1e6, 1)
+    done["files_per_s"] = round((done.get("files") or 0) / seconds, 1)
+    return done
 
 
 def refresh(ledger: Ledger, query: Callable[[], dict[str, slurm.SlurmJob]] = slurm.query_jobs) -> RefreshReport:
@@ -231,6 +285,9 @@ def refresh(ledger: Ledger, query: Callable[[], dict[str, slurm.SlurmJob]] = slu
     now = datetime.now(timezone.utc)
     for execution in open_executions:
         record = read_status_record(execution.workdir)
+        progress = _progress(record)
+        if progress:
+            report.progress[execution.id] = progress
         changes = fold(execution, record, jobs, now)
         if changes is None:
             continue
@@ -238,7 +295,14 @@ def refresh(ledger: Ledger, query: Callable[[], dict[str, slurm.SlurmJob]] = slu
             _discard(ledger, Path(execution.workdir).parent, execution.container, execution.number)
             continue
         if changes.get("status") in CLOSED_STATUSES:
-            changes["size_bytes"] = tree_size(Path(execution.workdir))
+            workdir = Path(execution.workdir)
+            changes["size_bytes"] = tree_size(workdir)
+            # A saved working directory never changes again: the kernel enforces it.
+            if workdir.is_dir():
+                try:
+                    make_read_only(workdir)
+                except OSError:
+                    pass
         ledger.update_execution(execution.container, execution.number, **changes)
         updated = ledger.get_execution(execution.container, execution.number)
         if updated is not None and not updated.is_open:

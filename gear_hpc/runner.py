@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .errors import GearError
 
@@ -60,3 +60,45 @@ def run_attached(argv: Sequence[str], env: dict[str, str] | None = None) -> int:
         return subprocess.call(list(argv), env=env)
     except FileNotFoundError:
         raise GearError(f"command not found: {argv[0]}") from None
+
+
+def stream(argv: Sequence[str], on_chunk: Callable[[str], None], timeout: float = DEFAULT_TIMEOUT) -> Result:
+    """Run `argv`, handing each piece of stdout (split at CR or LF) to `on_chunk`.
+
+    For commands that draw progress with carriage returns (rsync
+    --info=progress2). stderr is captured for the error message.
+    """
+    import re
+    import time
+
+    try:
+        proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    except FileNotFoundError:
+        raise GearError(f"command not found: {argv[0]}") from None
+    deadline = time.monotonic() + timeout
+    pending = b""
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        while True:
+            data = proc.stdout.read(4096)
+            if not data:
+                break
+            pending += data
+            *pieces, pending = re.split(rb"[\r\n]", pending)
+            for piece in pieces:
+                if piece.strip():
+                    on_chunk(piece.decode(errors="replace"))
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise CommandFailed(argv, None, "", "", timed_out=True)
+        if pending.strip():
+            on_chunk(pending.decode(errors="replace"))
+        stderr = proc.stderr.read().decode(errors="replace")
+        returncode = proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    if returncode != 0:
+        raise CommandFailed(argv, returncode, "", stderr)
+    return Result(list(argv), returncode, "", stderr)

@@ -65,6 +65,36 @@ class Image:
 
 
 @dataclass(frozen=True)
+class MailConfig:
+    """The `mail:` section of site.yaml (notifications, SPEC §6); absent = mail off."""
+
+    enabled: bool = False
+    address: str = "{user}"        # the rule giving a user's address, e.g. {user}@example.org
+    sender: str = "gear@localhost"
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    timeout: int = 10              # seconds for each SMTP or HTTP exchange
+    sms_email: str | None = None   # email-to-SMS pattern, e.g. {number}@sms.example.org
+    sms_http: str | None = None    # or an HTTP endpoint that takes {"to", "text"} as JSON
+    log_file: str | None = None    # where gear-mailprog logs (as SlurmUser)
+    job_extra: bool = True         # carry SMS number and outcome in the job's Extra field
+
+
+@dataclass(frozen=True)
+class Workdir:
+    """Where /hyperai/home lives while a job runs (SPEC §11).
+
+    shared:  directly on the site's storage (nothing to copy at the end);
+    scratch: on node-local scratch, copied in at start, saved every
+             `save_interval` seconds and at the end.
+    """
+
+    mode: str = "shared"
+    scratch_dir: str | None = None
+    save_interval: int = 300
+
+
+@dataclass(frozen=True)
 class Site:
     config_dir: Path
     storage_root: Path
@@ -72,8 +102,10 @@ class Site:
     default_compute_type: str
     default_image: str
     time_limit_warning: int
+    workdir: Workdir = field(default_factory=Workdir)
     compute_types: dict[str, ComputeType] = field(default_factory=dict)
     images: dict[str, Image] = field(default_factory=dict)
+    mail: MailConfig = field(default_factory=MailConfig)
 
     def compute_type(self, name: str) -> ComputeType:
         from .errors import NotFound
@@ -105,7 +137,7 @@ def load(directory: Path | None = None) -> Site:
     types = _load_compute_types(directory / "compute-types.yaml")
     images = _load_images(directory / "images.yaml")
     site_file.only_keys({"storage_root", "apptainer", "default_compute_type", "default_image",
-                         "time_limit_warning"})
+                         "time_limit_warning", "mail"})
     storage_root = os.environ.get("GEAR_STORAGE_ROOT") or site_file.get("storage_root", _absolute_path)
     default_type = site_file.get("default_compute_type", str)
     default_image = site_file.get("default_image", str)
@@ -120,9 +152,28 @@ def load(directory: Path | None = None) -> Site:
         default_compute_type=default_type,
         default_image=default_image,
         time_limit_warning=site_file.get("time_limit_warning", _seconds, default=120),
+        workdir=_load_workdir(site_file),
         compute_types=types,
         images=images,
+        mail=_load_mail(site_file),
     )
+
+
+def _load_workdir(site_file: "_Section") -> Workdir:
+    data = site_file.data.get("workdir")
+    if data is None:
+        return Workdir()
+    if not isinstance(data, dict):
+        site_file.fail("workdir", "expected a mapping with keys mode, scratch_dir, save_interval")
+    section = _Section(site_file.path, data, prefix="workdir.")
+    section.only_keys({"mode", "scratch_dir", "save_interval"})
+    mode = section.get("mode", _str, default="shared")
+    if mode not in ("shared", "scratch"):
+        section.fail("mode", f"{mode!r} is not allowed; expected shared or scratch")
+    scratch_dir = section.get("scratch_dir", _absolute_path, default=None)
+    if mode == "scratch" and not scratch_dir:
+        section.fail("scratch_dir", "is required when mode is scratch (a node-local directory such as /local/scratch)")
+    return Workdir(mode=mode, scratch_dir=scratch_dir, save_interval=section.get("save_interval", _seconds, default=300))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -286,3 +337,93 @@ def _load_images(path: Path) -> dict[str, Image]:
             dependencies=section.get("dependencies", _string_list, default=()),
         )
     return images
+
+
+def load_mail(directory: Path | None = None) -> MailConfig:
+    """Only the `mail:` section of site.yaml: what gear-mailprog needs on the controller."""
+    path = (directory or config_dir()) / "site.yaml"
+    return _load_mail(_Section(path, _read_yaml(path)))
+
+
+_MAIL_KEYS = {"enabled", "address", "sender", "smtp_host", "smtp_port", "timeout", "sms_email", "sms_http",
+              "log_file", "job_extra"}
+
+
+def _load_mail(site_file: _Section) -> MailConfig:
+    data = site_file.data.get("mail")
+    if data is None:
+        return MailConfig()
+    if not isinstance(data, dict):
+        site_file.fail("mail", f"expected a mapping with keys {', '.join(sorted(_MAIL_KEYS))}")
+    section = _Section(site_file.path, data, prefix="mail.")
+    section.only_keys(_MAIL_KEYS)
+    enabled = section.get("enabled", _bool, default=True)
+    sms_email = section.get("sms_email", _pattern(number="+15551234567", digits="15551234567"), default=None)
+    sms_http = section.get("sms_http", _http_url, default=None)
+    if sms_email and sms_http:
+        section.fail("sms_http", "set either sms_email or sms_http, not both")
+    return MailConfig(
+        enabled=enabled,
+        address=section.get("address", _pattern(user="alice"), **({} if enabled else {"default": "{user}"})),
+        sender=section.get("sender", _email, **({} if enabled else {"default": "gear@localhost"})),
+        smtp_host=section.get("smtp_host", _matching(re.compile(r"[A-Za-z0-9.:-]+\Z"), "a host name or address"),
+                              default="localhost"),
+        smtp_port=section.get("smtp_port", _port, default=25),
+        timeout=section.get("timeout", _timeout, default=10),
+        sms_email=sms_email,
+        sms_http=sms_http,
+        log_file=section.get("log_file", _absolute_path, default=None),
+        job_extra=section.get("job_extra", _bool, default=True),
+    )
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{value!r} must be true or false")
+    return value
+
+
+def _email(value: Any) -> str:
+    from .errors import UsageError
+    from .notify import check_email
+
+    try:
+        return check_email(_str(value))
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _pattern(**samples: str) -> Callable[[Any], str]:
+    """An address pattern with one of the placeholders named, which must give a valid address."""
+    names = " or ".join("{" + name + "}" for name in samples)
+
+    def convert(value: Any) -> str:
+        text = _str(value)
+        if not any("{" + name + "}" in text for name in samples):
+            raise ValueError(f"{text!r} must contain {names}, for example {names.split()[0]}@example.org")
+        try:
+            filled = text.format(**samples)
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(f"{text!r}: the only placeholders allowed are {names}") from None
+        _email(filled)
+        return text
+    return convert
+
+
+def _http_url(value: Any) -> str:
+    text = _str(value)
+    if not re.match(r"https?://[^\s/]+", text):
+        raise ValueError(f"{text!r} must be an http:// or https:// URL")
+    return text
+
+
+def _port(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ValueError(f"{value!r} must be a port number from 1 to 65535")
+    return value
+
+
+def _timeout(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 60:
+        raise ValueError(f"{value!r} must be a number of seconds from 1 to 60")
+    return value

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 from .errors import GearError, UsageError
 from .runner import CommandFailed, run
@@ -22,10 +26,73 @@ def rsync(source: str, target: str, *options: str) -> None:
     try:
         run(argv, timeout=COPY_TIMEOUT)
     except CommandFailed as exc:
-        why = _RSYNC_PARTIAL.get(exc.returncode or -1, f"rsync exited with code {exc.returncode}")
-        detail = exc.stderr.strip().splitlines()
-        raise GearError(f"copy from {source} to {target} failed: {why}"
-                        + (f" ({detail[-1]})" if detail else "")) from None
+        raise _copy_error(source, target, exc) from None
+
+
+@dataclass
+class Progress:
+    """One progress update of an rsync copy (from --info=progress2)."""
+
+    bytes_done: int
+    percent: int
+    files_done: int | None
+    files_total: int | None
+    seconds: float
+
+    @property
+    def bytes_per_second(self) -> float:
+        return self.bytes_done / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def files_per_second(self) -> float:
+        return (self.files_done or 0) / self.seconds if self.seconds > 0 else 0.0
+
+
+# "    1,234,567  45%   12.34MB/s    0:00:10 (xfr#12, to-chk=100/200)"
+_PROGRESS = re.compile(r"\s*([\d,]+)\s+(\d+)%\s+\S+\s+\S+(?:\s+\(xfr#\d+, (?:to|ir)-chk=(\d+)/(\d+)\))?")
+
+
+def parse_progress(line: str, seconds: float) -> Progress | None:
+    match = _PROGRESS.match(line)
+    if not match:
+        return None
+    remaining, total = match.group(3), match.group(4)
+    files_total = int(total) if total else None
+    files_done = files_total - int(remaining) if total and remaining else None
+    return Progress(int(match.group(1).replace(",", "")), int(match.group(2)), files_done, files_total, seconds)
+
+
+def rsync_with_progress(source: str, target: str, on_progress: Callable[[Progress], None], *options: str) -> Progress:
+    """rsync -a with progress reports; returns the last one (the totals)."""
+    import time
+
+    from .runner import stream
+
+    started = time.monotonic()
+    last = Progress(0, 0, 0, 0, 0.0)
+
+    def handle(line: str) -> None:
+        nonlocal last
+        progress = parse_progress(line, time.monotonic() - started)
+        if progress is not None:
+            last = progress
+            on_progress(progress)
+
+    argv = ["rsync", "-a", "--safe-links", "--info=progress2", "--no-inc-recursive", *options, source, target]
+    try:
+        stream(argv, handle, timeout=COPY_TIMEOUT)
+    except CommandFailed as exc:
+        raise _copy_error(source, target, exc) from None
+    last.seconds = time.monotonic() - started
+    return last
+
+
+def _copy_error(source: str, target: str, exc: CommandFailed) -> GearError:
+    why = _RSYNC_PARTIAL.get(exc.returncode or -1, f"rsync exited with code {exc.returncode}")
+    if exc.timed_out:
+        why = "it timed out"
+    detail = exc.stderr.strip().splitlines()
+    return GearError(f"copy from {source} to {target} failed: {why}" + (f" ({detail[-1]})" if detail else ""))
 
 
 def snapshot_code(source: Path, target: Path) -> None:
@@ -66,3 +133,18 @@ def download(source: Path, target: Path) -> None:
         rsync(f"{source}/", f"{target}/")
     else:
         rsync(str(source), f"{target}/")
+
+
+def collisions(code: Path, workdir: Path) -> list[str]:
+    """Relative paths of uploaded files that already exist in `workdir`.
+
+    The Gear rule: the working directory's file is kept and the upload is
+    ignored; gear lists these before it submits so nobody is surprised.
+    """
+    found = []
+    for directory, subdirs, files in os.walk(code):
+        relative = Path(directory).relative_to(code)
+        for name in files:
+            if os.path.lexists(workdir / relative / name):
+                found.append(str(relative / name) if str(relative) != "." else name)
+    return sorted(found)

@@ -28,7 +28,10 @@ COMMANDS = {
     "logs": "inspect:logs",
     "download": "inspect:download",
     "stop": "control:stop",
+    "data": "data:data",
+    "du": "data:du",
     "devcluster": "devcluster:devcluster",
+    "notify": "notify:notify",
 }
 
 

@@ -51,6 +51,28 @@ def status() -> None:
     _script("status")
 
 
+@devcluster.command()
+@click.option("--last", type=click.IntRange(min=0), metavar="N", help="Only the last N messages.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option("--clear", is_flag=True, help="Delete the caught messages.")
+def mail(last: int | None, as_json: bool, clear: bool) -> None:
+    """Show the mail the cluster sent (its MailProg is gear-mailprog; a local
+    mail catcher on 127.0.0.1:2525 keeps every message).
+
+    \b
+    Example:
+      gear devcluster mail --last 2
+    """
+    args = ["mail"]
+    if last is not None:
+        args += ["--last", str(last)]
+    if as_json:
+        args.append("--json")
+    if clear:
+        args.append("--clear")
+    _script(*args)
+
+
 @devcluster.command(name="exec", context_settings={"ignore_unknown_options": True})
 @click.option("--user", default="root", show_default=True, help="Run as this user (created on first use).")
 @click.option("--cwd", help="Working directory inside the cluster.")

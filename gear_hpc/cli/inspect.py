@@ -15,7 +15,7 @@ from .output import human_size, print_json, table, warn
 RECENT = timedelta(hours=24)
 
 
-def _refreshed_ledger() -> Any:
+def _refreshed_ledger(with_report: bool = False) -> Any:
     from .. import executions
 
     _, storage = load_context()
@@ -23,7 +23,7 @@ def _refreshed_ledger() -> Any:
     report = executions.refresh(ledger)
     if report.slurm_error:
         warn(f"{report.slurm_error}; statuses come from the jobs' own records only")
-    return ledger
+    return (ledger, report) if with_report else ledger
 
 
 def _execution_rows(items: list[Any]) -> list[list[Any]]:
@@ -53,20 +53,32 @@ def status(execution_id: str | None, as_json: bool) -> None:
     from ..names import parse_execution_id
 
     target = parse_execution_id(execution_id) if execution_id else None
-    with _refreshed_ledger() as ledger:
+    ledger, report = _refreshed_ledger(with_report=True)
+    with ledger:
         if target:
             items = [executions.get(ledger, *target)]
         else:
             since = (datetime.now(timezone.utc) - RECENT).strftime("%Y-%m-%dT%H:%M:%SZ")
             items = ledger.executions(statuses=OPEN_STATUSES, ended_since=since)
+    def as_json_with_progress(e: Any) -> dict[str, Any]:
+        data = e.to_json()
+        data["progress"] = report.progress.get(e.id) if e.is_open else None
+        return data
+
     if as_json:
-        print_json([e.to_json() for e in items] if not target else items[0].to_json())
+        print_json([as_json_with_progress(e) for e in items] if not target else as_json_with_progress(items[0]))
         return
     if not items:
         click.echo("no open or recent executions (see `gear ls` and `gear history CONTAINER`)")
         return
     table(_HEADERS, _execution_rows(items))
     for e in items:
+        progress = report.progress.get(e.id) if e.is_open else None
+        if progress:
+            files = f", {progress['files']}/{progress['files_total']} files" if progress.get("files_total") else ""
+            click.echo(f"{e.id}: {progress['phase']} {progress.get('percent', 0)}%: "
+                       f"{human_size(progress.get('bytes'))}{files}, "
+                       f"{progress['mb_per_s']} MB/s, {progress['files_per_s']} files/s")
         if e.note:
             click.echo(f"{e.id}: {e.note}")
 

@@ -13,6 +13,9 @@ from . import json_option, load_context, open_ledger
 @click.option("-c", "--container", help="Container to run in (created on first use). Default: the code directory's name.")
 @click.option("-r", "--resource", "compute_type", metavar="TYPE", help="Compute type (see `gear types`).")
 @click.option("-e", "--env", "image", metavar="IMAGE", help="Image (see `gear images`).")
+@click.option("-d", "--data", "bindings", multiple=True, metavar="BINDING",
+              help="Bind data (repeatable): mnist:input0, mnist@3:input1, mnist-train/3:input2, "
+                   "mnist-train/3:/hyperai/home (copied in, writable).")
 @click.option("--code", type=click.Path(path_type=Path), default=".", show_default=True,
               help="Directory (or file) to upload into /hyperai/home; honours .gearignore.")
 @click.option("--param", "params", multiple=True, metavar="K=V",
@@ -21,7 +24,7 @@ from . import json_option, load_context, open_ledger
 @click.option("-f", "--follow", is_flag=True, help="Follow the status and log until the execution ends.")
 @json_option
 @click.argument("command", nargs=-1, required=True)
-def run(container: str | None, compute_type: str | None, image: str | None, code: Path,
+def run(container: str | None, compute_type: str | None, image: str | None, bindings: tuple[str, ...], code: Path,
         params: tuple[str, ...], message: str | None, follow: bool, as_json: bool,
         command: tuple[str, ...]) -> None:
     """Run COMMAND in a new execution.
@@ -36,6 +39,7 @@ def run(container: str | None, compute_type: str | None, image: str | None, code
       gear run -r cpu-small -- python3 train.py
       gear run -c mnist -r gpu-1 --param lr=0.01 -m "first try" -- python3 train.py
       gear run -f -- bash -c 'nproc; ls /hyperai/input'
+      gear run -d mnist:input0 -d prep/2:input1 -- python3 train.py
     """
     from .. import executions
     from .output import print_json
@@ -43,8 +47,11 @@ def run(container: str | None, compute_type: str | None, image: str | None, code
     site, storage = load_context()
     parsed = dict(executions.parse_param(p) for p in params)
     request = executions.RunRequest(command=list(command), code=code, container=container,
-                                     compute_type=compute_type, image=image, params=parsed, message=message)
-    execution = executions.submit(site, storage, request)
+                                     compute_type=compute_type, image=image, params=parsed, message=message,
+                                     bindings=list(bindings))
+    from .output import warn
+
+    execution = executions.submit(site, storage, request, notice=warn)
     click.echo(f"gear: submitted {execution.id} as Slurm job {execution.slurm_job_id} "
                f"({execution.compute_type}, {execution.image})", err=True)
     if follow:

@@ -25,11 +25,14 @@ GEAR_REPO=${GEAR_REPO:-$(realpath -m "$(dirname "$SELF")/../..")}
 MIRROR=${GEAR_DEVCLUSTER_MIRROR:-http://deb.debian.org/debian}
 SUITE=trixie
 HOLDER_NAME=gear-devcluster-holder
+MAILDIR=$LOGS/mail               # every message the mail catcher received, one file each
+SMTP_PORT=2525                   # the catcher's port: mail.smtp_port in site-config/site.yaml
 INNER_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 # Packages of the cluster root.  Changing these lists re-runs apt (not debootstrap).
 PKGS_TRIXIE=(slurmctld slurmd slurm-client munge python3 python3-click python3-jinja2
              python3-yaml rsync squashfs-tools
+             python3-aiosmtpd   # the mail catcher (gear_hpc/devcluster/mailcatcher.py)
              gocryptfs)   # only so Apptainer stops printing "INFO: gocryptfs not found" in every job
 PKGS_SID=(apptainer squashfuse fuse2fs fuse3)   # Apptainer exists only in sid
 ROOT_RECIPE="v1 trixie:${PKGS_TRIXIE[*]} sid:${PKGS_SID[*]} sqlite-utils"
@@ -48,6 +51,8 @@ usage: devcluster.sh up                       build (if needed) and start the cl
        devcluster.sh exec [--user NAME] [--cwd DIR] [--] [COMMAND...]
                                               run COMMAND in the cluster as NAME (default root;
                                               created on first use); no COMMAND: a bash shell
+       devcluster.sh mail [--last N] [--json] [--clear]
+                                              the mail the cluster sent (caught on 127.0.0.1:$SMTP_PORT)
 environment: GEAR_DEVCLUSTER_DIR (state, default /var/lib/gear-devcluster)
              GEAR_REPO (gear-hpc checkout, default: two levels above this script)
              GEAR_DEVCLUSTER_MIRROR (Debian mirror, default http://deb.debian.org/debian)
@@ -253,7 +258,7 @@ root_packages() {
   # shellcheck disable=SC2016  # expanded by the root's bash, not here
   logged "$LOGS/build.log" "apt in the root" run_build_ns bash -euo pipefail -c '
     apt-get update -q
-    apt-get install -y -q "$@"
+    apt-get install -y -q --no-upgrade "$@"
     # sqlite-utils: from trixie if trixie has it, else from PyPI into /usr/local.
     for p in python3-sqlite-utils sqlite-utils; do
       if apt-cache madison "$p" | grep -q " trixie/"; then apt-get install -y -q "$p"; exit 0; fi
@@ -375,8 +380,6 @@ DefMemPerCPU=512
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
-# Count GPUs as a TRES, so `scontrol show job` shows gres/gpu in AllocTRES.
-AccountingStorageTRES=gres/gpu
 ReturnToService=2
 KillWait=10
 MinJobAge=300
@@ -398,6 +401,9 @@ EOF
   rm -rf "$ROOT/var/lib/slurm/slurmctld" "$ROOT/var/lib/slurm/slurmd"
   mkdir -p "$ROOT/var/lib/slurm/slurmctld" "$ROOT/var/lib/slurm/slurmd"
   chroot "$ROOT" chown slurm:slurm /var/lib/slurm/slurmctld
+  # gear-mailprog runs as SlurmUser and logs to mail.log_file of site.yaml.
+  install -d -m 0755 "$ROOT/var/log/gear"
+  chroot "$ROOT" chown slurm:slurm /var/log/gear
   # The state is wiped, but job ids must not start at 1 again: gear's ledger (on
   # /srv/gear, which survives) would mistake a new job for an old one. Continue
   # after the highest id this state dir has seen (remembered here, read from the log).
@@ -464,6 +470,38 @@ start_daemons() {
   die "node $node did not become idle in 60 s (state: '${state:-no answer}'); logs in $LOGS"
 }
 
+# The mail catcher: a real SMTP server (aiosmtpd) on 127.0.0.1:$SMTP_PORT, inside
+# the namespace (so `down` stops it with the rest), that keeps each message
+# slurmctld's MailProg (gear-mailprog) sent as a file in $MAILDIR.
+catcher_pids() {
+  local pid p
+  pid=$(holder_pid) || return 0
+  for p in $(ns_pids "$(mntns_of "$pid")"); do
+    tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q 'mailcatcher\.py serve' && echo "$p"
+  done
+  return 0
+}
+
+start_mailcatcher() {
+  local i nobody
+  [[ -n $(catcher_pids) ]] && return 0
+  nobody=$(chroot "$ROOT" id -u nobody)
+  install -d -o "$nobody" -g "$(chroot "$ROOT" id -g nobody)" -m 0755 "$MAILDIR"
+  # Detached like the daemons: no fd of ours (a caller's pipe, the lock) stays open in it.
+  setsid bash -c 'in_ns setsid runuser -u nobody -- python3 /opt/gear-hpc/lib/gear_hpc/devcluster/mailcatcher.py \
+    serve --dir "$1" --port "$2"' _ "$MAILDIR" "$SMTP_PORT" </dev/null >>"$LOGS/mailcatcher.log" 2>&1 9>&- &
+  for ((i = 0; i < 100; i++)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$SMTP_PORT") 2>/dev/null; then
+      [[ -n $(catcher_pids) ]] || die "127.0.0.1:$SMTP_PORT is taken by another program; the mail catcher needs it"
+      say "mail catcher: listening on 127.0.0.1:$SMTP_PORT, mail kept in $MAILDIR"
+      return 0
+    fi
+    sleep 0.1
+  done
+  tail -n 15 "$LOGS/mailcatcher.log" >&2
+  die "the mail catcher did not start on 127.0.0.1:$SMTP_PORT (log: $LOGS/mailcatcher.log)"
+}
+
 # ---------------------------------------------------------------- subcommands
 
 cmd_up() {
@@ -472,7 +510,11 @@ cmd_up() {
   take_lock
   mkdir -p "$CACHE" "$IMAGES" "$LOGS"
   if healthy; then
+    # Packages added to the lists since the cluster started are installed in
+    # place (apt --no-upgrade: what the running daemons use is left alone).
+    root_packages
     install_gear
+    start_mailcatcher
     say "already up and healthy (holder pid $(holder_pid)): only re-synced gear and site-config"
     say "devcluster up in $((SECONDS - t0)) s"
     return 0
@@ -493,6 +535,7 @@ cmd_up() {
   pid=$(holder_pid)
   if ! start_daemons "$node"; then stop_cluster; exit 1; fi
   say "started munged, slurmctld, slurmd (holder pid $pid); node $node idle; partitions cpu, gpu"
+  start_mailcatcher
   say "devcluster up in $((SECONDS - t0)) s"
 }
 
@@ -529,6 +572,9 @@ cmd_status() {
     done
     if [[ -n $found ]]; then say "$name: running (pid ${found% })"; else say "$name: NOT running"; rc=1; fi
   done
+  found=$(catcher_pids | tr '\n' ' ')
+  if [[ -n $found ]]; then say "mail catcher: running (pid ${found% }) on 127.0.0.1:$SMTP_PORT"
+  else say "mail catcher: NOT running"; rc=1; fi
   if ! timeout 20 bash -c 'in_ns sinfo' 2>&1; then say "sinfo: no answer"; rc=1; fi
   ((rc == 0)) || say "unhealthy: run 'devcluster.sh up' to restart it"
   return "$rc"
@@ -590,6 +636,21 @@ exec "$@"'
     /usr/bin/env -i "${envs[@]}" /bin/sh -c "$launch" devcluster-exec "$cwd" "$strict" "$@" 9>&-
 }
 
+cmd_mail() {  # show (or clear) what the mail catcher caught; works while the cluster is down too
+  local action=show args=()
+  while (($#)); do
+    case $1 in
+      --last) [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || die "--last needs a number" 2; args+=(--last "$2"); shift 2 ;;
+      --json) args+=(--json); shift ;;
+      --clear) action=clear; shift ;;
+      *) die "mail: unknown option $1 (usage: mail [--last N] [--json] [--clear])" 2 ;;
+    esac
+  done
+  [[ $action == clear ]] && args=()
+  command -v python3 >/dev/null || die "mail needs python3 on this machine"
+  python3 "$(dirname "$SELF")/mailcatcher.py" "$action" --dir "$MAILDIR" "${args[@]}"
+}
+
 main() {
   local cmd=${1:-help}; (($#)) && shift
   case $cmd in
@@ -597,6 +658,7 @@ main() {
     down) cmd_down "$@" ;;
     status) cmd_status "$@" ;;
     exec) cmd_exec "$@" ;;
+    mail) cmd_mail "$@" ;;
     __ns) ns_main "$@" ;;
     help | -h | --help) usage ;;
     *) usage >&2; exit 2 ;;

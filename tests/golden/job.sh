@@ -13,38 +13,91 @@
 #SBATCH --open-mode=append
 #SBATCH --comment=gear:mnist/3:0123456789abcdef
 #SBATCH --signal=B:USR1@120
+#SBATCH --mail-type=END,FAIL
+#SBATCH --mail-user=alice@example.org
 
-# Alone on the compute node, this script: copies the code into the working
-# directory (syncing), runs the image in the background and waits, so that
-# the traps for a stop (TERM) and the time-limit warning (USR1) run at once,
-# then saves and writes the final status record. It never writes the ledger.
+# Alone on the compute node, this script: copies in what the working
+# directory starts with (syncing), runs the image in the background and
+# waits, so that the traps for a stop (TERM) and the time-limit warning
+# (USR1) run at once, saves (saving), and writes the final status record.
+# It never writes the ledger: the gear command folds these records in.
 set -u
 umask 077
 exec_dir=/srv/gear/users/alice/containers/mnist/3
-home=/srv/gear/users/alice/containers/mnist/3/home
+home=/srv/gear/users/alice/containers/mnist/3/home    # the saved working directory, on shared storage
+work=/srv/gear/users/alice/containers/mnist/3/home    # where the program's /hyperai/home lives while it runs
 status_file="$exec_dir/status.json"
 started_at=""
 stop_reason=""
+last_save=""
 
 now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 
 # Write to a temporary name, then rename: a reader never sees half a record.
-record() { # PHASE STATUS EXIT_CODE SAVED
-  local tmp="$status_file.$$.tmp"
-  printf '{"phase": "%s", "status": "%s", "exit_code": %s, "saved": %s, "at": "%s", "started_at": "%s", "slurm_job_id": "%s", "node": "%s"}\n' \
-    "$1" "$2" "$3" "$4" "$(now)" "$started_at" "${SLURM_JOB_ID:-}" "$(hostname -s)" > "$tmp" \
+record() { # PHASE STATUS EXIT_CODE SAVED [EXTRA_JSON_FIELDS]
+  local tmp="$status_file.$BASHPID.tmp"
+  printf '{"phase": "%s", "status": "%s", "exit_code": %s, "saved": %s, "at": "%s", "started_at": "%s", "last_save": "%s", "slurm_job_id": "%s", "node": "%s"%s}\n' \
+    "$1" "$2" "$3" "$4" "$(now)" "$started_at" "$last_save" "${SLURM_JOB_ID:-}" "$(hostname -s)" "${5:+, $5}" > "$tmp" \
     && mv -f "$tmp" "$status_file"
 }
 
-record syncing syncing null false
-mkdir -p "$home"
-# A copy, never links: nothing the program does may change the code snapshot.
-if ! rsync -a --safe-links "$exec_dir/code/" "$home/" \
-   || ! cp "$exec_dir/gear_params.json" "$home/gear_params.json"; then
-  echo "gear: could not copy the code into the working directory" >&2
-  record final failed null false
+# gear-mailprog runs on the controller as SlurmUser and cannot read this
+# directory: tell it the outcome through the job's Extra field. Bounded, and
+# never fatal: the notification must not hold up or fail the execution.
+report() { # STATUS EXIT_CODE SAVED
+  local size
+  size=$(timeout 20 find "$home" ! -type d -printf '%s\n' 2>/dev/null | awk '{s += $1} END {print s + 0}'
+         exit "${PIPESTATUS[0]}") || size=""
+  timeout 10 scontrol update "JobId=${SLURM_JOB_ID:-0}" \
+    "Extra="gear";status=$1;exit=$2;saved=$3${size:+;size=$size}" >/dev/null 2>&1 || true
+}
+
+# rsync's --info=progress2 lines ("1,234  45%  1.2MB/s  0:00:01 (xfr#3, to-chk=7/10)")
+# become status records, at most one a second, so `gear status` shows speed.
+progress() { # PHASE STARTED_EPOCH
+  local phase=$1 started=$2 last=0 line now bytes percent files total
+  while IFS= read -r -d $'\r' line || [ -n "$line" ]; do
+    line=${line##*$'\n'}
+    read -r bytes percent _ <<< "$line"
+    [[ ${percent:-} == *% ]] || { line=""; continue; }
+    now=$(date +%s)
+    if [ "$now" -gt "$last" ]; then
+      last=$now
+      files=null total=null
+      if [[ $line =~ (to|ir)-chk=([0-9]+)/([0-9]+) ]]; then
+        total=${BASH_REMATCH[3]}
+        files=$((total - BASH_REMATCH[2]))
+      fi
+      record "$phase" "$phase" null false "\"progress\": {\"bytes\": ${bytes//,/}, \"percent\": ${percent%\%}, \"files\": $files, \"files_total\": $total, \"seconds\": $((now - started))}"
+    fi
+    line=""
+  done
+}
+
+# copy SRC/ DST/ PHASE [RSYNC_OPTIONS…]: returns rsync's exit code. Any
+# non-zero code (20 signal, 23 partial, 24 vanished, 11 disk full…) is a
+# failed copy, never reported as saved.
+copy() {
+  local src=$1 dst=$2 phase=$3
+  shift 3
+  rsync -a --safe-links --info=progress2 --no-inc-recursive "$@" "$src" "$dst" \
+    | progress "$phase" "$(date +%s)"
+  return "${PIPESTATUS[0]}"
+}
+
+fail_before_start() { # MESSAGE
+  echo "gear: $1" >&2
+  record final failed null false "\"note\": \"$1\""
+  report failed none false
   exit 1
-fi
+}
+
+record syncing syncing null false
+mkdir -p "$home" "$work" || fail_before_start "could not create the working directory"
+# Code files that already exist in the working directory are kept (the Gear rule).
+copy "$exec_dir/code/" "$work/" syncing --ignore-existing \
+  && cp "$exec_dir/gear_params.json" "$work/gear_params.json" \
+  || fail_before_start "could not copy the code into the working directory"
 
 # --containall cleans the environment; pass in the execution's identity and
 # Slurm's own variables (CUDA_VISIBLE_DEVICES names the allotted GPUs).
@@ -96,12 +149,17 @@ while :; do
 done
 
 record saving saving null false
-# The working directory lives on shared storage: flush it to the server.
+saved=true
+note=""
+# Flush the working directory to the storage server before saying it is saved.
 sync -f "$home" 2>/dev/null || sync
 case "$stop_reason" in
   terminated) status=terminated ;;
   timeout) status=timeout ;;
   *) if [ "$rc" -eq 0 ]; then status=completed; else status=failed; fi ;;
 esac
-record final "$status" "$rc" true
+# A result that was not saved is not a success, whatever the program returned.
+if [ "$saved" != true ] && [ "$status" = completed ]; then status=failed; fi
+record final "$status" "$rc" "$saved" "${note:+\"note\": \"$note\"}"
+report "$status" "$rc" "$saved"
 exit "$rc"

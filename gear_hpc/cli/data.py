@@ -1,0 +1,222 @@
+"""`gear data …` (datasets with immutable versions) and `gear du`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import json_option, load_context, open_ledger
+from .output import human_size, print_json, table
+
+
+@click.group()
+def data() -> None:
+    """Datasets: named collections of immutable, numbered versions.
+
+    Bind a version into an execution with `gear run -d NAME[@V]:inputK`.
+
+    \b
+    Examples:
+      gear data create mnist
+      gear data upload mnist ./mnist-files
+      gear data versions mnist
+      gear run -d mnist:input0 -- python3 train.py
+    """
+
+
+@data.command()
+@click.argument("name")
+@json_option
+def create(name: str, as_json: bool) -> None:
+    """Create an empty dataset NAME."""
+    from .. import datasets
+
+    _, storage = load_context()
+    with open_ledger(storage) as ledger:
+        created = datasets.create(ledger, storage, name)
+    if as_json:
+        print_json({"name": name, "created": created})
+    else:
+        click.echo(f"created dataset {name}" if created else f"dataset {name} already exists")
+
+
+class _Bar:
+    """One line on stderr: bar, percent, bytes, files, MB/s and files/s."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.drawn = False
+
+    def __call__(self, progress) -> None:  # type: ignore[no-untyped-def]
+        if not self.tty:
+            return
+        width = 24
+        filled = width * progress.percent // 100
+        files = f"{progress.files_done}/{progress.files_total} files" if progress.files_total else ""
+        line = (f"\r[{'#' * filled}{' ' * (width - filled)}] {progress.percent:3d}%  "
+                f"{human_size(progress.bytes_done)}  {files}  "
+                f"{progress.bytes_per_second / 1e6:.1f} MB/s  {progress.files_per_second:.0f} files/s")
+        sys.stderr.write(line.ljust(100))
+        sys.stderr.flush()
+        self.drawn = True
+
+    def done(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+
+
+@data.command()
+@click.argument("name")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@json_option
+def upload(name: str, paths: tuple[Path, ...], as_json: bool) -> None:
+    """Upload PATHS as a new version of dataset NAME.
+
+    One directory: its contents become the version. Several paths or a file:
+    each is placed under its own name. An interrupted upload makes no
+    version; running the same command again resumes it.
+
+    \b
+    Examples:
+      gear data upload mnist ./mnist
+      gear data upload mnist train.csv test.csv
+    """
+    from .. import datasets
+
+    _, storage = load_context()
+    bar = _Bar()
+    with open_ledger(storage) as ledger:
+        try:
+            version, progress = datasets.upload(ledger, storage, name, list(paths), on_progress=bar)
+        finally:
+            bar.done()
+        record = next(v for v in ledger.versions(name) if v["version"] == version)
+    if as_json:
+        print_json(record)
+        return
+    seconds = max(progress.seconds, 1e-9)
+    click.echo(f"{name}@{version}: {record['files']} files, {human_size(record['size_bytes'])} "
+               f"(sent {human_size(progress.bytes_done)} in {progress.seconds:.1f} s, "
+               f"{progress.bytes_done / seconds / 1e6:.1f} MB/s, {(progress.files_done or 0) / seconds:.0f} files/s)")
+
+
+@data.command()
+@click.argument("name")
+@json_option
+def versions(name: str, as_json: bool) -> None:
+    """List the versions of dataset NAME."""
+    from .. import datasets
+
+    _, storage = load_context()
+    with open_ledger(storage) as ledger:
+        datasets.require(ledger, name)
+        rows = ledger.versions(name)
+    if as_json:
+        print_json(rows)
+        return
+    table(["VERSION", "FILES", "SIZE", "CREATED", "SOURCE"],
+          [[f"{name}@{v['version']}", v["files"], human_size(v["size_bytes"]), v["created_at"], v["source"]]
+           for v in rows])
+
+
+@data.command(name="ls")
+@json_option
+def ls(as_json: bool) -> None:
+    """List your datasets."""
+    _, storage = load_context()
+    with open_ledger(storage) as ledger:
+        rows = ledger.dataset_summaries()
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("no datasets yet; make one with `gear data create NAME`")
+        return
+    table(["DATASET", "VERSIONS", "LATEST", "SIZE", "CREATED"],
+          [[r["name"], r["versions"], f"{r['name']}@{r['latest']}" if r["latest"] else "",
+            human_size(r["size_bytes"]), r["created_at"]] for r in rows])
+
+
+@data.command()
+@click.argument("ref", metavar="NAME[@V]")
+@json_option
+def rm(ref: str, as_json: bool) -> None:
+    """Delete a dataset version, or a whole dataset (refused while an open execution binds it).
+
+    \b
+    Examples:
+      gear data rm mnist@2
+      gear data rm mnist
+    """
+    from .. import datasets, executions
+
+    parsed = datasets.parse_ref(ref)
+    _, storage = load_context()
+    with open_ledger(storage) as ledger:
+        executions.refresh(ledger)
+        removed = datasets.remove(ledger, storage, parsed)
+    if as_json:
+        print_json({"dataset": parsed.dataset, "removed_versions": removed, "dataset_removed": parsed.version is None})
+    elif parsed.version is None:
+        click.echo(f"deleted dataset {parsed.dataset} ({len(removed)} version(s))")
+    else:
+        click.echo(f"deleted {parsed.dataset}@{parsed.version}")
+
+
+@data.command(name="from-output")
+@click.argument("execution_id", metavar="CONTAINER/N")
+@click.option("--dataset", help="Dataset to add the version to (created if needed). Default: the container's name.")
+@click.option("--from", "from_path", metavar="SUBPATH", help="Only this directory of the working directory.")
+@json_option
+def from_output(execution_id: str, dataset: str | None, from_path: str | None, as_json: bool) -> None:
+    """Make a new dataset version from an execution's saved working directory.
+
+    Files are hard-linked, not copied: no extra storage.
+
+    \b
+    Example:
+      gear data from-output prep/2 --dataset mnist-clean --from processed
+    """
+    from .. import datasets, executions
+    from ..names import parse_execution_id
+
+    target = parse_execution_id(execution_id)
+    _, storage = load_context()
+    with open_ledger(storage) as ledger:
+        executions.refresh(ledger)
+        execution = executions.get(ledger, *target)
+        name, version = datasets.from_output(ledger, storage, execution, dataset, from_path)
+        record = next(v for v in ledger.versions(name) if v["version"] == version)
+    if as_json:
+        print_json(record)
+    else:
+        click.echo(f"{name}@{version}: {record['files']} files, {human_size(record['size_bytes'])} from {execution.id}")
+
+
+@click.command()
+@json_option
+def du(as_json: bool) -> None:
+    """Storage used, per container and per dataset.
+
+    Sizes are apparent sizes: a dataset version made with `from-output`
+    shares its files with the working directory it came from.
+
+    \b
+    Example:
+      gear du
+    """
+    from ..storage import tree_size
+
+    _, storage = load_context()
+    with open_ledger(storage) as ledger:
+        containers = [(name, tree_size(storage.container_dir(name))) for name in ledger.container_names()]
+        datasets = [(r["name"], tree_size(storage.dataset_dir(r["name"]))) for r in ledger.dataset_summaries()]
+    if as_json:
+        print_json({"containers": dict(containers), "datasets": dict(datasets),
+                    "total_bytes": sum(s for _, s in containers + datasets)})
+        return
+    table(["KIND", "NAME", "SIZE"], [["container", n, human_size(s)] for n, s in containers]
+          + [["dataset", n, human_size(s)] for n, s in datasets])
+    click.echo(f"total: {human_size(sum(s for _, s in containers + datasets))}")

@@ -1,0 +1,196 @@
+"""Datasets ("data warehouses"): named collections of immutable, numbered versions.
+
+    <user>/datasets/<name>/versions/<v>/    a closed version: read-only, by permissions
+    <user>/datasets/<name>/incoming/<key>/  an upload in progress, kept so a rerun resumes
+
+An upload is copied into `incoming/` with rsync; only when rsync has copied
+everything is it renamed to the next version number, made read-only and
+recorded. An interrupted upload leaves no version, and running the same
+upload again lets rsync skip what already arrived.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from . import staging
+from .errors import GearError, NotFound, UsageError
+from .ledger import Execution, Ledger
+from .names import check_name, check_text
+from .storage import UserStorage, make_read_only, remove_tree
+
+
+@dataclass
+class VersionRef:
+    dataset: str
+    version: int | None   # None: the whole dataset
+
+
+def parse_ref(text: str) -> VersionRef:
+    name, at, version = text.partition("@")
+    check_name(name, "dataset name")
+    if not at:
+        return VersionRef(name, None)
+    if not version.isdigit() or not version.isascii() or int(version) < 1:
+        raise UsageError(f"invalid version {version!r} in {text!r}: versions are numbers 1, 2, 3…")
+    return VersionRef(name, int(version))
+
+
+def create(ledger: Ledger, storage: UserStorage, name: str) -> bool:
+    """Create an empty dataset; False if it already exists."""
+    check_name(name, "dataset name")
+    created = ledger.create_dataset(name)
+    (storage.dataset_dir(name) / "versions").mkdir(mode=0o700, parents=True, exist_ok=True)
+    return created
+
+
+def require(ledger: Ledger, name: str) -> None:
+    check_name(name, "dataset name")
+    if not ledger.dataset_exists(name):
+        raise NotFound(f"no dataset {name!r} (create it with `gear data create {name}`)")
+
+
+def _count(path: Path) -> tuple[int, int]:
+    """(bytes, files) below `path`, never following symlinks."""
+    size = files = 0
+    for directory, _subdirs, names in os.walk(path):
+        for name in names:
+            try:
+                size += os.lstat(os.path.join(directory, name)).st_size
+                files += 1
+            except OSError:
+                continue
+    return size, files
+
+
+def _close_version(ledger: Ledger, storage: UserStorage, name: str, staged: Path, source: str) -> int:
+    """Turn a complete staged tree into the next version: rename, read-only, record."""
+    size, files = _count(staged)
+    versions = storage.dataset_dir(name) / "versions"
+    versions.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def place(number: int) -> None:
+        target = storage.version_dir(name, number)
+        if target.exists():  # left by a crash before it was recorded: not a version
+            remove_tree(target)
+        # Rename first: moving a directory needs write permission on it.
+        os.rename(staged, target)
+        make_read_only(target)
+
+    return ledger.add_version(name, place, size, files, source)
+
+
+def upload(ledger: Ledger, storage: UserStorage, name: str, paths: list[Path],
+           on_progress: Callable[[staging.Progress], None] = lambda p: None) -> tuple[int, staging.Progress]:
+    """Upload PATHs as a new version of dataset `name`.
+
+    One directory: its contents become the version. Several paths, or a
+    file: each is placed in the version under its own name.
+    """
+    require(ledger, name)
+    if not paths:
+        raise UsageError("nothing to upload: name at least one PATH")
+    resolved = []
+    for path in paths:
+        check_text(str(path), "the upload path")
+        if not path.exists():
+            raise UsageError(f"upload path {path} does not exist")
+        resolved.append(path.resolve())
+    key = hashlib.sha256("\0".join([name, *map(str, resolved)]).encode()).hexdigest()[:16]
+    incoming = storage.incoming_dir(name, key)
+    incoming.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if len(resolved) == 1 and resolved[0].is_dir():
+        sources = [f"{resolved[0]}/"]
+    else:
+        sources = [str(p) for p in resolved]
+    # --partial keeps a half-copied file so a rerun continues it; --delete
+    # makes the staged tree exactly the sources, whatever an earlier try left.
+    progress = staging.Progress(0, 0, 0, 0, 0.0)
+    for source in sources:
+        progress = staging.rsync_with_progress(source, f"{incoming}/", on_progress, "--partial",
+                                               *(["--delete"] if len(sources) == 1 else []))
+    version = _close_version(ledger, storage, name, incoming, source="upload: " + ", ".join(map(str, resolved)))
+    return version, progress
+
+
+def from_output(ledger: Ledger, storage: UserStorage, execution: Execution, dataset: str | None,
+                subpath: str | None) -> tuple[str, int]:
+    """A new dataset version made from a closed execution's saved working directory.
+
+    Files are hard-linked, not copied: both the working directory and the
+    version are read-only, so sharing their inodes costs no bytes and no
+    risk. Symlinks that point outside the tree are left out.
+    """
+    name = dataset or execution.container
+    check_name(name, "dataset name")
+    if execution.is_open:
+        raise GearError(f"{execution.id} is still {execution.status}; a dataset can only be made from a closed execution")
+    home = Path(execution.workdir)
+    source = staging.subpath(home, subpath)
+    if not source.is_dir():
+        raise UsageError(f"{execution.id}:{subpath or '/'} is not a directory of the saved working directory")
+    make_read_only(home)  # closed working directories never change again
+    if not ledger.dataset_exists(name):
+        create(ledger, storage, name)
+    staged = storage.dataset_dir(name) / "incoming" / f"from-{execution.container}-{execution.number}-{secrets.token_hex(4)}"
+    staged.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        staging.rsync(f"{source}/", f"{staged}/", f"--link-dest={source}")
+        version = _close_version(ledger, storage, name, staged,
+                                 source=f"from-output: {execution.id}" + (f":{subpath}" if subpath else ""))
+    except BaseException:
+        remove_tree(staged)
+        raise
+    return name, version
+
+
+def open_bindings(ledger: Ledger, name: str, version: int | None) -> list[str]:
+    """Open executions that bind `name` (or `name@version`)."""
+    users = []
+    for execution in ledger.open_executions():
+        for binding in execution.bindings:
+            if binding.get("kind") != "dataset":
+                continue
+            bound_name, _, bound_version = binding["source"].partition("@")
+            if bound_name == name and (version is None or bound_version == str(version)):
+                users.append(execution.id)
+    return users
+
+
+def remove(ledger: Ledger, storage: UserStorage, ref: VersionRef) -> list[int]:
+    """Delete a version, or a whole dataset; refused while an open execution binds it."""
+    require(ledger, ref.dataset)
+    versions = [v["version"] for v in ledger.versions(ref.dataset)]
+    if ref.version is not None and ref.version not in versions:
+        raise NotFound(f"dataset {ref.dataset!r} has no version {ref.version}")
+    busy = open_bindings(ledger, ref.dataset, ref.version)
+    if busy:
+        what = f"{ref.dataset}@{ref.version}" if ref.version else ref.dataset
+        raise GearError(f"{what} is bound by {', '.join(busy)}, which is still queued or running; "
+                        "stop it or wait until it ends")
+    doomed = [ref.version] if ref.version is not None else versions
+    # Move the files aside first, then forget them, then delete: a crash at any
+    # point leaves either a recorded version with its files, or only garbage.
+    trash = storage.dataset_dir(ref.dataset) / f"trash-{secrets.token_hex(4)}"
+    trash.mkdir(mode=0o700)
+    for number in doomed:
+        target = storage.version_dir(ref.dataset, number)
+        if target.exists():
+            os.chmod(target, 0o700)
+            os.rename(target, trash / str(number))
+    if ref.version is None:
+        ledger.delete_dataset(ref.dataset)
+        remove_tree(storage.dataset_dir(ref.dataset))
+    else:
+        ledger.delete_version(ref.dataset, ref.version)
+        remove_tree(trash)
+    return doomed
+
+
+def summaries(ledger: Ledger) -> list[dict[str, Any]]:
+    return ledger.dataset_summaries()

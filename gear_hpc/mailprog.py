@@ -1,0 +1,445 @@
+"""gear-mailprog: what a site sets as Slurm's MailProg (SPEC §6).
+
+slurmctld runs it on the controller, as SlurmUser, as
+`gear-mailprog -s SUBJECT RECIPIENT`, with the job described in the
+environment (Slurm 24.11, seen on the local cluster: SLURM_JOB_ID, _USER,
+_NAME, _STATE, _MAIL_TYPE, _COMMENT, _EXTRA, _WORK_DIR, _PARTITION,
+_QUEUED_TIME (begin), _RUN_TIME and _EXIT_CODE_MAX (end, fail) …; no PATH).
+SlurmUser cannot read the user's private storage, so what gear knows about
+the execution comes from the job: its comment names it, its Extra field
+carries the SMS number and the outcome the batch script reported (see
+notify.py). Slurm's older releases lack SLURM_JOB_COMMENT/EXTRA: then one
+`scontrol show job` fills them in.
+
+For an execution of gear it sends a useful email (and the SMS the user asked
+for); any other job, or a subject of a form it does not know, gets Slurm's
+message unchanged. It never holds up or crashes slurmctld: it returns at
+once and sends from a detached child with bounded timeouts, always exits 0,
+and logs every outcome to the site's log file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from email.utils import formatdate, make_msgid
+from typing import Any, Callable, Mapping
+
+from .errors import UsageError
+from .notify import check_email, check_phone, parse_extra
+
+DEADLINE_SECONDS = 90      # the whole child, whatever hangs; Slurm itself allows 120
+FOREGROUND_ENV = "GEAR_MAILPROG_FOREGROUND"  # "1": do not detach (tests, debugging)
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"  # slurmctld gives MailProg no PATH
+
+_MAIL_TYPES = (r"Began|Ended|Failed|Requeued|Invalid dependency|StageOut/Teardown|Reached time limit"
+               r"|Reached [0-9]+% of time limit")
+# Slurm's subject for a single job (agent.c, mail_job_info); array forms are passed on.
+_SUBJECT = re.compile(rf"Slurm Job_id=(?P<job>[0-9]+) Name=(?P<name>.*) (?P<type>{_MAIL_TYPES})(?P<rest>,.*)?\Z")
+_COMMENT = re.compile(r"gear:(?P<container>[a-z0-9][a-z0-9._-]{0,63})/(?P<number>[1-9][0-9]{0,8}):[0-9a-f]+\Z")
+_USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# No folding below RFC 5322's 998: Python's folder moves a 70-odd character
+# subject to a continuation line, which some readers show with a leading space.
+_POLICY = default_policy.clone(max_line_length=998)
+_CLOSED = ("completed", "failed", "terminated", "timeout")
+# Slurm's final states, in gear's words, for a job that did not report its own.
+_SLURM_STATES = {"COMPLETED": "completed", "CANCELLED": "terminated", "TIMEOUT": "timeout",
+                 "DEADLINE": "timeout", "PREEMPTED": "terminated"}
+
+
+def one_line(value: Any, limit: int = 300) -> str:
+    """Text safe for a header or a one-line field: no control characters, bounded."""
+    text = _CONTROL.sub(" ", str(value)).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+# --- what Slurm told us ---
+
+@dataclass
+class Call:
+    """One call of MailProg: Slurm's subject, the recipients and the job's environment."""
+
+    subject: str
+    recipients: list[str]
+    env: Mapping[str, str]
+
+    @property
+    def parsed(self) -> re.Match[str] | None:
+        return _SUBJECT.match(self.subject)
+
+    @property
+    def job_id(self) -> str:
+        job = self.env.get("SLURM_JOB_ID", "")
+        if job.isdigit():
+            return job
+        match = self.parsed
+        return match.group("job") if match else ""
+
+    @property
+    def mail_type(self) -> str:
+        match = self.parsed
+        return self.env.get("SLURM_JOB_MAIL_TYPE") or (match.group("type") if match else "")
+
+
+def parse_argv(argv: list[str]) -> tuple[str | None, list[str]]:
+    """`-s SUBJECT RECIPIENT…` (the form Slurm uses, after mail(1)) -> subject, recipients."""
+    subject, recipients, i = None, [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "-s" and i + 1 < len(argv):
+            subject, i = argv[i + 1], i + 2
+            continue
+        if not arg.startswith("-"):
+            recipients.extend(part.strip() for part in arg.split(",") if part.strip())
+        i += 1
+    return subject, recipients
+
+
+def resolve_recipients(raw: list[str], address_rule: str, log: Callable[[str], None]) -> list[str]:
+    """Valid addresses only; a bare user name (Slurm's default --mail-user) goes through the site's rule."""
+    good = []
+    for item in raw:
+        candidate = item
+        if "@" not in item and _USER_NAME.match(item):
+            candidate = address_rule.format(user=item)
+        try:
+            good.append(check_email(candidate))
+        except UsageError:
+            log(f"dropped recipient {one_line(item, 80)!r}: not a valid address")
+    return good
+
+
+@dataclass
+class GearJob:
+    """What the job says about the execution behind it."""
+
+    container: str
+    number: int
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.container}/{self.number}"
+
+
+def job_fields(call: Call, scontrol: Callable[[str], dict[str, str]]) -> tuple[str, str]:
+    """The job's comment and Extra, from the environment or, on older Slurm, from scontrol."""
+    if "SLURM_JOB_COMMENT" in call.env:
+        return call.env.get("SLURM_JOB_COMMENT", ""), call.env.get("SLURM_JOB_EXTRA", "")
+    if not call.job_id:
+        return "", ""
+    fields = scontrol(call.job_id)
+    return fields.get("Comment", ""), fields.get("Extra", "")
+
+
+def identify(call: Call, scontrol: Callable[[str], dict[str, str]]) -> GearJob | None:
+    """The execution behind the job, or None for a job gear did not submit."""
+    comment, extra = job_fields(call, scontrol)
+    match = _COMMENT.match(comment.strip())
+    if not match or match.group("container") in (".", ".."):
+        return None
+    return GearJob(match.group("container"), int(match.group("number")), parse_extra(extra))
+
+
+def scontrol_fields(job_id: str, timeout: float = 10.0) -> dict[str, str]:
+    """Comment= and Extra= of one job from `scontrol show job -o` ({} on any failure)."""
+    import shutil
+    import subprocess
+
+    binary = shutil.which("scontrol", path=os.environ.get("PATH") or DEFAULT_PATH)
+    if not binary or not job_id.isdigit():
+        return {}
+    try:
+        out = subprocess.run([binary, "show", "job", "-o", job_id], capture_output=True, text=True,
+                             timeout=timeout).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    fields = {}
+    for key in ("Comment", "Extra"):
+        found = re.search(rf"(?:^| ){key}=(\S*)", out)
+        if found and found.group(1) != "(null)":
+            fields[key] = found.group(1)
+    return fields
+
+
+# --- what we say ---
+
+@dataclass
+class Outcome:
+    status: str                 # completed, failed, terminated, timeout, running, or Slurm's word
+    exit_code: str | None
+    size: int | None
+    reported: bool              # the batch script reported it (else: Slurm's view only)
+    saved: bool | None
+
+
+def outcome(call: Call, job: GearJob) -> Outcome:
+    extra = job.extra
+    if call.mail_type == "Began":
+        return Outcome("running", None, None, False, None)
+    status = extra.get("status", "")
+    if status in _CLOSED:
+        code = extra.get("exit", "")
+        size = extra.get("size", "")
+        return Outcome(status, code if code.isdigit() else None, int(size) if size.isdigit() else None,
+                       True, extra.get("saved") in ("1", "true"))
+    state = call.env.get("SLURM_JOB_STATE", "")
+    if call.mail_type in ("Ended", "Failed"):
+        status = _SLURM_STATES.get(state, "failed")
+    else:
+        status = one_line(call.mail_type.lower(), 60) or "unknown"
+    code = call.env.get("SLURM_JOB_EXIT_CODE_MAX")
+    return Outcome(status, code if code and code.isdigit() else None, None, False, None)
+
+
+def email_subject(job: GearJob, result: Outcome) -> str:
+    if result.status == "running":
+        return f"gear: {job.id} started"
+    exit_part = f", exit {result.exit_code}" if result.exit_code is not None else ""
+    return f"gear: {job.id} {result.status}{exit_part}"
+
+
+def email_body(call: Call, job: GearJob, result: Outcome) -> str:
+    env = call.env
+    rows: list[tuple[str, str]] = [("container", job.container), ("execution", job.id)]
+    if result.status == "running":
+        rows.append(("status", "running"))
+        if env.get("SLURM_JOB_QUEUED_TIME"):
+            rows.append(("queued for", one_line(env["SLURM_JOB_QUEUED_TIME"], 40)))
+    else:
+        rows.append(("status", result.status))
+        rows.append(("exit code", result.exit_code if result.exit_code is not None else "unknown"))
+        if env.get("SLURM_JOB_RUN_TIME"):
+            rows.append(("run time", one_line(env["SLURM_JOB_RUN_TIME"], 40)))
+        if result.size is not None:
+            rows.append(("size saved", human_size(result.size) + ("" if result.saved else " (save incomplete)")))
+    slurm = f"{call.job_id}"
+    if env.get("SLURM_JOB_PARTITION"):
+        slurm += f", partition {one_line(env['SLURM_JOB_PARTITION'], 40)}"
+    if env.get("SLURM_JOB_STATE"):
+        slurm += f", state {one_line(env['SLURM_JOB_STATE'], 40)}"
+    rows.append(("Slurm job", slurm))
+    if env.get("SLURM_JOB_WORK_DIR"):
+        rows.append(("directory", one_line(env["SLURM_JOB_WORK_DIR"] + "/home", 400)))
+
+    if result.status == "running":
+        head = f"Execution {job.id} has started."
+        commands = [("Follow its log:", f"gear logs {job.id} -f"), ("Stop it:", f"gear stop {job.id}")]
+    else:
+        head = f"Execution {job.id} has ended: {result.status}."
+        commands = [("See its log:", f"gear logs {job.id}"), ("See its record:", f"gear show {job.id}"),
+                    ("Continue from it:", f"gear continue {job.id}"),
+                    ("Download its results:", f"gear download {job.id}")]
+    lines = [head, ""]
+    lines += [f"  {label:<12}  {value}" for label, value in rows]
+    if result.status not in ("running", "completed") and not result.reported and call.mail_type in ("Ended", "Failed"):
+        lines += ["", "The job ended before it could report what it saved"
+                  + (" (it was stopped; the save may still be under way)" if result.status == "terminated" else "")
+                  + f": `gear show {job.id}` tells."]
+    lines.append("")
+    lines += [f"{label:<22} {command}" for label, command in commands]
+    lines += ["", "-- ", f"Slurm's message: {one_line(call.subject)}"]
+    return "\n".join(lines) + "\n"
+
+
+def sms_text(job: GearJob, result: Outcome, env: Mapping[str, str]) -> str:
+    text = email_subject(job, result)
+    if env.get("SLURM_JOB_RUN_TIME"):
+        text += f", run {one_line(env['SLURM_JOB_RUN_TIME'], 20)}"
+    return text[:160]
+
+
+def build_email(sender: str, recipients: list[str], subject: str, body: str,
+                execution: str | None = None) -> EmailMessage:
+    """Every header value goes through one_line: no newline can ever reach a header."""
+    msg = EmailMessage(policy=_POLICY)
+    msg["From"] = sender
+    msg["To"] = ", ".join(recipients)
+    msg["Subject"] = one_line(subject)
+    msg["Date"] = formatdate(localtime=True)
+    msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2])
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to a robot
+    if execution:
+        msg["X-Gear-Execution"] = one_line(execution)
+    msg.set_content(body)
+    return msg
+
+
+# --- sending ---
+
+def send_email(mail: Any, msg: EmailMessage, recipients: list[str]) -> None:
+    """One SMTP exchange, bounded by the site's timeout; raises on any refusal."""
+    import smtplib
+
+    with smtplib.SMTP(mail.smtp_host, mail.smtp_port, timeout=mail.timeout) as smtp:
+        refused = smtp.send_message(msg, from_addr=mail.sender, to_addrs=recipients)
+    if refused:
+        raise smtplib.SMTPRecipientsRefused(refused)
+
+
+def send_sms(mail: Any, number: str, text: str) -> str:
+    """Through the site's gateway; returns where it went."""
+    if mail.sms_email:
+        to = check_email(mail.sms_email.format(number=number, digits=number.lstrip("+")))
+        send_email(mail, build_email(mail.sender, [to], "gear", text + "\n"), [to])
+        return to
+    import urllib.request
+
+    request = urllib.request.Request(mail.sms_http, data=json.dumps({"to": number, "text": text}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=mail.timeout) as response:  # raises on 4xx/5xx
+        response.read(1024)
+    return mail.sms_http
+
+
+# --- the log ---
+
+class Log:
+    """One line per outcome in the site's log file; syslog when that cannot be written."""
+
+    def __init__(self, path: str | None, job: str = "", stderr: bool = True):
+        self.path, self.job, self.stderr = path, job, stderr
+
+    def __call__(self, message: str) -> None:
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        line = f"{stamp} gear-mailprog[{os.getpid()}] job={self.job or '?'}: {one_line(message, 2000)}\n"
+        if self.path:
+            try:
+                with open(self.path, "a") as out:
+                    out.write(line)
+                return
+            except OSError as exc:
+                line = line.rstrip("\n") + f" (cannot write {self.path}: {exc.strerror})\n"
+        try:
+            import syslog
+
+            syslog.openlog("gear-mailprog", 0, syslog.LOG_MAIL)
+            syslog.syslog(syslog.LOG_WARNING, line.strip())
+        except Exception:
+            pass
+        if self.stderr:
+            try:
+                sys.stderr.write(line)
+            except Exception:
+                pass
+
+
+# --- the whole call ---
+
+def handle(call: Call, mail: Any, log: Log,
+           scontrol: Callable[[str], dict[str, str]] = scontrol_fields) -> None:
+    """Decide and send. Raises nothing that matters: every failure is logged."""
+    recipients = resolve_recipients(call.recipients, mail.address, log)
+    if not recipients:
+        log(f"no valid recipient in {call.recipients!r}; nothing sent")
+        return
+    job = identify(call, scontrol) if call.parsed else None
+    if job is None:
+        # Not gear's job, or a subject we do not know: Slurm's message, unchanged.
+        msg = build_email(mail.sender, recipients, call.subject, "")
+        _deliver(log, "slurm's message", lambda: send_email(mail, msg, recipients), recipients)
+        return
+    log.job = f"{call.job_id} execution={job.id}"
+    result = outcome(call, job)
+    msg = build_email(mail.sender, recipients, email_subject(job, result), email_body(call, job, result), job.id)
+    _deliver(log, f"email ({result.status})", lambda: send_email(mail, msg, recipients), recipients)
+
+    number = job.extra.get("sms")
+    if number and call.mail_type in ("Ended", "Failed"):
+        try:
+            number = check_phone(number)
+        except UsageError:
+            log(f"sms: {one_line(number, 40)!r} is not a phone number; not sent")
+            return
+        if not (mail.sms_email or mail.sms_http):
+            log("sms: the site has no SMS gateway (mail.sms_email or mail.sms_http); not sent")
+            return
+        text = sms_text(job, result, call.env)
+        _deliver(log, "sms", lambda: send_sms(mail, number, text), [number])
+
+
+def _deliver(log: Log, what: str, send: Callable[[], Any], to: list[str]) -> None:
+    try:
+        send()
+    except Exception as exc:  # SMTP down or refusing, gateway error, timeout: log, never raise
+        log(f"{what} to {', '.join(to)} NOT sent: {type(exc).__name__}: {one_line(exc, 300)}")
+    else:
+        log(f"{what} to {', '.join(to)} sent")
+
+
+def _detach() -> bool:
+    """Fork; True in the parent. The child leaves Slurm's session and pipes,
+    so slurmctld's mail thread is free the moment the parent exits."""
+    try:
+        pid = os.fork()
+    except OSError:
+        return False  # cannot fork: do the work here, still bounded
+    if pid:
+        return True
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    if devnull > 2:
+        os.close(devnull)
+    return False
+
+
+def _on_deadline(signum: int, frame: Any) -> None:
+    raise TimeoutError(f"gave up after {DEADLINE_SECONDS} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of gear-mailprog. Always returns 0."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    env = dict(os.environ)
+    log = Log(None, env.get("SLURM_JOB_ID", ""))
+    try:
+        from .site import load_mail
+
+        mail = load_mail()
+        log.path = mail.log_file
+        subject, recipients = parse_argv(args)
+        if subject is None:
+            log(f"called without -s SUBJECT ({one_line(args)!r}); nothing sent")
+            return 0
+        if not mail.enabled:
+            log(f"mail is switched off in the site configuration; not sent: {one_line(subject)}")
+            return 0
+        call = Call(subject, recipients, env)
+        if env.get(FOREGROUND_ENV) != "1" and _detach():
+            return 0
+        log.stderr = env.get(FOREGROUND_ENV) == "1"
+        signal.signal(signal.SIGALRM, _on_deadline)
+        signal.alarm(DEADLINE_SECONDS)
+        try:
+            handle(call, mail, log)
+        finally:
+            signal.alarm(0)
+    except BaseException as exc:  # nothing may escape into slurmctld's mail thread
+        try:
+            log(f"error: {type(exc).__name__}: {one_line(exc)}")
+        except BaseException:
+            pass
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
