@@ -78,7 +78,9 @@ def _close_version(ledger: Ledger, storage: UserStorage, name: str, staged: Path
         target = storage.version_dir(name, number)
         if target.exists():  # left by a crash before it was recorded: not a version
             remove_tree(target)
-        # Rename first: moving a directory needs write permission on it.
+        # Moving a directory to another parent needs write permission on it
+        # (its ".." changes); a tree copied from a read-only source has none.
+        os.chmod(staged, 0o700)
         os.rename(staged, target)
         make_read_only(target)
 

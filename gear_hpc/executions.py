@@ -339,7 +339,7 @@ def fold(execution: Execution, record: dict[str, Any] | None, jobs: dict[str, sl
         changes.update(status=record.get("status", "failed"), exit_code=record.get("exit_code"),
                        ended_at=record.get("at") or utc_now())
         if not record.get("saved"):
-            changes["note"] = "the working directory was not saved completely"
+            changes["note"] = record.get("note") or "the working directory was not saved completely"
         return _only_changes(execution, changes)
 
     job = jobs.get(execution.slurm_job_id or "") if jobs is not None else None

@@ -206,6 +206,8 @@ def outcome(call: Call, job: GearJob) -> Outcome:
     else:
         status = one_line(call.mail_type.lower(), 60) or "unknown"
     code = call.env.get("SLURM_JOB_EXIT_CODE_MAX")
+    if status == "terminated":
+        code = None  # Slurm mails at the cancel, before the program's exit code exists: its 0 means nothing
     return Outcome(status, code if code and code.isdigit() else None, None, False, None)
 
 
@@ -243,16 +245,20 @@ def email_body(call: Call, job: GearJob, result: Outcome) -> str:
         head = f"Execution {job.id} has started."
         commands = [("Follow its log:", f"gear logs {job.id} -f"), ("Stop it:", f"gear stop {job.id}")]
     else:
-        head = f"Execution {job.id} has ended: {result.status}."
+        head = (f"Execution {job.id} has ended: {result.status}." if call.mail_type in ("Ended", "Failed")
+                else f"Execution {job.id}: Slurm says {one_line(call.mail_type, 60)}.")
         commands = [("See its log:", f"gear logs {job.id}"), ("See its record:", f"gear show {job.id}"),
                     ("Continue from it:", f"gear continue {job.id}"),
                     ("Download its results:", f"gear download {job.id}")]
     lines = [head, ""]
     lines += [f"  {label:<12}  {value}" for label, value in rows]
-    if result.status not in ("running", "completed") and not result.reported and call.mail_type in ("Ended", "Failed"):
-        lines += ["", "The job ended before it could report what it saved"
-                  + (" (it was stopped; the save may still be under way)" if result.status == "terminated" else "")
-                  + f": `gear show {job.id}` tells."]
+    if not result.reported and call.mail_type in ("Ended", "Failed"):
+        if result.status == "terminated":
+            lines += ["", "It was stopped. It saves its working directory as it exits, which may be after",
+                      f"this message: `gear show {job.id}` says whether the save completed."]
+        else:
+            lines += ["", "The job ended without reporting what it saved: "
+                      f"`gear show {job.id}` says what was kept."]
     lines.append("")
     lines += [f"{label:<22} {command}" for label, command in commands]
     lines += ["", "-- ", f"Slurm's message: {one_line(call.subject)}"]

@@ -137,7 +137,7 @@ def load(directory: Path | None = None) -> Site:
     types = _load_compute_types(directory / "compute-types.yaml")
     images = _load_images(directory / "images.yaml")
     site_file.only_keys({"storage_root", "apptainer", "default_compute_type", "default_image",
-                         "time_limit_warning", "mail"})
+                         "time_limit_warning", "workdir", "mail"})
     storage_root = os.environ.get("GEAR_STORAGE_ROOT") or site_file.get("storage_root", _absolute_path)
     default_type = site_file.get("default_compute_type", str)
     default_image = site_file.get("default_image", str)

@@ -423,9 +423,21 @@ def test_a_stopped_execution_that_did_not_report(smtp, gear_env):
     _mailprog("Slurm Job_id=1234 Name=gear-mnist-3 Ended, Run time 00:00:12, CANCELLED, ExitCode 0",
               "alice@example.org", env)
     [(_, msg)] = smtp.wait(1)
-    assert msg["Subject"] == "gear: mnist/3 terminated, exit 0"
-    assert "it was stopped; the save may still be under way" in msg.get_content()
-    assert "gear show mnist/3` tells" in msg.get_content()
+    assert msg["Subject"] == "gear: mnist/3 terminated"  # Slurm's "ExitCode 0" at a cancel means nothing
+    body = msg.get_content()
+    assert "exit code     unknown" in body and "size saved" not in body
+    assert "It was stopped. It saves its working directory as it exits" in body
+    assert "`gear show mnist/3` says whether the save completed" in body
+
+
+def test_a_job_killed_before_it_reported(smtp, gear_env):
+    env = _slurm_env(state="OUT_OF_MEMORY", mail_type="Failed", exit_code="0", extra="gear")
+    _mailprog("Slurm Job_id=1234 Name=gear-mnist-3 Failed, Run time 00:00:12, OUT_OF_MEMORY, ExitCode 0",
+              "alice@example.org", env)
+    [(_, msg)] = smtp.wait(1)
+    assert msg["Subject"] == "gear: mnist/3 failed, exit 0"
+    assert "state OUT_OF_MEMORY" in msg.get_content()
+    assert "ended without reporting what it saved: `gear show mnist/3` says what was kept" in msg.get_content()
 
 
 def test_a_job_gear_did_not_submit_gets_slurms_message_unchanged(smtp, gear_env):

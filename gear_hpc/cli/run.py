@@ -59,7 +59,9 @@ def run(container: str | None, compute_type: str | None, image: str | None, bind
 
         with open_ledger(storage) as ledger:
             execution = follow_execution(ledger, execution.container, execution.number)
-        click.echo(f"gear: {execution.id} {execution.status}, exit code {execution.exit_code}", err=True)
+        exit_code = "" if execution.exit_code is None else f", exit code {execution.exit_code}"
+        click.echo(f"gear: {execution.id} {execution.status}{exit_code}"
+                   + (f": {execution.note}" if execution.note else ""), err=True)
     if as_json:
         print_json(execution.to_json())
     else:

@@ -160,8 +160,8 @@ ns_main() {
         mknod -m 0666 "$ROOT/run/gear-fuse" c 10 229
         mount --bind "$ROOT/run/gear-fuse" "$ROOT/dev/fuse"
       fi
-      # Placeholder GPUs: Slurm 24.11 wants GRES files to be character devices.
       install -d -m 1777 "$ROOT/run/lock"
+      # Placeholder GPUs: Slurm 24.11 wants GRES files to be character devices.
       mkdir -p "$ROOT/run/gear-gpu"
       for i in 0 1 2 3; do mknod -m 0666 "$ROOT/run/gear-gpu/nvidia$i" c 195 "$i"; done
       ;;
@@ -432,6 +432,7 @@ start_holder() {
   setsid unshare --mount --propagation private -- bash "$SELF" __ns cluster \
     </dev/null >>"$LOGS/holder.log" 2>&1 3>"$PIDFILE.new" 9>&- &
   local bg=$! i
+  disown "$bg"   # no "Killed" job notice from bash when `down` ends it
   for ((i = 0; i < 100; i++)); do
     [[ -s $PIDFILE.new ]] && break
     if ! kill -0 "$bg" 2>/dev/null && [[ ! -s $PIDFILE.new ]]; then
@@ -453,21 +454,40 @@ show_daemon_logs() {
   done
 }
 
-start_daemons() {
-  local node=$1 state="" i
+daemon_pids() {  # daemon_pids NAME: pids of processes called NAME in the cluster namespace
+  local pid p
+  pid=$(holder_pid) || return 0
+  for p in $(ns_pids "$(mntns_of "$pid")"); do
+    [[ $(cat "/proc/$p/comm" 2>/dev/null) == "$1" ]] && echo "$p"
+  done
+  return 0
+}
+
+start_daemons() {  # fails (after showing the logs) rather than dying: `up` then stops the rest
+  local node=$1 state="" deadline=$((SECONDS + 60)) d
   in_ns install -d -o munge -g munge -m 0755 /run/munge
   [[ -s $ROOT/etc/munge/munge.key ]] || in_ns runuser -u munge -- mungekey --create
   in_ns runuser -u munge -- /usr/sbin/munged --log-file="$LOGS/munged.log" </dev/null >/dev/null 2>&1 \
-    || { show_daemon_logs; die "munged failed to start"; }
-  in_ns /usr/sbin/slurmctld </dev/null >/dev/null 2>&1 || { show_daemon_logs; die "slurmctld failed to start"; }
-  in_ns /usr/sbin/slurmd </dev/null >/dev/null 2>&1 || { show_daemon_logs; die "slurmd failed to start"; }
-  for ((i = 0; i < 60; i++)); do
-    state=$(in_ns sinfo -h -N -n "$node" -o %T 2>/dev/null | head -n1 || true)
+    || { show_daemon_logs; say "error: munged failed to start" >&2; return 1; }
+  for d in slurmctld slurmd; do
+    in_ns "/usr/sbin/$d" </dev/null >/dev/null 2>&1 || { show_daemon_logs; say "error: $d failed to start" >&2; return 1; }
+  done
+  while ((SECONDS < deadline)); do
+    # sinfo retries for a long time when slurmctld is gone: bound each call, and
+    # stop waiting as soon as a daemon has died (e.g. a fatal config error).
+    # shellcheck disable=SC2016
+    state=$(timeout 5 bash -c 'in_ns sinfo -h -N -n "$1" -o %T' _ "$node" 2>/dev/null | head -n1 || true)
     [[ $state == idle* ]] && return 0
-    sleep 1
+    for d in munged slurmctld slurmd; do
+      if [[ -z $(daemon_pids "$d") ]]; then
+        show_daemon_logs; say "error: $d died while the node came up (see its log above)" >&2; return 1
+      fi
+    done
+    sleep 0.5
   done
   show_daemon_logs
-  die "node $node did not become idle in 60 s (state: '${state:-no answer}'); logs in $LOGS"
+  say "error: node $node did not become idle in 60 s (state: '${state:-no answer}'); logs in $LOGS" >&2
+  return 1
 }
 
 # The mail catcher: a real SMTP server (aiosmtpd) on 127.0.0.1:$SMTP_PORT, inside
@@ -476,7 +496,8 @@ start_daemons() {
 catcher_pids() {
   local pid p
   pid=$(holder_pid) || return 0
-  for p in $(ns_pids "$(mntns_of "$pid")"); do
+  for p in $(ns_pids "$(mntns_of "$pid")"); do   # the python3 itself, not runuser above it
+    [[ $(cat "/proc/$p/comm" 2>/dev/null) == python3* ]] || continue
     tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q 'mailcatcher\.py serve' && echo "$p"
   done
   return 0
@@ -531,9 +552,20 @@ cmd_up() {
   # Storage root shared with the host; users create their own dirs under users/.
   mkdir -p /srv/gear/users
   chmod 1777 /srv/gear/users
+  # The namespace shares the host's network: a Slurm already listening here
+  # would answer our sinfo and make our slurmctld die ("Address already in use").
+  local port
+  for port in 6817 6818; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      die "port $port is in use: another Slurm runs on this machine (stop it first)"
+    fi
+  done
   start_holder
   pid=$(holder_pid)
-  if ! start_daemons "$node"; then stop_cluster; exit 1; fi
+  if ! start_daemons "$node"; then
+    stop_cluster
+    die "the cluster did not come up; it was stopped again (logs: $LOGS)"
+  fi
   say "started munged, slurmctld, slurmd (holder pid $pid); node $node idle; partitions cpu, gpu"
   start_mailcatcher
   say "devcluster up in $((SECONDS - t0)) s"
@@ -552,7 +584,7 @@ cmd_down() {
 }
 
 cmd_status() {
-  local pid ns p comm name found rc=0
+  local pid name found rc=0
   if ! pid=$(holder_pid); then
     if [[ $EUID -eq 0 && -r $NSFILE ]] && [[ -n $(ns_pids "$(<"$NSFILE")") ]]; then
       say "down, but the holder died and processes of its namespace remain: run 'devcluster.sh down'"
@@ -563,13 +595,8 @@ cmd_status() {
   fi
   say "up: holder pid $pid, state $STATE"
   if [[ $EUID -ne 0 ]]; then say "(run as root for daemon and sinfo details)"; return 0; fi
-  ns=$(mntns_of "$pid")
   for name in munged slurmctld slurmd; do
-    found=""
-    for p in $(ns_pids "$ns"); do
-      comm=$(cat "/proc/$p/comm" 2>/dev/null || true)
-      [[ $comm == "$name" ]] && found+="$p "
-    done
+    found=$(daemon_pids "$name" | tr '\n' ' ')
     if [[ -n $found ]]; then say "$name: running (pid ${found% })"; else say "$name: NOT running"; rc=1; fi
   done
   found=$(catcher_pids | tr '\n' ' ')

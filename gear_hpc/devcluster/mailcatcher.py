@@ -94,6 +94,7 @@ def read_messages(directory: Path | None = None) -> list[dict[str, Any]]:
 
 def show(directory: Path, last: int | None, as_json: bool) -> None:
     messages = read_messages(directory)
+    total = len(messages)
     if last is not None:
         messages = messages[-last:] if last > 0 else []
     if as_json:
@@ -111,7 +112,8 @@ def show(directory: Path, last: int | None, as_json: bool) -> None:
         print()
         print(msg["body"].rstrip("\n") or "(empty body)")
         print()
-    print(f"{len(messages)} message(s) in {directory}")
+    shown = f"the last {len(messages)} of " if len(messages) < total else ""
+    print(f"{shown}{total} message(s) in {directory}")
 
 
 def clear(directory: Path) -> None:

@@ -238,8 +238,9 @@ def test_a_failed_final_save_is_never_reported_as_saved(alice, container):
     """Fault: a file rsync cannot read (exit 23) when saving from scratch."""
     site = _scratch_site(alice, interval=600)
     code = alice.make_dir({"work.py": "import os\nopen('secret', 'w').write('x')\nos.chmod('secret', 0)\n"})
-    execution = _last_id(alice.gear("run", "-c", container, "--code", str(code), "-f", "--", "python3", "work.py",
-                                    env={"GEAR_SITE_CONFIG": str(site)}))
-    record = alice.gear_json("show", execution)
+    result = alice.gear("run", "-c", container, "--code", str(code), "-f", "--", "python3", "work.py",
+                        env={"GEAR_SITE_CONFIG": str(site)})
+    assert result.returncode == 1  # -f: the execution did not complete
+    record = alice.gear_json("show", result.stdout.strip().splitlines()[-1])
     assert record["status"] == "failed" and record["exit_code"] == 0
-    assert "not saved" in record["note"]
+    assert "final save" in record["note"] and "failed" in record["note"]

@@ -95,7 +95,8 @@ fail_before_start() { # MESSAGE
 record syncing syncing null false
 mkdir -p "$home" "$work" || fail_before_start "could not create the working directory"
 # Code files that already exist in the working directory are kept (the Gear rule).
-copy "$exec_dir/code/" "$work/" syncing --ignore-existing \
+# u+w: a saved working directory is read-only, its copy must not be.
+copy "$exec_dir/code/" "$work/" syncing --ignore-existing --chmod=u+w \
   && cp "$exec_dir/gear_params.json" "$work/gear_params.json" \
   || fail_before_start "could not copy the code into the working directory"
 
