@@ -98,4 +98,5 @@ def slurm_call_count(open_count: int = 100) -> None:
 if __name__ == "__main__":
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}")
     startup_figures()
-    slurm_call_count()
+    if "--no-slurm" not in sys.argv:
+        slurm_call_count()

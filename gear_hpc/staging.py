@@ -129,10 +129,11 @@ def download(source: Path, target: Path) -> None:
     if source.is_symlink() or not source.exists():
         raise UsageError(f"{source} does not exist in the working directory")
     target.mkdir(parents=True, exist_ok=True)
+    # The saved working directory is read-only; the user's copy should not be.
     if source.is_dir():
-        rsync(f"{source}/", f"{target}/")
+        rsync(f"{source}/", f"{target}/", "--chmod=u+w")
     else:
-        rsync(str(source), f"{target}/")
+        rsync(str(source), f"{target}/", "--chmod=u+w")
 
 
 def collisions(code: Path, workdir: Path) -> list[str]:

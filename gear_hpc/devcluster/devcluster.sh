@@ -321,6 +321,9 @@ install_gear() {
   # go+r: the files are read by ordinary users inside, whatever the checkout's umask was.
   rsync -a --delete --delete-excluded --exclude=__pycache__ --exclude='*.pyc' \
     --chmod=Dgo+rx,Fgo+r "$GEAR_REPO/gear_hpc/" "$ROOT/opt/gear-hpc/lib/gear_hpc/"
+  # Bytecode, as pip would install it: users cannot write __pycache__ here, and
+  # without it every `gear` command would compile gear from source first.
+  chroot "$ROOT" python3 -m compileall -q /opt/gear-hpc/lib/gear_hpc >/dev/null
   local name mod
   for name in gear gear-mailprog; do
     mod=gear_hpc.cli; [[ $name == gear-mailprog ]] && mod=gear_hpc.mailprog
