@@ -124,9 +124,11 @@ def from_output(ledger: Ledger, storage: UserStorage, execution: Execution, data
                 subpath: str | None) -> tuple[str, int]:
     """A new dataset version made from a closed execution's saved working directory.
 
-    Files are hard-linked, not copied: both the working directory and the
-    version are read-only, so sharing their inodes costs no bytes and no
-    risk. Symlinks that point outside the tree are left out.
+    `cp --reflink=auto`: where the file system shares blocks (Btrfs, XFS,
+    ZFS, bcachefs) no bytes are copied; elsewhere it is a full copy. Never
+    hard links: the version is made read-only, and a shared inode would make
+    the working directory read-only too. Symlinks that point outside the
+    tree are left out.
     """
     name = dataset or execution.container
     check_name(name, "dataset name")
@@ -134,15 +136,14 @@ def from_output(ledger: Ledger, storage: UserStorage, execution: Execution, data
         raise GearError(f"{execution.id} is still {execution.status}; a dataset can only be made from a closed execution")
     home = Path(execution.workdir)
     source = staging.subpath(home, subpath)
-    if not source.is_dir():
+    if source.is_symlink() or not source.is_dir():
         raise UsageError(f"{execution.id}:{subpath or '/'} is not a directory of the saved working directory")
-    make_read_only(home)  # closed working directories never change again
     if not ledger.dataset_exists(name):
         create(ledger, storage, name)
     staged = storage.dataset_dir(name) / "incoming" / f"from-{execution.container}-{execution.number}-{secrets.token_hex(4)}"
     staged.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
-        staging.rsync(f"{source}/", f"{staged}/", f"--link-dest={source}")
+        staging.clone_tree(source, staged)
         version = _close_version(ledger, storage, name, staged,
                                  source=f"from-output: {execution.id}" + (f":{subpath}" if subpath else ""))
     except BaseException:

@@ -24,7 +24,7 @@ from .bindings import Binding
 from .ledger import CLOSED_STATUSES, Execution, Ledger, utc_now
 from .names import check_name, check_text
 from .site import ComputeType, Image, Site
-from .storage import UserStorage, make_read_only, tree_size
+from .storage import UserStorage, tree_size
 
 # A job that Slurm says has ended gets this long to show its final record
 # (a shared file system may show the file a little later than Slurm knows).
@@ -45,6 +45,10 @@ class RunRequest:
     message: str | None = None
     bindings: list[str] = field(default_factory=list)
     mode: str = "script"
+    generated_files: dict[str, str] = field(default_factory=dict)  # relative path in code -> text
+    workspace: dict[str, Any] | None = None  # mode jupyter: what workspaces.request() prepared
+    parent: str | None = None        # the execution this one continues (C/N)
+    home_layer: bool = False         # start from the parent's working directory (SPEC §5)
 
 
 def default_container_name(code: Path) -> str:
@@ -103,6 +107,10 @@ def submit(site: Site, storage: UserStorage, request: RunRequest,
         if any(spec.is_execution for spec in specs):
             refresh(ledger)  # a source execution must be closed: know its latest status
         resolved = binding_specs.resolve(specs, ledger, storage, storage.user)
+        parent = _resolve_parent(ledger, request, container)
+        if parent is not None and request.home_layer and any(b.target == binding_specs.HOME for b in resolved):
+            raise UsageError("a continued execution already starts from its parent's working directory; "
+                             "use --no-home to copy another one into /hyperai/home")
         def make_dir(number: int) -> Path:
             storage.container_dir(container).mkdir(mode=0o700, parents=True, exist_ok=True)
             storage.execution_dir(container, number).mkdir(mode=0o700)
@@ -111,12 +119,14 @@ def submit(site: Site, storage: UserStorage, request: RunRequest,
         number = ledger.allocate_execution(
             container, make_dir, mode=request.mode, status="submitting", compute_type=compute_type.name,
             image=image.name, command=request.command, params=request.params,
-            bindings=[b.to_json() for b in resolved], message=request.message, token=token)
+            bindings=[b.to_json() for b in resolved], message=request.message, token=token,
+            parent=parent.id if parent else None)
         exec_dir = storage.execution_dir(container, number)
         try:
+            home_layer = parent if parent is not None and request.home_layer else None
             _prepare(site, storage, exec_dir, container, number, token, code, compute_type, image, request,
-                     resolved)
-            _notice_collisions(exec_dir / "code", resolved, notice)
+                     resolved, home_layer)
+            _notice_collisions(exec_dir / "code", resolved, notice, home_layer)
             job_id = slurm.submit(exec_dir / "job.sh")
         except slurm.SubmitTimeout:
             job_id = _find_job_by_token(token)
@@ -132,16 +142,77 @@ def submit(site: Site, storage: UserStorage, request: RunRequest,
     return execution
 
 
-def _notice_collisions(code: Path, bindings: list[Binding], notice: Callable[[str], None]) -> None:
+def _notice_collisions(code: Path, bindings: list[Binding], notice: Callable[[str], None],
+                       home_layer: Execution | None) -> None:
     from .apptainer import HOME
     from .staging import collisions
 
-    for binding in bindings:
-        if binding.target == HOME:
-            kept = collisions(code, Path(binding.path))
-            if kept:
-                notice(f"{len(kept)} uploaded file(s) already exist in {binding.source}'s working directory; "
-                       f"its version is kept and the upload ignored: {', '.join(kept)}")
+    sources = [(b.source, b.path) for b in bindings if b.target == HOME]
+    if home_layer is not None:
+        sources.append((home_layer.id, home_layer.workdir))
+    for source, path in sources:
+        kept = collisions(code, Path(path))
+        if kept:
+            notice(f"{len(kept)} uploaded file(s) already exist in {source}'s working directory; "
+                   f"its version is kept and the upload ignored: {', '.join(kept)}")
+
+
+def _resolve_parent(ledger: Ledger, request: RunRequest, container: str) -> Execution | None:
+    if request.parent is None:
+        return None
+    from .names import parse_execution_id
+
+    parent_container, number = parse_execution_id(request.parent)
+    if parent_container != container:
+        raise UsageError(f"{request.parent} continues in its own container {parent_container!r}, not {container!r}")
+    refresh(ledger)
+    parent = get(ledger, parent_container, number)
+    if parent.is_open:
+        raise GearError(f"{parent.id} is still {parent.status}; it can be continued once it has ended "
+                        f"(or stop it: gear stop {parent.id})")
+    if request.home_layer and not Path(parent.workdir).is_dir():
+        raise GearError(f"{parent.id} has no saved working directory to continue from; use --no-home")
+    return parent
+
+
+def continue_request(ledger: Ledger, container: str, number: int, *, command: list[str] | None = None,
+                     code: Path | None = None, compute_type: str | None = None, image: str | None = None,
+                     params: dict[str, Any] | None = None, message: str | None = None,
+                     bindings: list[str] | None = None, home: str = "layer") -> RunRequest:
+    """The request that continues C/N (SPEC §5): its bindings, code, command and
+    parameters, each overridden by what is given, starting from its working directory.
+
+    `home` is "layer" (start from C/N's working directory), "none" (start
+    empty) or "inputK" (bind C/N's working directory read-only there).
+    """
+    from . import bindings as binding_specs
+
+    parent = get(ledger, container, number)
+    given = binding_specs.parse_all(bindings or [])
+    taken = {spec.target for spec in given}
+    specs = [spec.text for spec in given]
+    for recorded in parent.bindings:
+        if recorded["target"] != binding_specs.HOME and recorded["target"] not in taken:
+            specs.append(f"{recorded['source']}:{recorded['target']}")
+            taken.add(recorded["target"])
+    if home not in ("layer", "none"):
+        slot = binding_specs.parse(f"{parent.id}:{home}").target
+        if slot in taken:
+            raise UsageError(f"--home-as {home}: {slot} is already taken by another binding")
+        specs.append(f"{parent.id}:{home}")
+    return RunRequest(
+        command=list(command) if command else list(parent.command),
+        code=code if code is not None else Path(parent.workdir).parent / "code",
+        container=container,
+        compute_type=compute_type or parent.compute_type,
+        image=image or parent.image,
+        params={**parent.params, **(params or {})},
+        message=message,
+        bindings=specs,
+        mode=parent.mode,
+        parent=parent.id,
+        home_layer=home == "layer",
+    )
 
 
 def _job_comment(container: str, number: int, token: str) -> str:
@@ -152,21 +223,29 @@ def _job_comment(container: str, number: int, token: str) -> str:
 
 def _prepare(site: Site, storage: UserStorage, exec_dir: Path, container: str, number: int, token: str,
              code: Path, compute_type: ComputeType, image: Image, request: RunRequest,
-             bindings: list[Binding]) -> None:
+             bindings: list[Binding], home_layer: Execution | None = None) -> None:
     """Everything the job needs on disk: code snapshot, parameters, empty input dir, script."""
     from . import staging
 
     staging.snapshot_code(code, exec_dir / "code")
+    for relative, text in request.generated_files.items():  # e.g. a notebook's script (gear run -- x.ipynb)
+        (exec_dir / "code" / relative).write_text(text)
     (exec_dir / "gear_params.json").write_text(json.dumps(request.params, indent=2) + "\n")
     (exec_dir / "empty").mkdir(mode=0o500)
     (exec_dir / "job.sh").write_text(job_script(site, exec_dir, container, number, token, compute_type,
-                                                image, request.command, storage.user, bindings))
+                                                image, request.command, storage.user, bindings,
+                                                home_layer, workspace=request.workspace))
 
 
 def job_script(site: Site, exec_dir: Path, container: str, number: int, token: str,
                compute_type: ComputeType, image: Image, command: list[str], user: str,
-               bindings: list[Binding] = ()) -> str:  # type: ignore[assignment]
-    """The batch script of one execution (a pure function of its inputs)."""
+               bindings: list[Binding] = (),  # type: ignore[assignment]
+               home_layer: Execution | None = None, workspace: dict[str, Any] | None = None) -> str:
+    """The batch script of one execution (a pure function of its inputs).
+
+    A `workspace` (mode jupyter, see workspaces.py) renders jupyter.sh.j2, which
+    extends job.sh.j2 and only replaces how the payload starts.
+    """
     from .apptainer import HOME, exec_argv
     from .render import render
 
@@ -176,6 +255,16 @@ def job_script(site: Site, exec_dir: Path, container: str, number: int, token: s
     work = Path(site.workdir.scratch_dir or "") / f"gear-{user}-{container}-{number}-{token}" if scratch else home
     inputs = {b.target: b.path for b in bindings if b.target != HOME}
     home_binding = next((b for b in bindings if b.target == HOME), None)
+    layer = None
+    if home_layer is not None:
+        if scratch:
+            # On node-local scratch the parent's directory is copied in.
+            home_binding = Binding(home_layer.id, HOME, False, "execution", home_layer.workdir)
+        else:
+            # On shared storage it is the read-only lower layer of an overlay
+            # (no copy at start); see the template.
+            layer = home_layer
+            work = exec_dir / "merged"
     options: list[tuple[str, Any]] = [
         ("job-name", f"gear-{container}-{number}"),
         ("partition", compute_type.partition),
@@ -204,14 +293,17 @@ def job_script(site: Site, exec_dir: Path, container: str, number: int, token: s
     environment = [("GEAR_CONTAINER", container), ("GEAR_EXECUTION", f"{container}/{number}"),
                    ("GEAR_EXECUTION_NUMBER", str(number)), ("GEAR_USER", user),
                    ("GEAR_COMPUTE_TYPE", compute_type.name), ("GEAR_IMAGE", image.name)]
+    if workspace:
+        environment += workspace["environment"]
     argv = exec_argv(site.apptainer, image.path, str(work), inputs, str(exec_dir / "empty"), command,
-                     gpu=compute_type.gpus > 0)
-    return render("job.sh.j2", execution_id=f"{container}/{number}", sbatch_options=options,
+                     gpu=compute_type.gpus > 0, extra_mounts=workspace["mounts"] if workspace else ())
+    return render("jupyter.sh.j2" if workspace else "job.sh.j2", workspace=workspace, execution_id=f"{container}/{number}", sbatch_options=options,
                   exec_dir=str(exec_dir), home=str(home), work=str(work), environment=environment,
                   apptainer_argv=argv, kill_after=KILL_AFTER_SECONDS, report_extra=mail.report_extra,
                   scratch=scratch, save_interval=site.workdir.save_interval,
                   home_source=home_binding.path if home_binding else None,
-                  home_source_id=home_binding.source if home_binding else None)
+                  home_source_id=home_binding.source if home_binding else None,
+                  home_layer=layer.workdir if layer else None, home_layer_id=layer.id if layer else None)
 
 
 def _discard(ledger: Ledger, exec_dir: Path, container: str, number: int) -> None:
@@ -295,14 +387,7 @@ def refresh(ledger: Ledger, query: Callable[[], dict[str, slurm.SlurmJob]] = slu
             _discard(ledger, Path(execution.workdir).parent, execution.container, execution.number)
             continue
         if changes.get("status") in CLOSED_STATUSES:
-            workdir = Path(execution.workdir)
-            changes["size_bytes"] = tree_size(workdir)
-            # A saved working directory never changes again: the kernel enforces it.
-            if workdir.is_dir():
-                try:
-                    make_read_only(workdir)
-                except OSError:
-                    pass
+            changes["size_bytes"] = tree_size(Path(execution.workdir))
         ledger.update_execution(execution.container, execution.number, **changes)
         updated = ledger.get_execution(execution.container, execution.number)
         if updated is not None and not updated.is_open:

@@ -149,3 +149,29 @@ def collisions(code: Path, workdir: Path) -> list[str]:
             if os.path.lexists(workdir / relative / name):
                 found.append(str(relative / name) if str(relative) != "." else name)
     return sorted(found)
+
+
+def clone_tree(source: Path, target: Path) -> None:
+    """Copy a tree with `cp --reflink=auto` (block sharing where the file system
+    has it), then drop symlinks that point outside it: never followed, never kept."""
+    try:
+        run(["cp", "-a", "--reflink=auto", "--no-target-directory", str(source), str(target)],
+            timeout=COPY_TIMEOUT)
+    except CommandFailed as exc:
+        raise GearError(f"copy from {source} to {target} failed: {exc.stderr.strip() or exc.returncode}") from None
+    drop_escaping_links(target)
+
+
+def drop_escaping_links(root: Path) -> list[str]:
+    """Remove symlinks below `root` whose target resolves outside `root`."""
+    removed = []
+    real_root = os.path.realpath(root)
+    for directory, subdirs, files in os.walk(root):
+        for name in subdirs + files:
+            path = os.path.join(directory, name)
+            if os.path.islink(path):
+                target = os.path.realpath(path)
+                if target != real_root and not target.startswith(real_root + os.sep):
+                    os.unlink(path)
+                    removed.append(os.path.relpath(path, root))
+    return removed

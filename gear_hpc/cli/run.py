@@ -40,16 +40,29 @@ def run(container: str | None, compute_type: str | None, image: str | None, bind
       gear run -c mnist -r gpu-1 --param lr=0.01 -m "first try" -- python3 train.py
       gear run -f -- bash -c 'nproc; ls /hyperai/input'
       gear run -d mnist:input0 -d prep/2:input1 -- python3 train.py
+      gear run -r gpu-1 -- train.ipynb      # runs the notebook's code cells (gear convert)
     """
     from .. import executions
-    from .output import print_json
 
     site, storage = load_context()
     parsed = dict(executions.parse_param(p) for p in params)
+    generated: dict[str, str] = {}
+    if command and command[0].endswith(".ipynb"):
+        from .. import notebook
+
+        # A notebook runs as its converted script (gear convert), added beside it in the upload.
+        command, generated = notebook.prepare_run(list(command), code)
+        click.echo(f"gear: {command[1]} runs the code cells of the notebook", err=True)
     request = executions.RunRequest(command=list(command), code=code, container=container,
                                      compute_type=compute_type, image=image, params=parsed, message=message,
-                                     bindings=list(bindings))
-    from .output import warn
+                                     bindings=list(bindings), generated_files=generated)
+    _submit_and_report(site, storage, request, follow, as_json)
+
+
+def _submit_and_report(site, storage, request, follow: bool, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    """Submit, say so on stderr, optionally follow, and print the id (or JSON) last."""
+    from .. import executions
+    from .output import print_json, warn
 
     execution = executions.submit(site, storage, request, notice=warn)
     click.echo(f"gear: submitted {execution.id} as Slurm job {execution.slurm_job_id} "
@@ -68,3 +81,55 @@ def run(container: str | None, compute_type: str | None, image: str | None, bind
         click.echo(execution.id)
     if follow and execution.status != "completed":
         raise click.exceptions.Exit(1)
+
+
+@click.command(name="continue")
+@click.argument("execution_id", metavar="CONTAINER/N")
+@click.option("-r", "--resource", "compute_type", metavar="TYPE", help="Compute type. Default: the parent's.")
+@click.option("-e", "--env", "image", metavar="IMAGE", help="Image. Default: the parent's.")
+@click.option("-d", "--data", "bindings", multiple=True, metavar="BINDING",
+              help="Bind data (repeatable); replaces the parent's binding at the same slot.")
+@click.option("--code", type=click.Path(path_type=Path), default=None,
+              help="New code to upload. Default: the parent's code. Files that already exist in the parent's "
+                   "working directory are kept and the upload ignored (listed before submitting).")
+@click.option("--param", "params", multiple=True, metavar="K=V", help="Override or add a parameter (repeatable).")
+@click.option("-m", "--message", help="A note to remember this execution by.")
+@click.option("--home-as", metavar="inputK", help="Bind the parent's working directory read-only at inputK "
+                                                "instead of starting from it.")
+@click.option("--no-home", is_flag=True, help="Start with an empty working directory.")
+@click.option("-f", "--follow", is_flag=True, help="Follow the status and log until the execution ends.")
+@json_option
+@click.argument("command", nargs=-1)
+def continue_(execution_id: str, compute_type: str | None, image: str | None, bindings: tuple[str, ...],
+              code: Path | None, params: tuple[str, ...], message: str | None, home_as: str | None,
+              no_home: bool, follow: bool, as_json: bool, command: tuple[str, ...]) -> None:
+    """Continue CONTAINER/N in a new execution of the same container.
+
+    The new execution binds the same data at the same places, runs the same
+    code and command (each overridden by what you give), and starts with
+    CONTAINER/N's saved working directory in /hyperai/home. That directory is
+    never changed: on shared storage it is the read-only lower layer of an
+    overlay, so continuing costs no copy.
+
+    \b
+    Examples:
+      gear continue mnist-train/3
+      gear continue mnist-train/3 -r gpu-2 --param epochs=20 -- python3 train.py --resume
+      gear continue mnist-train/3 --home-as input1 -- python3 evaluate.py
+    """
+    from .. import executions
+    from ..errors import UsageError
+    from ..names import parse_execution_id
+
+    if home_as and no_home:
+        raise UsageError("--home-as and --no-home cannot be used together")
+    container, number = parse_execution_id(execution_id)
+    site, storage = load_context()
+    parsed = dict(executions.parse_param(p) for p in params)
+    with open_ledger(storage) as ledger:
+        executions.refresh(ledger)
+        request = executions.continue_request(
+            ledger, container, number, command=list(command) or None, code=code, compute_type=compute_type,
+            image=image, params=parsed, message=message, bindings=list(bindings),
+            home=home_as or ("none" if no_home else "layer"))
+    _submit_and_report(site, storage, request, follow, as_json)

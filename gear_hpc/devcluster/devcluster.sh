@@ -32,7 +32,9 @@ INNER_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # Packages of the cluster root.  Changing these lists re-runs apt (not debootstrap).
 PKGS_TRIXIE=(slurmctld slurmd slurm-client munge python3 python3-click python3-jinja2
              python3-yaml rsync squashfs-tools
+             fuse-overlayfs     # continuing an execution: its parent's working directory as a read-only lower layer
              python3-aiosmtpd   # the mail catcher (gear_hpc/devcluster/mailcatcher.py)
+             python3-nbformat python3-nbconvert python3-ipython   # gear convert, gear run -- x.ipynb
              gocryptfs)   # only so Apptainer stops printing "INFO: gocryptfs not found" in every job
 PKGS_SID=(apptainer squashfuse fuse2fs fuse3)   # Apptainer exists only in sid
 ROOT_RECIPE="v1 trixie:${PKGS_TRIXIE[*]} sid:${PKGS_SID[*]} sqlite-utils"
@@ -315,6 +317,43 @@ ensure_root_and_image() {
   say "image python: built $IMAGES/python.sif $(took $t)"
 }
 
+# The JupyterLab image (`gear jupyter`, the OnDemand app): a minbase debootstrap
+# with Debian's Python and rsync, JupyterLab and gear's Python dependencies from
+# PyPI (Debian's jupyterlab pulls in ~700 node packages).  Built only when missing.
+JUPYTER_IMAGE_APT=(python3 python3-pip ca-certificates rsync procps)
+JUPYTER_IMAGE_PIP=(jupyterlab ipykernel click jinja2 pyyaml sqlite-utils nbformat nbconvert)
+ensure_jupyter_image() {
+  local t=$SECONDS dir=$BUILD/jupyter-root log=$LOGS/image-jupyter.log
+  if [[ -s $IMAGES/jupyter.sif ]]; then say "image jupyter: reusing $IMAGES/jupyter.sif"; return; fi
+  say "image jupyter: debootstrap + JupyterLab from PyPI ... (log: $log)"
+  : >"$log"
+  rm -rf --one-file-system "$dir"; mkdir -p "$BUILD"
+  logged "$log" "debootstrap of the jupyter image" debootstrap --variant=minbase \
+    --cache-dir="$CACHE/debootstrap" "$SUITE" "$dir" "$MIRROR"
+  cp -L /etc/resolv.conf "$dir/etc/resolv.conf"
+  printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"; chmod 0755 "$dir/usr/sbin/policy-rc.d"
+  # shellcheck disable=SC2016  # expanded by the inner bash
+  logged "$log" "packages of the jupyter image" unshare --mount --propagation private -- bash -euo pipefail -c '
+    dir=$1 n=$2; shift 2
+    mount -t proc proc "$dir/proc"
+    inside() { chroot "$dir" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin LANG=C.UTF-8 \
+             HOME=/root DEBIAN_FRONTEND=noninteractive "$@"; }
+    inside apt-get update -q
+    inside apt-get install -y -q --no-install-recommends "${@:1:n}"
+    inside pip3 install --no-cache-dir --break-system-packages --root-user-action=ignore "${@:n+1}"
+    umount "$dir/proc"
+  ' build "$dir" "${#JUPYTER_IMAGE_APT[@]}" "${JUPYTER_IMAGE_APT[@]}" "${JUPYTER_IMAGE_PIP[@]}"
+  rm -f "$dir/usr/sbin/policy-rc.d"
+  # Mount points for what a site binds in so that `gear` works inside (site.yaml jupyter.binds).
+  mkdir -p "$dir/run/munge" "$dir/etc/slurm" "$dir/etc/gear" "$dir/opt/gear-hpc" "$dir/srv/gear"
+  rm -rf "$dir"/var/cache/apt/* "$dir"/var/lib/apt/lists/* "$dir"/usr/share/doc/* "$dir"/usr/share/man/*
+  logged "$log" "apptainer build (jupyter)" \
+    run_build_ns apptainer build --force "$IMAGES/jupyter.sif.new" "$dir"
+  mv "$IMAGES/jupyter.sif.new" "$IMAGES/jupyter.sif"
+  rm -rf --one-file-system "$dir"
+  say "image jupyter: built $IMAGES/jupyter.sif $(took $t)"
+}
+
 install_gear() {
   [[ -d $GEAR_REPO/gear_hpc ]] || die "no gear_hpc/ in GEAR_REPO=$GEAR_REPO"
   mkdir -p "$ROOT/opt/gear-hpc/lib/gear_hpc" "$ROOT/usr/local/bin"
@@ -537,6 +576,8 @@ cmd_up() {
     # Packages added to the lists since the cluster started are installed in
     # place (apt --no-upgrade: what the running daemons use is left alone).
     root_packages
+    # In a subshell: a failed image build must not stop the cluster (only `gear jupyter` needs it).
+    (ensure_jupyter_image) || say "warning: the jupyter image was not built; gear jupyter will not work"
     install_gear
     start_mailcatcher
     say "already up and healthy (holder pid $(holder_pid)): only re-synced gear and site-config"
@@ -549,6 +590,7 @@ cmd_up() {
   fi
   ensure_host_packages
   ensure_root_and_image
+  (ensure_jupyter_image) || say "warning: the jupyter image was not built; gear jupyter will not work"
   install_gear      # before the config: MailProg points at gear-mailprog when it exists
   node=$(hostname -s)
   write_config "$node"

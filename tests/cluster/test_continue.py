@@ -1,0 +1,136 @@
+"""Continuing an execution (SPEC §5): cheap, and never a byte or mode of the parent changed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+
+PARENT = r'''
+import os, sqlite3
+open("append.txt", "w").write("one\n")
+open("truncate.txt", "w").write("long text\n" * 100)
+open("rewrite.bin", "wb").write(b"A" * 4096)
+open("mode.txt", "w").write("mode\n")
+open("delete.txt", "w").write("gone soon\n")
+open("rename.txt", "w").write("moving\n")
+os.makedirs("sub", exist_ok=True)
+open("sub/keep.txt", "w").write("kept\n")
+db = sqlite3.connect("state.db"); db.execute("CREATE TABLE t (v)"); db.execute("INSERT INTO t VALUES (1)"); db.commit()
+print("parent done")
+'''
+
+CHILD = r'''
+import os, sqlite3
+open("append.txt", "a").write("two\n")
+open("truncate.txt", "r+").truncate(5)
+with open("rewrite.bin", "r+b") as f:
+    f.seek(100); f.write(b"B" * 10)
+os.chmod("mode.txt", 0o600)
+os.remove("delete.txt")
+os.rename("rename.txt", "renamed.txt")
+db = sqlite3.connect("state.db"); db.execute("UPDATE t SET v = 2"); db.commit()
+open("new.txt", "w").write("new\n")
+print("child done")
+'''
+
+
+def _tree_state(root: Path) -> dict[str, tuple[str, int]]:
+    state = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+        state[str(path.relative_to(root))] = (digest, info.st_mode)
+    return state
+
+
+def _last_id(result) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_continue_edits_in_place_and_the_parent_never_changes(alice, container):
+    code = alice.make_dir({"parent.py": PARENT, "child.py": CHILD})
+    parent = _last_id(alice.gear("run", "-c", container, "--code", str(code), "--param", "lr=0.1", "-f", "--",
+                                 "python3", "parent.py"))
+    parent_home = Path(alice.gear_json("show", parent)["workdir"])
+    before = _tree_state(parent_home)
+
+    child = _last_id(alice.gear("continue", parent, "-f", "--", "python3", "child.py"))
+    record = alice.gear_json("show", child)
+    assert record["status"] == "completed" and record["parent"] == parent
+    assert record["number"] == 2 and record["container"] == container
+    assert record["params"] == {"lr": 0.1}
+
+    assert _tree_state(parent_home) == before  # not one byte, not one mode
+    home = Path(record["workdir"])
+    assert (home / "append.txt").read_text() == "one\ntwo\n"
+    assert (home / "truncate.txt").read_text() == "long "
+    assert (home / "rewrite.bin").read_bytes()[100:110] == b"B" * 10
+    assert oct(os.stat(home / "mode.txt").st_mode & 0o777) == oct(0o600)
+    assert not (home / "delete.txt").exists() and (home / "renamed.txt").exists()
+    assert (home / "new.txt").exists() and (home / "sub" / "keep.txt").read_text() == "kept\n"
+    # Unchanged files share the parent's blocks (hard links), changed ones do not.
+    assert os.stat(home / "sub" / "keep.txt").st_ino == os.stat(parent_home / "sub" / "keep.txt").st_ino
+    assert os.stat(home / "append.txt").st_ino != os.stat(parent_home / "append.txt").st_ino
+    assert not (home.parent / "upper").exists()  # the overlay's layers are cleaned up
+
+    history = alice.gear_json("history", container)
+    assert [(e["id"], e["parent"]) for e in history] == [(parent, None), (child, parent)]
+
+
+def test_continue_reuses_the_command_and_bindings_and_lists_ignored_uploads(alice, container):
+    name = f"d-{uuid.uuid4().hex[:8]}"
+    alice.gear("data", "create", name, check=True)
+    alice.gear("data", "upload", name, str(alice.make_dir({"x.txt": "data\n"})), check=True)
+    code = alice.make_dir({"step.py": "import os\nprint(sorted(os.listdir('/hyperai/input/input0')))\n"
+                                      "open('count.txt', 'a').write('x')\n"})
+    parent = _last_id(alice.gear("run", "-c", container, "--code", str(code), "-d", f"{name}:input0", "-f",
+                                 "--", "python3", "step.py"))
+    new_code = alice.make_dir({"step.py": "print('a new step.py that the working directory overrides')\n",
+                               "extra.py": "\n"})
+    result = alice.gear("continue", parent, "--code", str(new_code), "-f")
+    child = _last_id(result)
+    assert "step.py" in result.stderr and "ignored" in result.stderr and "extra.py" not in result.stderr
+    record = alice.gear_json("show", child)
+    assert record["command"] == ["python3", "step.py"]
+    assert [(b["source"], b["target"]) for b in record["bindings"]] == [(f"{name}@1", "/hyperai/input/input0")]
+    assert (Path(record["workdir"]) / "count.txt").read_text() == "xx"
+    assert "['x.txt']" in alice.gear("logs", child, check=True).stdout
+
+
+def test_home_as_input_and_no_home(alice, container):
+    code = alice.make_dir({"make.py": "open('result.txt', 'w').write('r\\n')\n",
+                           "look.py": "import json, os\njson.dump({'home': sorted(os.listdir('.')), "
+                                      "'input1': sorted(os.listdir('/hyperai/input/input1'))}, open('look.json', 'w'))\n"})
+    parent = _last_id(alice.gear("run", "-c", container, "--code", str(code), "-f", "--", "python3", "make.py"))
+    child = _last_id(alice.gear("continue", parent, "--home-as", "input1", "-f", "--", "python3", "look.py"))
+    look = json.loads((Path(alice.gear_json("show", child)["workdir"]) / "look.json").read_text())
+    assert "result.txt" in look["input1"] and "result.txt" not in look["home"]
+    empty = _last_id(alice.gear("continue", parent, "--no-home", "-f", "--", "python3", "look.py"))
+    look = json.loads((Path(alice.gear_json("show", empty)["workdir"]) / "look.json").read_text())
+    assert "result.txt" not in look["home"] and look["input1"] == []
+
+
+def test_continue_refusals_create_nothing(alice, container):
+    code = alice.make_dir({"x": ""})
+    missing = alice.gear("continue", f"{container}/9")
+    assert missing.returncode == 1 and f"no execution {container}/9" in missing.stderr
+    running = _last_id(alice.gear("run", "-c", container, "--code", str(code), "--", "sleep", "300"))
+    try:
+        refused = alice.gear("continue", running)
+        assert refused.returncode == 1 and "still" in refused.stderr and f"gear stop {running}" in refused.stderr
+    finally:
+        alice.gear("stop", running, check=True)
+    name = f"d-{uuid.uuid4().hex[:8]}"
+    alice.gear("data", "create", name, check=True)
+    alice.gear("data", "upload", name, str(alice.make_dir({"x.txt": "data\n"})), check=True)
+    bound = _last_id(alice.gear("run", "-c", container, "--code", str(code), "-d", f"{name}:input0", "-f",
+                                "--", "true"))
+    taken = alice.gear("continue", bound, "--home-as", "input0")
+    assert taken.returncode == 2 and "already taken" in taken.stderr
+    both = alice.gear("continue", bound, "--home-as", "input1", "--no-home")
+    assert both.returncode == 2
+    assert len(alice.gear_json("history", container)) == 2
