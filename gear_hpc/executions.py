@@ -420,14 +420,17 @@ def fold(execution: Execution, record: dict[str, Any] | None, jobs: dict[str, sl
     if execution.status == "submitting":
         return _fold_submitting(execution, record, jobs, now)
 
-    if record and record.get("phase") == "final":
+    job = jobs.get(execution.slurm_job_id or "") if jobs is not None else None
+    # A final record while Slurm still runs or queues the job belongs to an
+    # earlier run of a requeued job (or the job is just exiting): wait.
+    final_is_current = job is None or job.phase == slurm.ENDED
+    if record and record.get("phase") == "final" and final_is_current:
         changes.update(status=record.get("status", "failed"), exit_code=record.get("exit_code"),
                        ended_at=record.get("at") or utc_now())
         if not record.get("saved"):
             changes["note"] = record.get("note") or "the working directory was not saved completely"
         return _only_changes(execution, changes)
 
-    job = jobs.get(execution.slurm_job_id or "") if jobs is not None else None
     phase = record.get("phase") if record else None
     if jobs is None:
         if phase in ("syncing", "running", "saving"):
@@ -445,7 +448,9 @@ def fold(execution: Execution, record: dict[str, Any] | None, jobs: dict[str, sl
     if job.phase == slurm.PENDING:
         changes["status"] = "queued"
     elif job.phase == slurm.RUNNING:
-        changes["status"] = phase if phase in ("syncing", "running", "saving") else "syncing"
+        changes["status"] = phase if phase in ("syncing", "running", "saving") else execution.status
+        if changes["status"] in ("queued", "submitting"):
+            changes["status"] = "syncing"
     else:
         ended = _parse_time(job.end_time)
         if ended is not None and now - ended < FINAL_RECORD_GRACE:
@@ -506,6 +511,8 @@ def stop(ledger: Ledger, container: str, number: int, now: bool = False, wait_se
         return StopResult(execution, already_closed=True, signalled=False)
     if not execution.slurm_job_id:
         raise GearError(f"{execution.id} is still being submitted; try again in a moment")
+    # Plain scancel: TERM reaches the batch shell, whose trap stops the program
+    # and saves; Slurm sends KILL only after KillWait.
     signalled = slurm.cancel(execution.slurm_job_id)
     if not now:
         deadline = time.monotonic() + wait_seconds

@@ -76,3 +76,14 @@ def test_a_submitting_row_is_adopted_by_its_job_or_expires():
     assert fold(row, None, {"7": _job("PENDING", comment="gear:c/1:other")}, NOW) == {"_discard": True}
     fresh = _execution("submitting", slurm_job_id=None, created_at="2026-11-29T11:59:30Z")
     assert fold(fresh, None, {}, NOW) is None
+
+
+def test_a_final_record_of_an_earlier_run_does_not_close_a_requeued_job():
+    record = {"phase": "final", "status": "terminated", "exit_code": 143, "saved": True,
+              "at": "2026-11-29T11:59:00Z", "started_at": "2026-11-29T11:58:00Z"}
+    changes = fold(_execution("running"), record, {"7": _job("PENDING")}, NOW)
+    assert changes["status"] == "queued" and "ended_at" not in changes
+    changes = fold(_execution("running"), record, {"7": _job("RUNNING")}, NOW)
+    assert changes.get("status", "running") == "running" and "ended_at" not in changes
+    # Once Slurm says it ended (or forgot it), the final record counts.
+    assert fold(_execution("running"), record, {"7": _job("COMPLETED", "2026-11-29T11:59:00")}, NOW)["status"] == "terminated"

@@ -35,6 +35,9 @@ def stop(execution_id: str, now: bool, as_json: bool) -> None:
         print_json(execution.to_json())
     elif result.already_closed:
         click.echo(f"{execution.id} has already ended ({execution.status}); nothing to stop")
+    elif not result.signalled:
+        click.echo(f"{execution.id} is already stopping (Slurm job {execution.slurm_job_id} is completing); "
+                   "see `gear status` in a moment")
     elif now:
         click.echo(f"{execution.id}: cancelled Slurm job {execution.slurm_job_id} at once; "
                    "files the program had not written yet may be missing")

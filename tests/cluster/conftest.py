@@ -78,6 +78,20 @@ class User:
         return base
 
 
+def custom_site(user: User, site_yaml: str = "", types_yaml: str = "") -> Path:
+    """A copy of the repository's site configuration, owned by `user`, with text appended.
+
+    Point gear at it with env={"GEAR_SITE_CONFIG": str(path)}.
+    """
+    repo_site = Path(__file__).parents[2] / "site-config"
+    site = user.make_dir({
+        "site.yaml": (repo_site / "site.yaml").read_text() + site_yaml,
+        "compute-types.yaml": (repo_site / "compute-types.yaml").read_text() + types_yaml,
+        "images.yaml": (repo_site / "images.yaml").read_text(),
+    })
+    return site
+
+
 @pytest.fixture(scope="session")
 def alice() -> User:
     return User("alice")

@@ -93,7 +93,21 @@ fail_before_start() { # MESSAGE
 }
 
 record syncing syncing null false
+# Requeued (preempted, or `scontrol requeue`): what the earlier run saved is
+# moved aside untouched to runs/N, and this run starts from it.
+previous_run=""
+restart=${SLURM_RESTART_COUNT:-0}
+if [ "$restart" -gt 0 ] && [ -n "$(ls -A "$home" 2>/dev/null)" ]; then
+  previous_run="$exec_dir/runs/$restart"
+  mkdir -p "$exec_dir/runs" && mv "$home" "$previous_run" \
+    || fail_before_start "could not keep the earlier run's working directory"
+  echo "gear: requeued (run $((restart + 1))); the earlier run's working directory is kept in $previous_run" >&2
+fi
 mkdir -p "$home" "$work" || fail_before_start "could not create the working directory"
+if [ -n "$previous_run" ]; then
+  copy "$previous_run/" "$work/" syncing --chmod=u+w \
+    || fail_before_start "could not copy the earlier run's working directory"
+fi
 # Code files that already exist in the working directory are kept (the Gear rule).
 # u+w: a saved working directory is read-only, its copy must not be.
 copy "$exec_dir/code/" "$work/" syncing --ignore-existing --chmod=u+w \

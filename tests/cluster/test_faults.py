@@ -1,0 +1,114 @@
+"""Stop, time limits, requeue and SIGKILL on the real cluster: what was saved, and the final status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import custom_site
+from gear_hpc.devcluster import SCRIPT
+
+SLOW = ("import os, sys, time\n"
+        "n = os.environ.get('SLURM_RESTART_COUNT', '0')\n"
+        "open(f'run-{n}.txt', 'w').write(n)\n"
+        "print('started run', n, flush=True)\n"
+        "time.sleep(600 if n == '0' else 1)\n")
+
+
+def _last_id(result) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def _wait(predicate, timeout: float, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+def _status_record(alice, execution: str) -> dict:
+    container, number = execution.split("/")
+    path = alice.storage / "containers" / container / number / "status.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _closed(alice, execution: str, timeout: float = 120) -> dict:
+    """The execution's record once it has closed (or as it is when the time is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record = alice.gear_json("status", execution)
+        if record["status"] not in ("queued", "syncing", "running", "saving") or time.monotonic() > deadline:
+            return record
+        time.sleep(2)
+
+
+def test_time_limit_warns_the_job_which_saves_and_ends_as_timeout(alice, container):
+    # A one-minute compute type; Slurm sends USR1 up to 60 s before the limit.
+    site = custom_site(alice, site_yaml="", types_yaml=(
+        "\nshort:\n  partition: cpu\n  cpus: 1\n  memory: 512M\n  time_limit: \"1\"\n"))
+    site_yaml = site / "site.yaml"
+    site_yaml.write_text(site_yaml.read_text().replace("time_limit_warning: 120", "time_limit_warning: 30"))
+    code = alice.make_dir({"slow.py": SLOW})
+    env = {"GEAR_SITE_CONFIG": str(site)}
+    execution = _last_id(alice.gear("run", "-c", container, "-r", "short", "--code", str(code), "--",
+                                    "python3", "slow.py", env=env))
+    record = _closed(alice, execution, timeout=150)
+    assert record["status"] == "timeout" and record["note"] is None  # saved
+    assert (Path(record["workdir"]) / "run-0.txt").read_text() == "0"
+
+
+def test_stop_now_does_not_wait_and_says_data_may_be_missing(alice, container):
+    code = alice.make_dir({"slow.py": SLOW})
+    execution = _last_id(alice.gear("run", "-c", container, "--code", str(code), "--", "python3", "slow.py"))
+    _wait(lambda: _status_record(alice, execution).get("phase") == "running", 60)
+    result = alice.gear("stop", execution, "--now", check=True)
+    assert "may be missing" in result.stdout
+    assert _closed(alice, execution)["status"] == "terminated"
+
+
+def test_a_requeued_job_never_overwrites_what_its_earlier_run_saved(alice, container):
+    code = alice.make_dir({"slow.py": SLOW})
+    execution = _last_id(alice.gear("run", "-c", container, "--code", str(code), "--", "python3", "slow.py"))
+    home = Path(alice.gear_json("show", execution)["workdir"])
+    assert _wait(lambda: (home / "run-0.txt").exists(), 60)
+    job = alice.gear_json("show", execution)["slurm_job_id"]
+    alice.run("scontrol", "requeue", job, check=True)
+    # Slurm holds a requeued job back for a while; the admin lets it start now.
+    _wait(lambda: subprocess.run(["bash", str(SCRIPT), "exec", "--", "scontrol", "update", f"JobId={job}",
+                                  "StartTime=now"], capture_output=True).returncode == 0, 30, interval=2)
+    record = _closed(alice, execution, timeout=180)
+    assert record["status"] == "completed", record
+    earlier = home.parent / "runs" / "1"
+    assert sorted(p.name for p in earlier.iterdir()) == ["gear_params.json", "run-0.txt", "slow.py"]
+    assert (home / "run-0.txt").read_text() == "0" and (home / "run-1.txt").read_text() == "1"
+
+
+def test_sigkill_mid_save_is_never_completed(alice, container):
+    """Fault: the batch step is killed with SIGKILL while it saves from node-local scratch."""
+    Path("/tmp/gear-scratch").mkdir(exist_ok=True)
+    Path("/tmp/gear-scratch").chmod(0o1777)
+    site = custom_site(alice, site_yaml="\nworkdir:\n  mode: scratch\n  scratch_dir: /tmp/gear-scratch\n"
+                                        "  save_interval: 600\n")
+    code = alice.make_dir({"big.py": "import os\nfor i in range(400):\n"
+                                     "    open(f'part-{i}.bin', 'wb').write(os.urandom(1 << 20))\n"})
+    execution = _last_id(alice.gear("run", "-c", container, "--code", str(code), "--", "python3", "big.py",
+                                    env={"GEAR_SITE_CONFIG": str(site)}))
+    job = alice.gear_json("show", execution)["slurm_job_id"]
+    assert _wait(lambda: _status_record(alice, execution).get("phase") == "saving", 120, interval=0.05)
+    alice.run("scancel", "--signal=KILL", "--full", job, check=True)
+    record = _closed(alice, execution, timeout=120)
+    assert record["status"] in ("failed", "terminated", "lost"), record
+    # Either the batch shell died too (no final record) or it saw its save fail.
+    assert any(words in record["note"] for words in ("save may be incomplete", "no final status record",
+                                                     "final save from node-local scratch failed"))
+    status = alice.gear("status", check=True).stdout
+    assert f"{execution}: {record['note']}" in status  # the next command tells the user
