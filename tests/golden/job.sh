@@ -93,7 +93,7 @@ fail_before_start() { # MESSAGE
 }
 
 record syncing syncing null false
-# Requeued (preempted, or `scontrol requeue`): what the earlier run saved is
+# Requeued (preempted, or requeued by hand): what the earlier run saved is
 # moved aside untouched to runs/N, and this run starts from it.
 previous_run=""
 restart=${SLURM_RESTART_COUNT:-0}
