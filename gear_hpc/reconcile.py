@@ -10,7 +10,6 @@ the rules of `fold`. This module is on the path of `gear status` and
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -42,6 +41,8 @@ def get(ledger: Ledger, container: str, number: int) -> Execution:
 
 def discard(ledger: Ledger, exec_dir: Path, container: str, number: int) -> None:
     """Undo a submission that did not reach Slurm: no row, no directory."""
+    import shutil
+
     shutil.rmtree(exec_dir, ignore_errors=True)
     ledger.delete_execution(container, number)
     container_dir = exec_dir.parent

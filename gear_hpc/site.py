@@ -106,6 +106,7 @@ class Site:
     compute_types: dict[str, ComputeType] = field(default_factory=dict)
     images: dict[str, Image] = field(default_factory=dict)
     mail: MailConfig = field(default_factory=MailConfig)
+    jupyter: "JupyterConfig" = field(default_factory=lambda: JupyterConfig())
 
     def compute_type(self, name: str) -> ComputeType:
         from .errors import NotFound
@@ -137,7 +138,7 @@ def load(directory: Path | None = None) -> Site:
     types = _load_compute_types(directory / "compute-types.yaml")
     images = _load_images(directory / "images.yaml")
     site_file.only_keys({"storage_root", "apptainer", "default_compute_type", "default_image",
-                         "time_limit_warning", "workdir", "mail"})
+                         "time_limit_warning", "workdir", "mail", "jupyter"})
     storage_root = os.environ.get("GEAR_STORAGE_ROOT") or site_file.get("storage_root", _absolute_path)
     default_type = site_file.get("default_compute_type", str)
     default_image = site_file.get("default_image", str)
@@ -156,6 +157,7 @@ def load(directory: Path | None = None) -> Site:
         compute_types=types,
         images=images,
         mail=_load_mail(site_file),
+        jupyter=_load_jupyter(site_file),
     )
 
 
@@ -183,6 +185,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise SiteConfigError(f"{path}: file is missing") from None
     except OSError as exc:
         raise SiteConfigError(f"{path}: cannot read it: {exc.strerror}") from None
+    cached = _parsed_cache(path, text)
+    if cached is not None:
+        return cached
     import yaml  # imported here: only commands that need the site pay for it
 
     try:
@@ -193,7 +198,50 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise SiteConfigError(f"{path}: expected a mapping of keys to values at the top level")
+    _store_parsed(path, text, data)
     return data
+
+
+# Importing PyYAML costs more than the rest of `gear status` together, so the
+# parsed (not yet validated) content of each file is kept as JSON in the
+# user's cache, keyed by the file's path and a hash of its text. Validation
+# runs on every load all the same.
+
+def _cache_file(path: Path, text: str) -> Path | None:
+    import hashlib
+
+    base = os.environ.get("XDG_CACHE_HOME") or (os.path.expanduser("~/.cache") if os.environ.get("HOME") else "")
+    if not base:
+        return None
+    key = hashlib.sha256(f"{path.resolve()}\0{text}".encode()).hexdigest()[:32]
+    return Path(base) / "gear-hpc" / "site" / f"{key}.json"
+
+
+def _parsed_cache(path: Path, text: str) -> dict[str, Any] | None:
+    import json
+
+    cache = _cache_file(path, text)
+    try:
+        data = json.loads(cache.read_text()) if cache else None
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _store_parsed(path: Path, text: str, data: dict[str, Any]) -> None:
+    import json
+
+    cache = _cache_file(path, text)
+    try:
+        encoded = json.dumps(data)
+        if cache is None or json.loads(encoded) != data:  # e.g. YAML dates or integer keys: do not cache
+            return
+        cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(encoded)
+        os.replace(tmp, cache)
+    except (OSError, TypeError, ValueError):
+        pass
 
 
 class _Section:
@@ -427,3 +475,64 @@ def _timeout(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 60:
         raise ValueError(f"{value!r} must be a number of seconds from 1 to 60")
     return value
+
+
+@dataclass(frozen=True)
+class JupyterConfig:
+    """The `jupyter:` section of site.yaml: Jupyter workspaces (SPEC §7, docs/admin.md)."""
+
+    idle_timeout: int = 3600        # seconds without kernel activity or connection, then shut down and save
+    start_timeout: int = 180        # seconds JupyterLab gets to listen once the job runs
+    ports: tuple[int, int] = (20000, 39999)   # the range a workspace's port is picked from
+    login_host: str | None = None   # for the `ssh -L` line; default: the host gear runs on
+    # Host paths bound read-only into every workspace so that `gear` works inside:
+    # (source, target) pairs; the storage root and the site configuration are added by gear.
+    binds: tuple[tuple[str, str], ...] = ()
+    default_image: str | None = None   # for `gear jupyter` without -e; default: default_image
+
+
+_JUPYTER_KEYS = {"idle_timeout", "start_timeout", "ports", "login_host", "binds", "default_image"}
+
+
+def _load_jupyter(site_file: _Section) -> JupyterConfig:
+    data = site_file.data.get("jupyter")
+    if data is None:
+        return JupyterConfig()
+    if not isinstance(data, dict):
+        site_file.fail("jupyter", f"expected a mapping with keys {', '.join(sorted(_JUPYTER_KEYS))}")
+    section = _Section(site_file.path, data, prefix="jupyter.")
+    section.only_keys(_JUPYTER_KEYS)
+    return JupyterConfig(
+        idle_timeout=section.get("idle_timeout", _idle_seconds, default=3600),
+        start_timeout=section.get("start_timeout", _seconds, default=180),
+        ports=section.get("ports", _port_range, default=(20000, 39999)),
+        login_host=section.get("login_host", _matching(re.compile(r"[A-Za-z0-9.-]+\Z"), "a host name"),
+                               default=None),
+        binds=section.get("binds", _bind_list, default=()),
+        default_image=section.get("default_image", _str, default=None),
+    )
+
+
+def _idle_seconds(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 60 <= value <= 7 * 86400:
+        raise ValueError(f"{value!r} must be a number of seconds from 60 to 604800")
+    return value
+
+
+def _port_range(value: Any) -> tuple[int, int]:
+    match = re.match(r"([0-9]+)-([0-9]+)\Z", _str(value))
+    low, high = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+    if not match or not 1024 <= low <= high <= 65535:
+        raise ValueError(f"{value!r} must be a range of ports such as 20000-39999 (from 1024 to 65535)")
+    return low, high
+
+
+def _bind_list(value: Any) -> tuple[tuple[str, str], ...]:
+    binds = []
+    for item in _string_list(value):
+        source, _, target = item.partition(":")
+        source, target = _absolute_path(source), _absolute_path(target or source)
+        if ":" in target:
+            raise ValueError(f"{item!r}: expected SOURCE or SOURCE:TARGET, absolute paths")
+        binds.append((source, target))
+    return tuple(binds)

@@ -13,7 +13,7 @@ def test_example_site_loads(gear_env):
     assert loaded.compute_types["gpu-1"].gres == "gpu:devgpu:1"
     assert loaded.compute_types["gpu-2"].gpus == 2
     assert loaded.compute_types["cpu-small"].gres is None
-    assert set(loaded.images) == {"python"}
+    assert set(loaded.images) == {"python", "jupyter"}
     assert loaded.storage_root == gear_env["storage"]
 
 
@@ -75,3 +75,19 @@ def test_missing_required_key(gear_env, monkeypatch):
     with pytest.raises(SiteConfigError) as info:
         site.load()
     assert "storage_root: is required" in str(info.value)
+
+
+def test_parsed_files_are_cached_and_a_change_is_seen_at_once(gear_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = site.load()
+    cached = list((tmp_path / "cache" / "gear-hpc" / "site").glob("*.json"))
+    assert len(cached) == 3
+    assert site.load() == first
+    _edit(gear_env["site"] / "compute-types.yaml", "cpus: 2\n  memory: 2G", "cpus: 3\n  memory: 2G")
+    assert site.load().compute_types["cpu-small"].cpus == 3
+    # A cached file is validated like a fresh one.
+    _edit(gear_env["site"] / "compute-types.yaml", "cpus: 3\n  memory: 2G", "cpus: 0\n  memory: 2G")
+    with pytest.raises(SiteConfigError):
+        site.load()
+    with pytest.raises(SiteConfigError):
+        site.load()

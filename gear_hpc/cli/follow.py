@@ -28,18 +28,18 @@ def _print_new(path: Path, position: int) -> int:
 
 
 def follow(ledger: Any, container: str, number: int, show_status: bool = True, show_log: bool = True) -> Any:
-    from .. import executions
+    from .. import reconcile
     from .output import warn
 
     poll, last_status, position, warned = FIRST_POLL, None, 0, False
     log = None
     while True:
-        report = executions.refresh(ledger)
+        report = reconcile.refresh(ledger)
         if report.slurm_error and not warned:
             warn(f"{report.slurm_error}; showing the job's own status records only")
             warned = True
-        execution = executions.get(ledger, container, number)
-        log = log or executions.log_path(execution)
+        execution = reconcile.get(ledger, container, number)
+        log = log or reconcile.log_path(execution)
         if show_status and execution.status != last_status:
             click.echo(f"gear: {execution.id} is {execution.status}", err=True)
             last_status = execution.status

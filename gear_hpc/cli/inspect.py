@@ -16,11 +16,11 @@ RECENT = timedelta(hours=24)
 
 
 def _refreshed_ledger(with_report: bool = False) -> Any:
-    from .. import executions
+    from .. import reconcile
 
     _, storage = load_context()
     ledger = open_ledger(storage)
-    report = executions.refresh(ledger)
+    report = reconcile.refresh(ledger)
     if report.slurm_error:
         warn(f"{report.slurm_error}; statuses come from the jobs' own records only")
     return (ledger, report) if with_report else ledger
@@ -48,7 +48,7 @@ def status(execution_id: str | None, as_json: bool) -> None:
       gear status
       gear status mnist-train/3 --json
     """
-    from .. import executions
+    from .. import reconcile
     from ..ledger import OPEN_STATUSES
     from ..names import parse_execution_id
 
@@ -56,7 +56,7 @@ def status(execution_id: str | None, as_json: bool) -> None:
     ledger, report = _refreshed_ledger(with_report=True)
     with ledger:
         if target:
-            items = [executions.get(ledger, *target)]
+            items = [reconcile.get(ledger, *target)]
         else:
             since = (datetime.now(timezone.utc) - RECENT).strftime("%Y-%m-%dT%H:%M:%SZ")
             items = ledger.executions(statuses=OPEN_STATUSES, ended_since=since)
@@ -140,12 +140,12 @@ def show(execution_id: str, as_json: bool) -> None:
     Example:
       gear show mnist-train/3
     """
-    from .. import executions
+    from .. import reconcile
     from ..names import parse_execution_id
 
     target = parse_execution_id(execution_id)
     with _refreshed_ledger() as ledger:
-        execution = executions.get(ledger, *target)
+        execution = reconcile.get(ledger, *target)
     data = execution.to_json()
     if as_json:
         print_json(data)
@@ -175,19 +175,19 @@ def logs(execution_id: str, follow: bool) -> None:
       gear logs mnist-train/3
       gear logs mnist-train/3 -f
     """
-    from .. import executions
+    from .. import reconcile
     from ..names import parse_execution_id
 
     target = parse_execution_id(execution_id)
     _, storage = load_context()
     with open_ledger(storage) as ledger:
-        execution = executions.get(ledger, *target)
+        execution = reconcile.get(ledger, *target)
         if follow:
             from .follow import follow as follow_execution
 
             follow_execution(ledger, *target, show_status=False)
             return
-    path = executions.log_path(execution)
+    path = reconcile.log_path(execution)
     try:
         with path.open("rb") as handle:
             import shutil
@@ -211,13 +211,13 @@ def download(execution_id: str, target: Path | None, from_path: str | None) -> N
       gear download mnist-train/3 -t results
       gear download mnist-train/3 --from checkpoints/best.pt
     """
-    from .. import executions, staging
+    from .. import reconcile, staging
     from ..errors import GearError
     from ..names import parse_execution_id
 
     target_id = parse_execution_id(execution_id)
     with _refreshed_ledger() as ledger:
-        execution = executions.get(ledger, *target_id)
+        execution = reconcile.get(ledger, *target_id)
     if execution.is_open:
         warn(f"{execution.id} is still {execution.status}; copying what its working directory holds now")
     home = Path(execution.workdir)
