@@ -31,7 +31,7 @@ def mount_option(mount: Mount) -> str:
 
 
 def exec_argv(apptainer: str, image: str, home: str, inputs: dict[str, str], empty_dir: str,
-              command: Sequence[str], gpu: bool) -> list[str]:
+              command: Sequence[str], gpu: bool, extra_mounts: Sequence[Mount] = ()) -> list[str]:
     """`apptainer exec` with /hyperai/home = /output writable, and input0-4 read-only.
 
     --containall gives the job its own /tmp, no $HOME and a clean environment;
@@ -45,6 +45,7 @@ def exec_argv(apptainer: str, image: str, home: str, inputs: dict[str, str], emp
     mounts = [Mount(home, HOME, read_only=False), Mount(home, OUTPUT, read_only=False)]
     for slot in INPUT_SLOTS:
         mounts.append(Mount(inputs.get(slot, empty_dir), slot, read_only=True))
+    mounts.extend(extra_mounts)  # a workspace's host paths (site.yaml jupyter.binds)
     for mount in mounts:
         argv += ["--mount", mount_option(mount)]
     argv.append(image)

@@ -56,7 +56,7 @@ def _bin(name: str) -> str:
 def submit(script: Path) -> str:
     """Submit a batch script file and return its job id (digits only)."""
     try:
-        result = run([_bin("sbatch"), "--parsable", str(script)], timeout=SUBMIT_TIMEOUT)
+        result = run([_bin("sbatch"), "--parsable", str(script)], timeout=SUBMIT_TIMEOUT, env=_submit_env())
     except CommandFailed as exc:
         if exc.timed_out:
             raise SubmitTimeout(f"sbatch did not answer within {SUBMIT_TIMEOUT:.0f} s") from None
@@ -66,6 +66,17 @@ def submit(script: Path) -> str:
     if not job_id.isdigit():
         raise SlurmError(f"sbatch printed {result.stdout.strip()!r} instead of a job id: {result.stderr.strip()}")
     return job_id
+
+
+def _submit_env() -> dict[str, str] | None:
+    """sbatch passes our environment to the job. Submitted from inside a container
+    (`gear run` in a Jupyter workspace), the container's Apptainer variables
+    would reach the job's own `apptainer exec` and break it ("mount source
+    /output doesn't exist"): leave them out."""
+    if "APPTAINER_CONTAINER" not in os.environ and "SINGULARITY_CONTAINER" not in os.environ:
+        return None
+    return {key: value for key, value in os.environ.items()
+            if not key.startswith(("APPTAINER", "SINGULARITY")) and key != "LD_LIBRARY_PATH"}
 
 
 class SubmitTimeout(SlurmError):

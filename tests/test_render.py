@@ -65,3 +65,24 @@ def test_sbatch_lines_never_carry_a_break(value):
 def test_nul_cannot_reach_the_script():
     with pytest.raises(GearError):
         shell_quote("a\x00b")
+
+
+def test_workspace_script_is_valid_bash_and_keeps_the_token_off_command_lines(gear_env, tmp_path):
+    from gear_hpc import workspaces
+    from gear_hpc.apptainer import Mount
+
+    loaded = site.load()
+    workspace = {"token_file": "/srv/gear/users/alice/workspaces/token-x", "preferred_ports": [8888],
+                 "port_low": 20000, "port_high": 20010, "start_timeout": 30, "idle_timeout": 600,
+                 "base_url": "/", "environment": [("GEAR_WORKSPACE", "1")],
+                 "mounts": [Mount("/etc/slurm", "/etc/slurm")]}
+    text = job_script(loaded, Path("/srv/gear/users/alice/containers/ws/1"), "ws", 1, "0123456789abcdef",
+                      loaded.compute_type("cpu-small"), loaded.image("python"), workspaces.jupyter_command(600),
+                      "alice", workspace=workspace)
+    path = tmp_path / "job.sh"
+    path.write_text(text)
+    subprocess.run(["bash", "-n", str(path)], check=True)
+    assert "APPTAINERENV_JUPYTER_TOKEN=$(cat /srv/gear/users/alice/workspaces/token-x)" in text
+    assert "--ServerApp.shutdown_no_activity_timeout=600" in text and "dst=/etc/slurm" in text
+    assert "for p in 8888;" in text and "JUPYTER_PORT=$port" in text
+    # The script part of a script execution is unchanged (golden file above).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import click
@@ -47,6 +49,11 @@ def run(container: str | None, compute_type: str | None, image: str | None, bind
     site, storage = load_context()
     parsed = dict(executions.parse_param(p) for p in params)
     generated: dict[str, str] = {}
+    if os.environ.get("GEAR_WORKSPACE"):
+        # Inside a Jupyter workspace: the same container and, unless -d is given, its bindings.
+        container = container or os.environ.get("GEAR_CONTAINER")
+        if not bindings:
+            bindings = tuple(json.loads(os.environ.get("GEAR_BINDINGS") or "[]"))
     if command and command[0].endswith(".ipynb"):
         from .. import notebook
 

@@ -332,6 +332,8 @@ ensure_jupyter_image() {
     --cache-dir="$CACHE/debootstrap" "$SUITE" "$dir" "$MIRROR"
   cp -L /etc/resolv.conf "$dir/etc/resolv.conf"
   printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"; chmod 0755 "$dir/usr/sbin/policy-rc.d"
+  # pip trusts what the host trusts (a site's TLS-inspecting proxy has its CA only there).
+  cp -L /etc/ssl/certs/ca-certificates.crt "$dir/tmp/host-ca.crt" 2>/dev/null || true
   # shellcheck disable=SC2016  # expanded by the inner bash
   logged "$log" "packages of the jupyter image" unshare --mount --propagation private -- bash -euo pipefail -c '
     dir=$1 n=$2; shift 2
@@ -340,10 +342,11 @@ ensure_jupyter_image() {
              HOME=/root DEBIAN_FRONTEND=noninteractive "$@"; }
     inside apt-get update -q
     inside apt-get install -y -q --no-install-recommends "${@:1:n}"
-    inside pip3 install --no-cache-dir --break-system-packages --root-user-action=ignore "${@:n+1}"
+    cert=(); [[ -s $dir/tmp/host-ca.crt ]] && cert=(--cert /tmp/host-ca.crt)
+    inside pip3 install --no-cache-dir --break-system-packages --root-user-action=ignore "${cert[@]}" "${@:n+1}"
     umount "$dir/proc"
   ' build "$dir" "${#JUPYTER_IMAGE_APT[@]}" "${JUPYTER_IMAGE_APT[@]}" "${JUPYTER_IMAGE_PIP[@]}"
-  rm -f "$dir/usr/sbin/policy-rc.d"
+  rm -f "$dir/usr/sbin/policy-rc.d" "$dir/tmp/host-ca.crt"
   # Mount points for what a site binds in so that `gear` works inside (site.yaml jupyter.binds).
   mkdir -p "$dir/run/munge" "$dir/etc/slurm" "$dir/etc/gear" "$dir/opt/gear-hpc" "$dir/srv/gear"
   rm -rf "$dir"/var/cache/apt/* "$dir"/var/lib/apt/lists/* "$dir"/usr/share/doc/* "$dir"/usr/share/man/*
