@@ -85,7 +85,7 @@ def inner_bindings(site: Site, storage: UserStorage, specs: list[str]) -> list[s
 def build_request(site: Site, storage: UserStorage, *, container: str | None, compute_type: str | None,
                   image: str | None, bindings: list[str], code: Path | None, message: str | None,
                   idle_timeout: int | None, port: int | None, base_url: str = "/",
-                  token_file: Path) -> executions.RunRequest:
+                  token_file: Path, parent: str | None = None, home_layer: bool = False) -> executions.RunRequest:
     """The RunRequest of a workspace (mode jupyter)."""
     config = site.jupyter
     idle = config.idle_timeout if idle_timeout is None else idle_timeout
@@ -117,7 +117,7 @@ def build_request(site: Site, storage: UserStorage, *, container: str | None, co
     return executions.RunRequest(
         command=jupyter_command(idle, base_url), code=code, container=container,
         compute_type=compute_type, image=image, message=message, bindings=list(bindings), mode="jupyter",
-        workspace=workspace)
+        workspace=workspace, parent=parent, home_layer=home_layer)
 
 
 @dataclass

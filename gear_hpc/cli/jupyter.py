@@ -65,10 +65,18 @@ def jupyter(container: str | None, compute_type: str | None, image: str | None, 
         _report(execution, connection, why, as_json)
         return
     image = image or site.jupyter.default_image or site.default_image
-    execution, token = workspaces.start(site, storage, notice=warn, container=container,
-                                        compute_type=compute_type, image=image, bindings=list(bindings),
-                                        code=code, message=message, idle_timeout=idle_timeout, port=port,
-                                        base_url=base_url)
+    start_and_report(site, storage, as_json, wait_seconds, container=container, compute_type=compute_type,
+                     image=image, bindings=list(bindings), code=code, message=message,
+                     idle_timeout=idle_timeout, port=port, base_url=base_url)
+
+
+def start_and_report(site, storage, as_json: bool, wait_seconds: float | None, **options) -> None:  # type: ignore[no-untyped-def]
+    """Start a workspace (options as workspaces.build_request takes them), wait, say how to reach it."""
+    from .. import executions, workspaces
+    from ..errors import GearError
+    from .output import warn
+
+    execution, token = workspaces.start(site, storage, notice=warn, **options)
     click.echo(f"gear: submitted workspace {execution.id} as Slurm job {execution.slurm_job_id} "
                f"({execution.compute_type}, {execution.image}); waiting for JupyterLab …", err=True)
     limit = wait_seconds if wait_seconds is not None else site.jupyter.start_timeout + 120

@@ -139,4 +139,13 @@ def continue_(execution_id: str, compute_type: str | None, image: str | None, bi
             ledger, container, number, command=list(command) or None, code=code, compute_type=compute_type,
             image=image, params=parsed, message=message, bindings=list(bindings),
             home=home_as or ("none" if no_home else "layer"))
+    if request.mode == "jupyter":
+        # A workspace continues as a workspace: same JupyterLab start, same report.
+        from .jupyter import start_and_report
+
+        start_and_report(site, storage, as_json, None, container=request.container,
+                         compute_type=request.compute_type, image=request.image, bindings=request.bindings,
+                         code=code, message=message, idle_timeout=None, port=None,
+                         parent=request.parent, home_layer=request.home_layer)
+        return
     _submit_and_report(site, storage, request, follow, as_json)

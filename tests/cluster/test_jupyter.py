@@ -170,3 +170,23 @@ def test_a_workspace_that_never_listens_fails_with_its_log(alice, container):
     assert "jupyter" in result.stderr and time.monotonic() - started < 120
     record = alice.gear_json("show", f"{container}/1")
     assert record["status"] == "failed" and record["mode"] == "jupyter"
+
+
+def test_continuing_a_workspace_starts_from_its_working_directory(alice, container):
+    code = alice.make_dir({"notes.ipynb": json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {},
+                                                      "cells": []})})
+    _, first, _ = _start(alice, "-c", container, "-r", "cpu-small", "--code", str(code))
+    alice.gear("stop", first, check=True)
+    result = alice.gear("continue", first, timeout=400)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    url = next(line for line in lines if line.startswith("URL: ")).removeprefix("URL: ")
+    second = lines[-1]
+    assert second == f"{container}/2"
+    record = alice.gear_json("show", second)
+    assert record["mode"] == "jupyter" and record["parent"] == first
+    match = re.match(r"(http://[^/]+/)lab\?token=([\w-]+)$", url)
+    names = {item["name"] for item in _http(match.group(1) + "api/contents", match.group(2))[1]["content"]}
+    assert "notes.ipynb" in names
+    alice.gear("stop", second, check=True)
+    assert (Path(alice.gear_json("show", second)["workdir"]) / "notes.ipynb").exists()
