@@ -45,14 +45,13 @@ from . import slurm
 from .errors import GearError, NotFound
 from .ledger import Execution, Ledger
 from .names import check_name
-from .storage import UserStorage
+from .storage import DIR_FLAGS as _DIR_FLAGS, UserStorage, list_fd as _list_fd, remove_entry as _remove_entry
 
 MARKER = ".gear-deleting"
 TRASH_PREFIX = ".trash-"    # never a container name: names start with [a-z0-9]
 # Signals that must not split "commit" from "move aside"; they are delivered right after.
 HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT}
 # Every directory is opened relative to its parent, and never through a symlink.
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass
@@ -453,93 +452,3 @@ def _identity(cfd: int, name: str) -> tuple[str, int, int]:
         return ("missing", 0, 0)
     kind = "dir" if stat.S_ISDIR(info.st_mode) else "link" if stat.S_ISLNK(info.st_mode) else "other"
     return (kind, info.st_dev, info.st_ino)
-
-
-def _list_fd(fd: int) -> list[str]:
-    return sorted(os.listdir(fd))
-
-
-def _remove_entry(parent: int, name: str) -> int:
-    """Remove `name` in the open directory `parent`, and all below it.
-
-    Never follows a symlink: each directory is opened relative to its parent
-    with O_NOFOLLOW, so a link found (or swapped in) anywhere is unlinked as
-    a link. Read-only directories (saved working directories, dataset
-    copies) are given back their owner's write bit first. Tolerates entries
-    that vanish meanwhile (two deletes sweeping the same trash), and refuses
-    to cross into another file system. Returns the bytes freed: the sizes of
-    files whose last link it removed.
-    """
-    device = os.fstat(parent).st_dev
-    freed = [0]
-    top = _enter(parent, name, device, freed)
-    if top is None:
-        return freed[0]
-    stack = [(parent, name, top, _list_fd(top))]
-    try:
-        while stack:
-            parent_fd, dir_name, fd, children = stack[-1]
-            if children:
-                child = children.pop()
-                child_fd = _enter(fd, child, device, freed)
-                if child_fd is not None:
-                    stack.append((fd, child, child_fd, _list_fd(child_fd)))
-                continue
-            stack.pop()
-            os.close(fd)
-            _rmdir(parent_fd, dir_name)
-    finally:
-        for _, _, fd, _ in stack:
-            os.close(fd)
-    return freed[0]
-
-
-def _enter(parent: int, name: str, device: int, freed: list[int]) -> int | None:
-    """Open directory `name` for removal of its entries; unlink it if it is anything else."""
-    try:
-        info = os.stat(name, dir_fd=parent, follow_symlinks=False)
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISDIR(info.st_mode):
-        if _unlink(parent, name) and info.st_nlink <= 1:
-            freed[0] += info.st_size
-        return None
-    if info.st_dev != device:
-        raise GearError(f"{name} is a mount point; unmount it, then run `gear delete` again")
-    try:
-        fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):   # swapped for a link or a file meanwhile
-            _unlink(parent, name)
-            return None
-        if exc.errno != errno.EACCES:
-            raise
-        # A directory without read permission: chmod it, the link-safe way (never a link's target).
-        os.chmod(name, 0o700, dir_fd=parent, follow_symlinks=False)
-        fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
-    opened = os.fstat(fd)
-    if opened.st_dev != device:
-        os.close(fd)
-        raise GearError(f"{name} is a mount point; unmount it, then run `gear delete` again")
-    if stat.S_IMODE(opened.st_mode) & 0o700 != 0o700:
-        os.fchmod(fd, stat.S_IMODE(opened.st_mode) | 0o700)
-    return fd
-
-
-def _unlink(parent: int, name: str) -> bool:
-    try:
-        os.unlink(name, dir_fd=parent)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def _rmdir(parent: int, name: str) -> None:
-    try:
-        os.rmdir(name, dir_fd=parent)
-    except FileNotFoundError:
-        pass
-    except NotADirectoryError:   # emptied, then swapped for a link: remove the link, not its target
-        _unlink(parent, name)

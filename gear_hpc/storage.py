@@ -13,9 +13,9 @@ user directory that belongs to someone else is refused, not used.
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
-import shutil
 import stat
 from pathlib import Path
 
@@ -117,19 +117,110 @@ def _drop_write(path: str) -> None:
         os.chmod(path, mode & ~0o222)
 
 
-def remove_tree(path: Path) -> None:
-    """Remove a directory tree that may be read-only; never follows a symlink out of it."""
-    if path.is_symlink():
-        path.unlink()
-        return
-    if not path.exists():
-        return
-    # Give the owner write access to every directory first (os.walk does not
-    # follow symlinks), then let rmtree remove the tree, links as links.
-    os.chmod(path, stat.S_IMODE(path.lstat().st_mode) | stat.S_IRWXU)
-    for directory, subdirs, _files in os.walk(path):
-        for name in subdirs:
-            child = os.path.join(directory, name)
-            if not os.path.islink(child):
-                os.chmod(child, stat.S_IMODE(os.lstat(child).st_mode) | stat.S_IRWXU)
-    shutil.rmtree(path)
+def remove_tree(path: Path) -> int:
+    """Remove `path` and everything below it, never following a symlink; returns bytes freed.
+
+    A `path` that is itself a symlink is removed as a link.
+    """
+    parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return remove_entry(parent, path.name)
+    finally:
+        os.close(parent)
+
+
+# Removal through directory descriptors: each directory is opened relative to
+# its parent with O_NOFOLLOW, so a symlink swapped in at any moment is
+# removed as a link and its target is never touched (a path-based walk that
+# checks islink() and then acts on the path can be raced).
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def list_fd(fd: int) -> list[str]:
+    return sorted(os.listdir(fd))
+
+
+def remove_entry(parent: int, name: str) -> int:
+    """Remove `name` in the open directory `parent`, and all below it.
+
+    Never follows a symlink: each directory is opened relative to its parent
+    with O_NOFOLLOW, so a link found (or swapped in) anywhere is unlinked as
+    a link. Read-only directories (saved working directories, dataset
+    copies) are given back their owner's write bit first. Tolerates entries
+    that vanish meanwhile (two deletes sweeping the same trash), and refuses
+    to cross into another file system. Returns the bytes freed: the sizes of
+    files whose last link it removed.
+    """
+    device = os.fstat(parent).st_dev
+    freed = [0]
+    top = _enter(parent, name, device, freed)
+    if top is None:
+        return freed[0]
+    stack = [(parent, name, top, list_fd(top))]
+    try:
+        while stack:
+            parent_fd, dir_name, fd, children = stack[-1]
+            if children:
+                child = children.pop()
+                child_fd = _enter(fd, child, device, freed)
+                if child_fd is not None:
+                    stack.append((fd, child, child_fd, list_fd(child_fd)))
+                continue
+            stack.pop()
+            os.close(fd)
+            _rmdir(parent_fd, dir_name)
+    finally:
+        for _, _, fd, _ in stack:
+            os.close(fd)
+    return freed[0]
+
+
+def _enter(parent: int, name: str, device: int, freed: list[int]) -> int | None:
+    """Open directory `name` for removal of its entries; unlink it if it is anything else."""
+    try:
+        info = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISDIR(info.st_mode):
+        if _unlink(parent, name) and info.st_nlink <= 1:
+            freed[0] += info.st_size
+        return None
+    if info.st_dev != device:
+        raise GearError(f"{name} is a mount point; unmount it first")
+    try:
+        fd = os.open(name, DIR_FLAGS, dir_fd=parent)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):   # swapped for a link or a file meanwhile
+            _unlink(parent, name)
+            return None
+        if exc.errno != errno.EACCES:
+            raise
+        # A directory without read permission: chmod it, the link-safe way (never a link's target).
+        os.chmod(name, 0o700, dir_fd=parent, follow_symlinks=False)
+        fd = os.open(name, DIR_FLAGS, dir_fd=parent)
+    opened = os.fstat(fd)
+    if opened.st_dev != device:
+        os.close(fd)
+        raise GearError(f"{name} is a mount point; unmount it first")
+    if stat.S_IMODE(opened.st_mode) & 0o700 != 0o700:
+        os.fchmod(fd, stat.S_IMODE(opened.st_mode) | 0o700)
+    return fd
+
+
+def _unlink(parent: int, name: str) -> bool:
+    try:
+        os.unlink(name, dir_fd=parent)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _rmdir(parent: int, name: str) -> None:
+    try:
+        os.rmdir(name, dir_fd=parent)
+    except FileNotFoundError:
+        pass
+    except NotADirectoryError:   # emptied, then swapped for a link: remove the link, not its target
+        _unlink(parent, name)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from gear_hpc import containers
+from gear_hpc import storage as storage_module
 from gear_hpc.cli import containers as cli_containers
 from gear_hpc.cli import main
 from gear_hpc.errors import GearError, NotFound
@@ -283,7 +284,7 @@ def test_symlinks_inside_the_tree_are_removed_never_followed(storage, two, tmp_p
     (home / "swapme").mkdir()
     (home / "swapme" / "inner.txt").write_text("i")
     # And a directory swapped for a link while the delete walks the tree.
-    real_enter = containers._enter
+    real_enter = storage_module._enter
 
     def enter(parent, name, *rest):
         if name == "swapme":
@@ -291,7 +292,7 @@ def test_symlinks_inside_the_tree_are_removed_never_followed(storage, two, tmp_p
             os.symlink(outside, "swapme", dir_fd=parent)
         return real_enter(parent, name, *rest)
 
-    monkeypatch.setattr(containers, "_enter", enter)
+    monkeypatch.setattr(storage_module, "_enter", enter)
     _delete(storage, "c")
     assert (outside / "data.txt").read_text() == "precious" and sorted(os.listdir(outside)) == ["data.txt"]
     assert (tmp_path / "sub-moved" / "inner.txt").read_text() == "i"
@@ -307,7 +308,9 @@ class _Kill:
         self.monkeypatch = monkeypatch
 
     def around(self, name: str, when: str, nth: int = 1) -> None:
-        real = getattr(containers, name)
+        # The removal steps (_rmdir, _enter…) live in storage.py, the rest in containers.py.
+        module = containers if hasattr(containers, name) else storage_module
+        real = getattr(module, name)
         calls = {"n": 0}
 
         def step(*args, **kwargs):
@@ -319,7 +322,7 @@ class _Kill:
                 os.kill(os.getpid(), signal.SIGKILL)
             return result
 
-        self.monkeypatch.setattr(containers, name, step)
+        self.monkeypatch.setattr(module, name, step)
 
 
 # (step, before/after it, which call, what is left: rows of c, and where its files are)
@@ -415,7 +418,7 @@ def test_a_removal_failure_after_the_commit_says_where_the_files_are(storage, tw
         raise PermissionError(13, "Permission denied")
 
     with monkeypatch.context() as patched:
-        patched.setattr(containers, "_rmdir", failing)
+        patched.setattr(storage_module, "_rmdir", failing)
         with pytest.raises(GearError, match=r"deleted from your ledger, but some files could not be removed .*"
                                             r"the next `gear delete` tries again"):
             _delete(storage, "c")
