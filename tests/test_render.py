@@ -86,3 +86,32 @@ def test_workspace_script_is_valid_bash_and_keeps_the_token_off_command_lines(ge
     assert "--ServerApp.shutdown_no_activity_timeout=600" in text and "dst=/etc/slurm" in text
     assert "for p in 8888;" in text and "JUPYTER_PORT=$port" in text
     # The script part of a script execution is unchanged (golden file above).
+
+
+def test_rsync_progress_becomes_status_records(gear_env, tmp_path):
+    """The script's progress() turns rsync --info=progress2 output into records with bytes and files."""
+    script = _script()
+    start = script.index("progress() {")
+    end = script.index("\n}\n", start) + 3
+    harness = tmp_path / "progress.sh"
+    harness.write_text("record() { echo \"$1|$5\"; }\n" + script[start:end] +
+                       "printf '      1,024  10%%  1.00MB/s  0:00:01 (xfr#1, to-chk=9/10)\\r"
+                       "     10,240 100%%  2.00MB/s  0:00:02 (xfr#10, to-chk=0/10)\\n' | progress syncing 0\n")
+    out = subprocess.run(["bash", str(harness)], capture_output=True, text=True, check=True).stdout
+    first = out.splitlines()[0]
+    assert first.startswith("syncing|")
+    import json
+
+    progress = json.loads("{" + first.split("|", 1)[1] + "}")["progress"]
+    assert progress["bytes"] == 1024 and progress["percent"] == 10
+    assert progress["files"] == 1 and progress["files_total"] == 10
+
+
+def test_status_shows_amount_and_speed_of_a_copy(gear_env):
+    from gear_hpc.reconcile import _progress
+
+    record = {"phase": "saving", "progress": {"bytes": 50_000_000, "percent": 50, "files": 200,
+                                              "files_total": 400, "seconds": 10}}
+    assert _progress(record) == {"bytes": 50_000_000, "percent": 50, "files": 200, "files_total": 400,
+                                 "seconds": 10, "phase": "saving", "mb_per_s": 5.0, "files_per_s": 20.0}
+    assert _progress({"phase": "final", "progress": {"bytes": 1}}) is None
