@@ -23,6 +23,7 @@ COMMANDS = {
     "run": "run:run",
     "convert": "convert:convert",
     "jupyter": "jupyter:jupyter",
+    "ood-submit": "ood:ood_submit",
     "continue": "run:continue_",
     "status": "inspect:status",
     "ls": "inspect:ls",

@@ -1,0 +1,192 @@
+"""The Open OnDemand app (ood/): its submissions become gear workspaces.
+
+OnDemand submits a batch-connect session with its scheduler adapter, which
+runs `sbatch ARGS… --parsable` with the session's script on stdin and
+`-D STAGED_ROOT` (the directory where it rendered the app's `template/`).
+The site points the adapter's `sbatch` at `gear ood-submit`
+(`bin_overrides`, docs/ood.md). Here:
+
+- a submission whose staged directory has no `gear-ood.json` is not ours: it
+  goes to the real sbatch unchanged (other apps keep working);
+- otherwise the form's values (rendered into `gear-ood.json` as JSON, never
+  into a shell script) are checked against the site configuration, and a
+  workspace execution (mode jupyter) is recorded and submitted exactly as
+  `gear jupyter` does it, by the user, on the submitting side. Its payload is
+  the app's `script.sh` (inside the image), which writes OnDemand's
+  `connection.yml` (host, port, password = the workspace's token) and starts
+  JupyterLab under OnDemand's proxy path `/node/HOST/PORT/`;
+- the output is sbatch's: the Slurm job id (`--parsable`) or
+  `Submitted batch job N`, so OnDemand tracks, shows and cancels the job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from . import executions, workspaces
+from .apptainer import Mount
+from .errors import UsageError
+from .ledger import Execution
+from .names import check_name
+from .site import Site
+from .storage import UserStorage
+
+MARKER = "gear-ood.json"
+SCRIPT = "script.sh"
+MAX_BINDINGS = 5
+
+
+def staged_root(argv: list[str]) -> Path | None:
+    """The -D/--chdir directory of an sbatch command line, if any."""
+    for i, arg in enumerate(argv):
+        if arg in ("-D", "--chdir") and i + 1 < len(argv):
+            return Path(argv[i + 1])
+        if arg.startswith("--chdir="):
+            return Path(arg.split("=", 1)[1])
+        if arg.startswith("-D") and len(arg) > 2:
+            return Path(arg[2:])
+    return None
+
+
+def is_ours(argv: list[str]) -> bool:
+    root = staged_root(argv)
+    return root is not None and (root / MARKER).is_file()
+
+
+def seconds(limit: str) -> int:
+    """A Slurm time limit ([D-]HH:MM:SS, MM:SS, or minutes) in seconds."""
+    days, _, rest = limit.rpartition("-")
+    parts = [int(p) for p in rest.split(":")]
+    if len(parts) == 1:
+        total = parts[0] * 60
+    elif len(parts) == 2:
+        total = parts[0] * 60 + parts[1]
+    else:
+        total = parts[0] * 3600 + parts[1] * 60 + parts[2]
+    return total + int(days or 0) * 86400
+
+
+@dataclasses.dataclass
+class Form:
+    compute_type: str
+    image: str
+    container: str
+    bindings: list[str]
+    hours: int
+
+
+def read_form(site: Site, root: Path) -> Form:
+    """The session's form values, checked against the site (nothing is created here)."""
+    try:
+        data = json.loads((root / MARKER).read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read the OnDemand form values in {root / MARKER}: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{root / MARKER}: expected a JSON object")
+
+    def text(key: str) -> str:
+        value = data.get(key, "")
+        if not isinstance(value, str):
+            raise UsageError(f"OnDemand form: {key} must be text")
+        return value.strip()
+
+    offered = list(site.compute_types)
+    compute_type = text("compute_type")
+    if compute_type not in site.compute_types:
+        raise UsageError(f"compute type {compute_type!r} is not offered by this site's OnDemand form "
+                         f"(offered: {', '.join(offered)})")
+    image = text("image") or site.jupyter.default_image or site.default_image
+    if image not in site.images:
+        raise UsageError(f"image {image!r} is not offered by this site's OnDemand form "
+                         f"(offered: {', '.join(site.images)})")
+    container = check_name(text("container") or workspaces.DEFAULT_CONTAINER, "container name")
+    raw = data.get("bindings", [])
+    if isinstance(raw, str):
+        raw = raw.splitlines()
+    if not isinstance(raw, list) or not all(isinstance(b, str) for b in raw):
+        raise UsageError("OnDemand form: bindings must be text, one per line")
+    bindings = [b.strip() for b in raw if b.strip()]
+    if len(bindings) > MAX_BINDINGS:
+        raise UsageError(f"OnDemand form: at most {MAX_BINDINGS} bindings")
+    hours_text = str(data.get("hours", "1")).strip()
+    if not re.fullmatch(r"[0-9]{1,4}", hours_text):
+        raise UsageError(f"OnDemand form: hours {hours_text!r}: expected a whole number")
+    hours = int(hours_text)
+    limit = seconds(site.compute_types[compute_type].time_limit)
+    if not 1 <= hours or hours * 3600 > limit:
+        raise UsageError(f"OnDemand form: hours must be from 1 to {limit // 3600} on {compute_type} "
+                         f"(its time limit is {site.compute_types[compute_type].time_limit})")
+    return Form(compute_type, image, container, bindings, hours)
+
+
+def _with_hours(site: Site, form: Form) -> Site:
+    """The site as this submission sees it: the compute type's time limit is the form's hours."""
+    compute_type = dataclasses.replace(site.compute_types[form.compute_type], time_limit=f"{form.hours:02d}:00:00")
+    return dataclasses.replace(site, compute_types={**site.compute_types, form.compute_type: compute_type})
+
+
+def start(site: Site, storage: UserStorage, root: Path,
+          notice: Callable[[str], None] = lambda message: None) -> Execution:
+    """Record and submit the workspace of an OnDemand session whose files OnDemand staged in `root`."""
+    root = root.resolve()
+    form = read_form(site, root)
+    if not (root / SCRIPT).is_file():
+        raise UsageError(f"{root / SCRIPT} does not exist: is the app's template/ installed?")
+    for name in (root, root / SCRIPT):
+        if any(c in str(name) for c in ":,\n\r\0"):
+            raise UsageError(f"OnDemand's staged directory {str(root)!r} has a character apptainer cannot bind")
+    storage.ensure()
+    token, token_file = workspaces.new_token(storage)
+    request = None
+    try:
+        request = workspaces.build_request(
+            site, storage, container=form.container, compute_type=form.compute_type, image=form.image,
+            bindings=form.bindings, code=None, message=f"OnDemand session {root.name}", idle_timeout=None,
+            port=None, token_file=token_file)
+        assert request.workspace is not None
+        # The payload is the app's script.sh: it writes connection.yml, then runs JupyterLab
+        # (gear's argv, under OnDemand's proxy path, which it adds).
+        argv = [a for a in request.command if not a.startswith("--ServerApp.base_url=")]
+        request.command = ["bash", str(root / SCRIPT), *argv]
+        request.workspace["mounts"].append(Mount(str(root), str(root), read_only=False))
+        execution = executions.submit(_with_hours(site, form), storage, request, notice=notice)
+    except BaseException:
+        token_file.unlink(missing_ok=True)
+        raise
+    finally:
+        if request is not None:
+            try:
+                Path(request.code).rmdir()
+            except OSError:
+                pass
+    exec_dir = Path(execution.workdir).parent
+    for link, target in ((exec_dir / "jupyter-token", token_file), (root / "gear-output.log", exec_dir / "output.log")):
+        try:
+            link.symlink_to(target)
+        except OSError:
+            pass
+    (root / "gear-execution").write_text(execution.id + "\n")
+    return execution
+
+
+def clean_environment() -> None:
+    """OnDemand runs sbatch with SBATCH_EXPORT=NONE and friends: they are for its script, not gear's."""
+    for key in [k for k in os.environ if k.startswith("SBATCH_")]:
+        del os.environ[key]
+
+
+def sbatch_output(job_id: str, argv: list[str]) -> str:
+    return job_id if "--parsable" in argv else f"Submitted batch job {job_id}"
+
+
+def passthrough(argv: list[str]) -> Any:
+    """Not an OnDemand session of this app: the real sbatch, unchanged (stdin untouched)."""
+    from .slurm import _bin
+
+    sbatch = _bin("sbatch")
+    os.execvp(sbatch, [sbatch, *argv])

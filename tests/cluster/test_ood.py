@@ -1,0 +1,154 @@
+"""The Open OnDemand app on the real local cluster, as alice: its ERB files
+rendered by real Ruby with OnDemand's variables, the session submitted through
+`gear ood-submit` (what the adapter's sbatch is), JupyterLab reached under
+OnDemand's proxy path with the password from connection.yml."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+APP = REPO / "ood"
+RUBY = shutil.which("ruby")
+pytestmark = pytest.mark.skipif(RUBY is None, reason="needs ruby (apt-get install ruby)")
+
+
+def render(template: str, values: dict[str, str]) -> str:
+    result = subprocess.run([str(RUBY), str(REPO / "tests" / "ood_render.rb"), str(APP / template), json.dumps(values)],
+                            capture_output=True, text=True, env={**os.environ, "GEAR_SITE_CONFIG": str(REPO / "site-config")})
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def stage(alice, values: dict[str, str]) -> Path:
+    """What OnDemand does: render template/ into the session's staged directory (the user's)."""
+    files = {t.name.removesuffix(".erb"): render(f"template/{t.name}", values) for t in (APP / "template").glob("*.erb")}
+    return alice.make_dir(files)
+
+
+def submit(alice, root: Path):  # type: ignore[no-untyped-def]
+    # As OnDemand's Slurm adapter runs sbatch: its script on stdin, --parsable last.
+    return alice.run("bash", "-c", 'printf "#!/bin/bash\\necho ondemand script\\n" | gear ood-submit "$@"', "sbatch",
+                     "-D", str(root), "-J", "sys/dashboard/sys/gear-jupyter", "-o", str(root / "output.log"),
+                     "-t", "01:00:00", "--export", "NONE", "--parsable", timeout=120)
+
+
+def http(url: str, token: str | None = None) -> int:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"token {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0  # not listening yet
+
+
+@pytest.fixture
+def form(alice, container):  # type: ignore[no-untyped-def]
+    values = yaml.safe_load(render("form.yml.erb", {}))
+    offered = [v for _, v in values["attributes"]["compute_type"]["options"]]
+    images = [v for _, v in values["attributes"]["image"]["options"]]
+    assert "cpu-small" in offered and "jupyter" in images
+    yield {"compute_type": "cpu-small", "image": "jupyter", "container": container, "bindings": "",
+           "bc_num_hours": "1"}
+    for record in json.loads(alice.gear("history", container, "--json").stdout or "[]"):
+        if record["status"] in ("queued", "syncing", "running", "saving"):
+            alice.gear("stop", "--now", record["id"])
+
+
+def test_a_portal_session_is_a_gear_workspace(alice, container, form):
+    root = stage(alice, form)
+    result = submit(alice, root)
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip()
+    assert job_id.isdigit(), result.stdout
+    execution = f"{container}/1"
+    assert (root / "gear-execution").read_text().strip() == execution
+
+    record = alice.gear_json("show", execution)
+    assert record["mode"] == "jupyter" and record["slurm_job_id"] == job_id
+    assert record["compute_type"] == "cpu-small" and record["image"] == "jupyter"
+
+    # OnDemand's view appears once the job wrote connection.yml (host, port, password).
+    deadline = time.monotonic() + 240
+    connection = root / "connection.yml"
+    while not connection.exists():
+        assert time.monotonic() < deadline, alice.gear("logs", execution).stdout
+        time.sleep(2)
+    assert oct(connection.stat().st_mode & 0o777) == "0o600"
+    conn = yaml.safe_load(connection.read_text())
+    host, port, password = str(conn["host"]), int(conn["port"]), str(conn["password"])
+    view = render("view.html.erb", {"host": host, "port": str(port), "password": password})
+    path = view.split('href="', 1)[1].split('"', 1)[0]
+    assert path.startswith(f"/node/{host}/{port}/lab?token=")
+    base = f"http://127.0.0.1:{port}/node/{host}/{port}/"
+    deadline = time.monotonic() + 180
+    while http(base + "api/status", password) != 200:
+        assert time.monotonic() < deadline, alice.gear("logs", execution).stdout
+        time.sleep(2)
+    # What the connect button opens, through OnDemand's /node/ proxy (here: straight to the node).
+    assert http(f"http://127.0.0.1:{port}{path}") == 200
+    assert http(base + "api/status") == 403 and http(base + "api/status", "wrong") == 403
+    assert http(base + "api/contents") == 403
+
+    history = json.loads(alice.gear("history", container, "--json", check=True).stdout)
+    assert [(r["id"], r["mode"], r["status"]) for r in history] == [(execution, "jupyter", "running")]
+    assert password not in alice.gear("show", execution, "--json", check=True).stdout
+    assert password not in alice.run("ps", "-eo", "args", check=True).stdout
+
+    if os.environ.get("GEAR_OOD_SCREENSHOT"):
+        _screenshot(f"http://127.0.0.1:{port}{path}", Path(os.environ["GEAR_OOD_SCREENSHOT"]))
+
+    # A file written in the session is in the saved working directory, which `gear continue` starts from.
+    put = urllib.request.Request(base + "api/contents/portal.txt", method="PUT", data=json.dumps(
+        {"type": "file", "format": "text", "content": "from the portal"}).encode())
+    put.add_header("Authorization", f"token {password}")
+    with urllib.request.urlopen(put, timeout=10) as response:
+        assert response.status in (200, 201)
+    alice.gear("stop", execution, check=True)
+    record = alice.gear_json("show", execution)
+    assert record["status"] == "terminated" and record["mode"] == "jupyter"
+    assert (Path(record["workdir"]) / "portal.txt").read_text() == "from the portal"
+
+    result = alice.gear("continue", execution, timeout=400)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == f"{container}/2"
+    child = alice.gear_json("show", f"{container}/2")
+    assert child["mode"] == "jupyter" and child["parent"] == execution
+    alice.gear("stop", f"{container}/2", check=True)
+
+
+def test_a_type_the_form_does_not_offer_is_refused(alice, container, form):
+    root = stage(alice, {**form, "compute_type": "gpu-9000"})
+    result = submit(alice, root)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "compute type 'gpu-9000' is not offered by this site's OnDemand form" in result.stderr
+    history = alice.gear("history", container, "--json")
+    assert history.returncode != 0 or json.loads(history.stdout) == [], history.stdout
+    assert not (alice.storage / "containers" / container).exists()
+    assert not (root / "gear-execution").exists()
+
+
+def _screenshot(url: str, out: Path) -> None:
+    chromium = shutil.which("chromium")
+    assert chromium, "GEAR_OOD_SCREENSHOT needs Debian's chromium"
+    profile = Path(subprocess.run(["mktemp", "-d"], capture_output=True, text=True).stdout.strip())
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+                    "--window-size=1100,700", "--virtual-time-budget=15000", f"--screenshot={out}", url],
+                   capture_output=True, timeout=120)
+    shutil.rmtree(profile, ignore_errors=True)
+    assert out.exists() and out.stat().st_size > 1000

@@ -1,0 +1,171 @@
+"""The Open OnDemand app (ood/): its ERB files rendered by real Ruby with
+OnDemand's variables, and `gear ood-submit` (the adapter's sbatch) against a
+fake sbatch. tests/cluster/test_ood.py submits for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import REPO, gear, write_executable
+
+APP = REPO / "ood"
+HARNESS = REPO / "tests" / "ood_render.rb"
+RUBY = shutil.which("ruby") or "ruby"
+pytestmark = pytest.mark.skipif(shutil.which("ruby") is None, reason="needs ruby (apt-get install ruby)")
+
+FORM = {"compute_type": "cpu-small", "image": "python", "container": "nb", "bindings": "", "bc_num_hours": "2"}
+
+
+@pytest.fixture(autouse=True)
+def gear_on_path(tmp_path, monkeypatch):
+    """`gear` as the form runs it: this checkout's."""
+    bin_dir = tmp_path / "gear-bin"
+    bin_dir.mkdir()
+    write_executable(bin_dir / "gear", f"#!/bin/sh\nPYTHONPATH={REPO} exec {sys.executable} -m gear_hpc.cli \"$@\"\n")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+
+
+def render(template: str, values: dict[str, str] | None = None, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run([RUBY, str(HARNESS), str(APP / template), json.dumps(values or {})],
+                            capture_output=True, text=True, env={**os.environ, **(env or {})})
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def stage(tmp: Path, values: dict[str, str]) -> Path:
+    """What OnDemand does before it submits: render template/ into the session's staged directory."""
+    root = tmp / "ondemand" / "data" / "sys" / "dashboard" / "batch_connect" / "sys" / "gear-jupyter" / "output" / "s1"
+    root.mkdir(parents=True)
+    for template in (APP / "template").glob("*.erb"):
+        (root / template.name.removesuffix(".erb")).write_text(render(f"template/{template.name}", values))
+    return root
+
+
+def ood_submit(root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return gear("ood-submit", "-D", str(root), "-J", "sys/dashboard/sys/gear-jupyter", "-o",
+                str(root / "output.log"), "-t", "02:00:00", "--export", "NONE", *extra, "--parsable")
+
+
+def test_app_has_every_batch_connect_file():
+    for name in ("manifest.yml", "form.yml.erb", "submit.yml.erb", "view.html.erb",
+                 "template/before.sh.erb", "template/script.sh.erb", "template/gear-ood.json.erb"):
+        assert (APP / name).is_file(), name
+    assert yaml.safe_load((APP / "manifest.yml").read_text())["role"] == "batch_connect"
+
+
+def test_form_offers_the_sites_types_and_images():
+    form = yaml.safe_load(render("form.yml.erb"))
+    assert form["form"] == ["compute_type", "image", "container", "bindings", "bc_num_hours"]
+    attributes = form["attributes"]
+    assert [value for _, value in attributes["compute_type"]["options"]] == ["cpu-small", "gpu-1", "gpu-2"]
+    assert [value for _, value in attributes["image"]["options"]] == ["python", "jupyter"]
+    assert attributes["bc_num_hours"]["max"] == 4 and attributes["bindings"]["widget"] == "text_area"
+
+
+def test_form_quotes_what_the_site_describes(gear_env):
+    types = gear_env["site"] / "compute-types.yaml"
+    types.write_text(types.read_text() + 'odd:\n  description: "a: b - c #d \\"e\\" {x} [y] &z"\n  partition: cpu\n'
+                     '  cpus: 1\n  memory: 1G\n  time_limit: "1-00:00:00"\n')
+    attributes = yaml.safe_load(render("form.yml.erb"))["attributes"]
+    assert attributes["compute_type"]["options"][-1] == ['odd: a: b - c #d "e" {x} [y] &z (at most 1-00:00:00)', "odd"]
+    assert attributes["bc_num_hours"]["max"] == 24
+
+
+def test_form_without_gear_is_still_a_form(tmp_path):
+    form = yaml.safe_load(render("form.yml.erb", env={"PATH": str(tmp_path)}))
+    assert form["attributes"]["compute_type"]["options"] == []
+
+
+def test_submit_and_view():
+    submit = yaml.safe_load(render("submit.yml.erb", {**FORM, "bc_num_hours": "3; rm -rf ~"}))
+    assert submit == {"batch_connect": {"template": "basic"}, "script": {"wall_time": 3 * 3600}}
+    view = render("view.html.erb", {"host": "c1", "port": "20001", "password": 'p"w&<x>'})
+    assert 'href="/node/c1/20001/lab?token=p%22w%26%3Cx%3E"' in view
+    assert "<x>" not in view
+
+
+def test_form_values_reach_gear_as_json_only(tmp_path):
+    hostile = {**FORM, "container": "x; touch /tmp/pwned", "bindings": "mnist:input0\r\n$(touch /tmp/pwned)\n\n`id`\n",
+               "image": "py\"thon'\nx"}
+    root = stage(tmp_path, hostile)
+    assert json.loads((root / "gear-ood.json").read_text()) == {
+        "compute_type": "cpu-small", "image": "py\"thon'\nx", "container": "x; touch /tmp/pwned",
+        "bindings": ["mnist:input0", "$(touch /tmp/pwned)", "`id`"], "hours": "2"}
+    for script in ("script.sh", "before.sh"):
+        text = (root / script).read_text()
+        assert "pwned" not in text and "mnist" not in text
+        assert subprocess.run(["bash", "-n", str(root / script)]).returncode == 0
+
+
+def _nothing_created(gear_env, fake_slurm) -> None:
+    assert fake_slurm.calls() == []
+    users = gear_env["storage"] / "users"
+    assert not list(users.glob("*/containers/*")), list(users.rglob("*"))
+    assert not list(users.glob("*/workspaces/token-*"))
+
+
+@pytest.mark.parametrize("values,words", [
+    ({"compute_type": "gpu-9000"}, "compute type 'gpu-9000' is not offered by this site's OnDemand form"),
+    ({"compute_type": "cpu-small; touch /tmp/pwned"}, "is not offered by this site's OnDemand form"),
+    ({"image": "ubuntu"}, "image 'ubuntu' is not offered"),
+    ({"container": "x; touch /tmp/pwned"}, "container name"),
+    ({"container": "../x"}, "container name"),
+    ({"bc_num_hours": "5"}, "hours must be from 1 to 4 on cpu-small"),
+    ({"bc_num_hours": "0"}, "hours must be from 1 to 4"),
+    ({"bc_num_hours": "1; id"}, "expected a whole number"),
+])
+def test_bad_form_values_are_refused_and_nothing_is_created(gear_env, fake_slurm, values, words):
+    fake_slurm("sbatch", "echo 99")
+    root = stage(gear_env["tmp"], {**FORM, **values})
+    result = ood_submit(root)
+    assert result.returncode == 2, result.stderr
+    assert words in result.stderr and result.stdout == ""
+    _nothing_created(gear_env, fake_slurm)
+    assert not (gear_env["tmp"] / "pwned").exists() and not Path("/tmp/pwned").exists()
+
+
+def test_a_session_is_recorded_as_a_jupyter_execution(gear_env, fake_slurm):
+    fake_slurm("sbatch", 'cat "${@: -1}" > "$(dirname "$0")/job.sh"; env > "$(dirname "$0")/env"; echo 4242')
+    fake_slurm("squeue", "exit 0")
+    fake_slurm("sacct", "exit 0")
+    root = stage(gear_env["tmp"], {**FORM, "bindings": ""})
+    result = subprocess.run(
+        ["python3", "-m", "gear_hpc.cli", "ood-submit", "-D", str(root), "--export", "NONE", "--parsable"],
+        input="#!/bin/bash\necho OnDemand's own script\n", capture_output=True, text=True, cwd=REPO,
+        env={**os.environ, "SBATCH_EXPORT": "NONE"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "4242\n"
+    history = gear("history", "nb", "--json")
+    assert history.returncode == 0, history.stderr
+    (record,) = json.loads(history.stdout)
+    assert record["mode"] == "jupyter" and record["compute_type"] == "cpu-small" and record["image"] == "python"
+    assert record["slurm_job_id"] == "4242" and record["id"] == "nb/1"
+    assert (root / "gear-execution").read_text() == "nb/1\n"
+    job = (fake_slurm.bin_dir / "job.sh").read_text()
+    assert "#SBATCH --time=02:00:00" in job
+    assert str(root / "script.sh") in job and "OnDemand's own script" not in job
+    assert "SBATCH_EXPORT" not in (fake_slurm.bin_dir / "env").read_text()
+    # Without --parsable, what sbatch prints.
+    fake_slurm("sbatch", "echo 4243")
+    (root / "gear-ood.json").write_text(json.dumps({**json.loads((root / "gear-ood.json").read_text())}))
+    result = gear("ood-submit", "-D", str(root))
+    assert result.returncode == 0 and result.stdout == "Submitted batch job 4243\n", result.stderr
+
+
+def test_other_sessions_go_to_the_real_sbatch_unchanged(gear_env, fake_slurm, tmp_path):
+    fake_slurm("sbatch", 'echo "stdin: $(cat)"; echo 77')
+    other = tmp_path / "other-app"
+    other.mkdir()
+    result = subprocess.run(["python3", "-m", "gear_hpc.cli", "ood-submit", "-D", str(other), "-J", "x", "--parsable"],
+                            input="#!/bin/bash\nhostname\n", capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "stdin: #!/bin/bash\nhostname\n77\n"
+    assert fake_slurm.calls() == [f"sbatch -D {other} -J x --parsable"]
