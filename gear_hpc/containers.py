@@ -31,7 +31,6 @@ file system (a mount point is refused before anything changes).
 
 from __future__ import annotations
 
-import errno
 import os
 import secrets
 import signal

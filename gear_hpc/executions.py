@@ -11,20 +11,18 @@ import json
 import os
 import re
 import secrets
-import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 from . import notify, slurm
-from .errors import GearError, NotFound, SlurmError, UsageError
+from .errors import GearError, SlurmError, UsageError
 from .bindings import Binding
-from .ledger import CLOSED_STATUSES, Execution, Ledger, utc_now
+from .ledger import Execution, Ledger, utc_now
 from .names import check_name, check_text
 from .site import ComputeType, Image, Site
-from .reconcile import RefreshReport, discard, fold, get, log_path, read_status_record, refresh  # noqa: F401
+from .reconcile import discard, get, log_path, refresh  # noqa: F401  (get, log_path: used through this module too)
 from .storage import UserStorage
 
 KILL_AFTER_SECONDS = 20

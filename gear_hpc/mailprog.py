@@ -34,6 +34,7 @@ from typing import Any, Callable, Mapping
 
 from .errors import UsageError
 from .notify import check_email, check_phone, parse_extra
+from .storage import human_size
 
 DEADLINE_SECONDS = 90      # the whole child, whatever hangs; Slurm itself allows 120
 FOREGROUND_ENV = "GEAR_MAILPROG_FOREGROUND"  # "1": do not detach (tests, debugging)
@@ -59,15 +60,6 @@ def one_line(value: Any, limit: int = 300) -> str:
     """Text safe for a header or a one-line field: no control characters, bounded."""
     text = _CONTROL.sub(" ", str(value)).strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 # --- what Slurm told us ---

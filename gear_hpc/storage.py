@@ -73,6 +73,18 @@ class UserStorage:
         return self.root
 
 
+def human_size(size: int | None) -> str:
+    """1536 -> "1.5 KiB" (binary units, as du -h)."""
+    if size is None:
+        return ""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
 def tree_size(path: Path) -> int:
     """Bytes used by the files below `path`, never following a symlink."""
     total = 0

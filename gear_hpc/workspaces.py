@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from . import executions
 from .apptainer import HOME, Mount
-from .errors import GearError, UsageError
+from .errors import UsageError
 from .ledger import Execution, Ledger
 from .site import Site
 from .storage import UserStorage

@@ -6,9 +6,7 @@ cluster test (marker `cluster`), which runs `gear` inside the local cluster.
 
 from __future__ import annotations
 
-import os
 import shutil
-import stat
 from pathlib import Path
 
 import pytest

@@ -6,7 +6,6 @@ no ledger row, no execution directory, no job.
 
 import json
 import sqlite3
-from pathlib import Path
 
 import pytest
 

@@ -1,7 +1,6 @@
 """Dataset versions on a local file system (no cluster needed)."""
 
 import os
-import stat
 from pathlib import Path
 
 import pytest

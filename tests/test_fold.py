@@ -2,7 +2,7 @@
 
 from datetime import datetime, timedelta, timezone
 
-from gear_hpc.executions import fold
+from gear_hpc.reconcile import fold
 from gear_hpc.ledger import Execution
 from gear_hpc.slurm import SlurmJob
 

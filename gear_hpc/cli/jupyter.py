@@ -48,9 +48,8 @@ def jupyter(container: str | None, compute_type: str | None, image: str | None, 
       gear jupyter --url mnist/4        # print the URL of a running workspace again
     """
     from .. import executions, workspaces
-    from ..errors import GearError, NotFound
+    from ..errors import NotFound
     from ..names import parse_execution_id
-    from .output import print_json, warn
 
     site, storage = load_context()
     if url_of:

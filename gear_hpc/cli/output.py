@@ -8,6 +8,8 @@ from typing import Any, Iterable, Sequence
 
 import click
 
+from ..storage import human_size  # noqa: F401  (re-exported for the commands)
+
 
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False))
@@ -22,17 +24,6 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     click.echo(line.format(*headers).rstrip())
     for row in rows:
         click.echo(line.format(*row).rstrip())
-
-
-def human_size(size: int | None) -> str:
-    if size is None:
-        return ""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 def warn(message: str) -> None:

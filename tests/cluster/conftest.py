@@ -65,6 +65,17 @@ class User:
     def gear_json(self, *args: str) -> Any:
         return json.loads(self.gear(*args, "--json", check=True).stdout)
 
+    def wait_for(self, execution_id: str, statuses: set[str], timeout: float = 120) -> dict:
+        """The execution's status record once it is in one of `statuses` (or when time is up)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            record = self.gear_json("status", execution_id)
+            if record["status"] in statuses or time.monotonic() > deadline:
+                return record
+            time.sleep(1)
+
     def make_dir(self, files: dict[str, str]) -> Path:
         """A directory of the user's own, under their home, with these files."""
         base = Path(self.pw.pw_dir) / "gear-tests" / uuid.uuid4().hex[:8]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 WRITE_FILES = r'''
 import os, pathlib, sys
@@ -30,15 +29,6 @@ def _lstat_sizes(path) -> int:
             if not os.path.isdir(os.path.join(directory, name)) or os.path.islink(os.path.join(directory, name)):
                 total += info.st_size
     return total
-
-
-def _wait_for(user, execution_id: str, statuses: set[str], timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        record = user.gear_json("status", execution_id)
-        if record["status"] in statuses or time.monotonic() > deadline:
-            return record
-        time.sleep(1)
 
 
 def test_delete_a_container_with_closed_executions(alice, container):
@@ -92,7 +82,7 @@ def test_delete_is_refused_while_an_execution_runs_then_works_after_stop(alice, 
     code = alice.make_dir({"x": ""})
     result = alice.gear("run", "-c", container, "--code", str(code), "--", "sleep", "600", check=True)
     execution = result.stdout.strip().splitlines()[-1]
-    assert _wait_for(alice, execution, {"running"})["status"] == "running"
+    assert alice.wait_for(execution, {"running"})["status"] == "running"
 
     refused = alice.gear("delete", container, "--yes")
     assert refused.returncode == 1

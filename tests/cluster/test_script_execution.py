@@ -31,15 +31,6 @@ print("layout ok")
 '''
 
 
-def _wait_for(user, execution_id: str, statuses: set[str], timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        record = user.gear_json("status", execution_id)
-        if record["status"] in statuses or time.monotonic() > deadline:
-            return record
-        time.sleep(1)
-
-
 def test_gpu_execution_end_to_end(alice, container):
     code = alice.make_dir({"check_layout.py": CHECK_LAYOUT, "notes.txt": "kept\n"})
     result = alice.gear("run", "-c", container, "-r", "gpu-1", "--code", str(code), "--param", "lr=0.5",
@@ -143,7 +134,7 @@ def test_stop_terminates_and_keeps_the_working_directory(alice, container):
     deadline = time.monotonic() + 60
     while not (home / "started").exists() and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert _wait_for(alice, execution, {"running"})["status"] == "running"
+    assert alice.wait_for(execution, {"running"})["status"] == "running"
     result = alice.gear("stop", execution, check=True)
     assert "terminated" in result.stdout and "saved" in result.stdout
     record = alice.gear_json("show", execution)
