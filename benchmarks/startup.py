@@ -5,7 +5,9 @@
 2. Slurm calls made by one `gear status` with 100 open executions (goal: 1),
    counted by a wrapper around the real squeue/sbatch/scancel.
 
-Run it with `bash benchmarks/run startup.py` (as root; it uses gear devcluster).
+Run it with `bash benchmarks/run startup.py` (as root; it uses gear devcluster), or
+on the host with `.venv/bin/python benchmarks/startup.py --no-slurm` (the host's
+Slurm commands cannot talk to the cluster's controller, so only the first figure).
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, "/opt/gear-hpc/lib")  # gear as installed in the local cluster
+LIB = "/opt/gear-hpc/lib"  # gear as installed in the local cluster
+if os.path.isdir(LIB):
+    sys.path.insert(0, LIB)
+# `gear` as users run it: the cluster's wrapper inside, this interpreter's module outside.
+GEAR = ["gear"] if os.path.isdir(LIB) else [sys.executable, "-m", "gear_hpc.cli"]
 
 REPEATS = 21
 
@@ -56,11 +62,13 @@ def startup_figures() -> None:
         root = Path(tmp)
         (root / "users").mkdir()
         env = {**os.environ, "GEAR_STORAGE_ROOT": str(root)}
+        if not os.path.isdir(LIB) and "GEAR_SITE_CONFIG" not in env:
+            env["GEAR_SITE_CONFIG"] = str(Path(__file__).resolve().parents[1] / "site-config")
         fill_ledger(root, 10_000)
         anchor = median_seconds([sys.executable, "-c", "pass"], env)
-        for command in (["gear", "ls"], ["gear", "status"]):
-            figure = median_seconds(command, env)
-            print(f"{' '.join(command):<12} 10,000 executions: median {figure * 1000:6.1f} ms"
+        for command in (["ls"], ["status"]):
+            figure = median_seconds(GEAR + command, env)
+            print(f"gear {command[0]:<7} 10,000 executions: median {figure * 1000:6.1f} ms"
                   f"   | anchor `python3 -c pass`: {anchor * 1000:6.1f} ms"
                   f"   | ratio {figure / anchor:4.2f}x (goal <= 1.5x)")
 
@@ -96,7 +104,8 @@ def slurm_call_count(open_count: int = 100) -> None:
 
 
 if __name__ == "__main__":
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}")
+    where = "inside the local cluster" if os.path.isdir(LIB) else f"on this host ({sys.executable})"
+    print(f"python {sys.version.split()[0]} {where}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}")
     startup_figures()
     if "--no-slurm" not in sys.argv:
         slurm_call_count()
