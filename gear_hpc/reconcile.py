@@ -155,6 +155,10 @@ def fold(execution: Execution, record: dict[str, Any] | None, jobs: dict[str, Sl
                        ended_at=record.get("at") or utc_now())
         if not record.get("saved"):
             changes["note"] = record.get("note") or "the working directory was not saved completely"
+        if changes["status"] == "terminated" and job is not None and job.state in ("TIMEOUT", "DEADLINE"):
+            # Slurm checks for the warning signal about once a minute: a job can
+            # reach its limit (TERM) before the warning (USR1) arrives.
+            changes["status"] = "timeout"
         return _only_changes(execution, changes)
 
     phase = record.get("phase") if record else None

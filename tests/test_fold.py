@@ -87,3 +87,11 @@ def test_a_final_record_of_an_earlier_run_does_not_close_a_requeued_job():
     assert changes.get("status", "running") == "running" and "ended_at" not in changes
     # Once Slurm says it ended (or forgot it), the final record counts.
     assert fold(_execution("running"), record, {"7": _job("COMPLETED", "2026-11-29T11:59:00")}, NOW)["status"] == "terminated"
+
+
+def test_a_stop_at_the_time_limit_is_a_timeout():
+    record = {"phase": "final", "status": "terminated", "exit_code": 143, "saved": True,
+              "at": "2026-11-29T11:59:00Z", "started_at": "2026-11-29T11:58:00Z"}
+    changes = fold(_execution("running"), record, {"7": _job("TIMEOUT", "2026-11-29T11:59:00")}, NOW)
+    assert changes["status"] == "timeout"
+    assert fold(_execution("running"), record, {"7": _job("CANCELLED", "2026-11-29T11:59:00")}, NOW)["status"] == "terminated"

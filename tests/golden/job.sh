@@ -132,8 +132,14 @@ done
 on_signal() {
   stop_reason=$1
   kill -TERM "$payload" 2>/dev/null
-  # A program that ignores TERM is killed before Slurm's own deadline.
-  ( sleep 20; kill -KILL "$payload" 2>/dev/null ) &
+  # A program that ignores TERM is killed before Slurm's own deadline. The
+  # timer is stopped (with its sleep) once the program has gone.
+  if [ -z "${kill_timer:-}" ]; then
+    ( trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+      sleep 20 & nap=$!
+      wait "$nap" && kill -KILL "$payload" 2>/dev/null ) &
+    kill_timer=$!
+  fi
 }
 trap 'on_signal terminated' TERM
 trap 'on_signal timeout' USR1
@@ -162,6 +168,7 @@ while :; do
   # wait returns early when a trapped signal arrives; the program may still run.
   kill -0 "$payload" 2>/dev/null || break
 done
+[ -n "${kill_timer:-}" ] && kill -TERM "$kill_timer" 2>/dev/null
 
 record saving saving null false
 saved=true
