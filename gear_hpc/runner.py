@@ -71,13 +71,19 @@ def stream(argv: Sequence[str], on_chunk: Callable[[str], None], timeout: float 
     import re
     import time
 
+    import tempfile
+
+    # stderr goes to a file, not a pipe: a command with many errors would fill
+    # a pipe nobody reads while we read stdout, and hang.
+    errors = tempfile.TemporaryFile()
     try:
-        proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+        proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=errors, bufsize=0)
     except FileNotFoundError:
+        errors.close()
         raise GearError(f"command not found: {argv[0]}") from None
     deadline = time.monotonic() + timeout
     pending = b""
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout is not None
     try:
         while True:
             data = proc.stdout.read(4096)
@@ -93,12 +99,15 @@ def stream(argv: Sequence[str], on_chunk: Callable[[str], None], timeout: float 
                 raise CommandFailed(argv, None, "", "", timed_out=True)
         if pending.strip():
             on_chunk(pending.decode(errors="replace"))
-        stderr = proc.stderr.read().decode(errors="replace")
         returncode = proc.wait()
+        errors.seek(0)
+        stderr = errors.read().decode(errors="replace")
     except BaseException:
         proc.kill()
         proc.wait()
         raise
+    finally:
+        errors.close()
     if returncode != 0:
         raise CommandFailed(argv, returncode, "", stderr)
     return Result(list(argv), returncode, "", stderr)
