@@ -10,6 +10,9 @@
 # Usage: see usage() below, or `bash devcluster.sh help`.
 # Facts behind the quirks handled here: /work/shared/notes/test-cluster.md.
 set -euo pipefail
+# The cluster's files are system files that daemons (munge, slurm) and users
+# read: whatever umask the caller has (gear itself runs with 077), use 022.
+umask 022
 
 SELF=$(realpath "${BASH_SOURCE[0]}")
 STATE=$(realpath -m "${GEAR_DEVCLUSTER_DIR:-/var/lib/gear-devcluster}")
