@@ -93,6 +93,10 @@ fail_before_start() { # MESSAGE
 }
 
 record syncing syncing null false
+# A stop or the time-limit warning while copying in is remembered, and acted
+# on as soon as the program exists (Slurm may warn right after the start).
+trap 'stop_reason=terminated' TERM
+trap 'stop_reason=timeout' USR1
 # Requeued (preempted, or requeued by hand): what the earlier run saved is
 # moved aside untouched to runs/N, and this run starts from it.
 previous_run=""
@@ -162,6 +166,7 @@ apptainer \
     python3 \
     train.py &
 payload=$!
+[ -n "$stop_reason" ] && on_signal "$stop_reason"
 while :; do
   wait "$payload"
   rc=$?
