@@ -76,15 +76,6 @@ def _start(alice, *args: str) -> tuple[str, str, str]:
     return url, lines[-1], result.stdout + result.stderr
 
 
-def _wait_status(alice, execution: str, statuses: set[str], timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        record = alice.gear_json("show", execution)
-        if record["status"] in statuses or time.monotonic() > deadline:
-            return record
-        time.sleep(2)
-
-
 def test_workspace_serves_runs_a_cell_submits_a_gpu_run_and_stops_with_a_save(alice, container):
     code = alice.make_dir({"hello.ipynb": json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {},
                                                       "cells": []})})
@@ -126,7 +117,7 @@ def test_workspace_serves_runs_a_cell_submits_a_gpu_run_and_stops_with_a_save(al
                    "print('status rc', s.returncode, s.stdout, s.stderr)")
     assert "rc 0" in out and f"{container}/2" in out, out
     assert "status rc 0" in out, out
-    inner = _wait_status(alice, f"{container}/2", {"completed", "failed", "lost"}, 120)
+    inner = alice.wait_for(f"{container}/2", {"completed", "failed", "lost"}, 120)
     assert inner["status"] == "completed" and inner["compute_type"] == "gpu-1" and inner["mode"] == "script"
     log = alice.gear("logs", f"{container}/2", check=True).stdout
     assert re.search(r"gpus=\d", log) and "written by a cell" in log
@@ -143,7 +134,7 @@ def test_workspace_serves_runs_a_cell_submits_a_gpu_run_and_stops_with_a_save(al
 
 def test_idle_workspace_shuts_down_and_saves(alice, container):
     url, execution, _ = _start(alice, "-c", container, "-r", "cpu-small", "--idle-timeout", "60")
-    record = _wait_status(alice, execution, {"completed", "failed", "terminated", "lost"}, 240)
+    record = alice.wait_for(execution, {"completed", "failed", "terminated", "lost"}, 240)
     assert record["status"] == "completed", record
     assert "shut" in alice.gear("logs", execution, check=True).stdout.lower()
 
