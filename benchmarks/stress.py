@@ -892,6 +892,14 @@ def print_continuation(fig: dict) -> None:
     print(f"  continue, job's own syncing + saving:   {overhead:.2f} s"
           f" (syncing {med('syncing', 'child'):.2f} s, saving {med('saving', 'child'):.2f} s)"
           f"   | ratio to rsync {overhead / rsync_s:.2f}x (goal <= 0.1x)")
+    # Queue waits vary by a second between jobs here: compare the jobs' own
+    # phases (syncing + program + saving), where the hard links made while the
+    # program runs show up.
+    in_job = lambda sub: statistics.median(r[sub]["syncing"] + r[sub]["running"] + r[sub]["saving"]  # noqa: E731
+                                           for r in rows)
+    carried = in_job("child") - in_job("empty")
+    print(f"  continue, syncing + program + saving:   {in_job('child'):.2f} s   | --no-home {in_job('empty'):.2f} s:"
+          f" carrying the parent adds {carried:.2f} s = {carried / rsync_s:.2f}x rsync")
     extra = med("to_final", "child") - med("to_final", "empty")
     print(f"  continue, submit -> final record:       {med('to_final', 'child'):.2f} s"
           f"   | same with --no-home {med('to_final', 'empty'):.2f} s: carrying the parent costs {extra:.2f} s"

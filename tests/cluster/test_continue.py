@@ -19,6 +19,13 @@ open("rename.txt", "w").write("moving\n")
 os.makedirs("sub", exist_ok=True)
 open("sub/keep.txt", "w").write("kept\n")
 db = sqlite3.connect("state.db"); db.execute("CREATE TABLE t (v)"); db.execute("INSERT INTO t VALUES (1)"); db.commit()
+for d, names in {"replaced": ["a", "b"], "removed": ["x"], "renamed": ["y"], "to_file": ["z"], "ro": ["f"]}.items():
+    os.makedirs(d, exist_ok=True)
+    for n in names:
+        open(f"{d}/{n}", "w").write(d + n)
+os.chmod("ro", 0o555)
+os.symlink("append.txt", "link")
+open("to_dir", "w").write("a file first\n")
 print("parent done")
 '''
 
@@ -33,6 +40,17 @@ os.remove("delete.txt")
 os.rename("rename.txt", "renamed.txt")
 db = sqlite3.connect("state.db"); db.execute("UPDATE t SET v = 2"); db.commit()
 open("new.txt", "w").write("new\n")
+import shutil
+shutil.rmtree("replaced"); os.mkdir("replaced"); open("replaced/c", "w").write("c")  # hides the old one
+shutil.rmtree("removed")
+shutil.move("renamed", "moved")  # a directory of the lower layer: EXDEV for os.rename
+os.remove("link"); os.symlink("new.txt", "link")
+os.remove("to_dir"); os.mkdir("to_dir"); open("to_dir/inside", "w").write("in")
+shutil.rmtree("to_file"); open("to_file", "w").write("now a file")
+try:  # a read-only directory of the parent stays so: fuse-overlayfs refuses even its owner's chmod
+    os.chmod("ro", 0o755)
+except PermissionError:
+    print("ro stays read-only")
 print("child done")
 '''
 
@@ -72,6 +90,12 @@ def test_continue_edits_in_place_and_the_parent_never_changes(alice, container):
     assert oct(os.stat(home / "mode.txt").st_mode & 0o777) == oct(0o600)
     assert not (home / "delete.txt").exists() and (home / "renamed.txt").exists()
     assert (home / "new.txt").exists() and (home / "sub" / "keep.txt").read_text() == "kept\n"
+    assert sorted(os.listdir(home / "replaced")) == ["c"] and not (home / "removed").exists()
+    assert not (home / "renamed").exists() and (home / "moved" / "y").read_text() == "renamedy"
+    assert os.readlink(home / "link") == "new.txt"
+    assert (home / "to_dir" / "inside").read_text() == "in" and (home / "to_file").read_text() == "now a file"
+    assert os.listdir(home / "ro") == ["f"] and oct(os.stat(home / "ro").st_mode & 0o777) == oct(0o555)
+    assert not any(name.startswith(".wh.") for _, _, files in os.walk(home) for name in files)
     # Unchanged files share the parent's blocks (hard links), changed ones do not.
     assert os.stat(home / "sub" / "keep.txt").st_ino == os.stat(parent_home / "sub" / "keep.txt").st_ino
     assert os.stat(home / "append.txt").st_ino != os.stat(parent_home / "append.txt").st_ino
@@ -79,6 +103,17 @@ def test_continue_edits_in_place_and_the_parent_never_changes(alice, container):
 
     history = alice.gear_json("history", container)
     assert [(e["id"], e["parent"]) for e in history] == [(parent, None), (child, parent)]
+
+    # A continuation of the continuation: its parent (the child) stays as it was in turn.
+    child_state = _tree_state(home)
+    grandchild = _last_id(alice.gear("continue", child, "-f", "--", "python3", "-c",
+                                     "open('append.txt', 'a').write('three\\n'); import shutil; shutil.rmtree('moved')"))
+    grandchild_home = Path(alice.gear_json("show", grandchild)["workdir"])
+    assert alice.gear_json("show", grandchild)["status"] == "completed"
+    assert _tree_state(home) == child_state and _tree_state(parent_home) == before
+    assert (grandchild_home / "append.txt").read_text() == "one\ntwo\nthree\n"
+    assert not (grandchild_home / "moved").exists() and (grandchild_home / "replaced" / "c").read_text() == "c"
+    assert os.stat(grandchild_home / "sub" / "keep.txt").st_ino == os.stat(parent_home / "sub" / "keep.txt").st_ino
 
 
 def test_continue_reuses_the_command_and_bindings_and_lists_ignored_uploads(alice, container):
@@ -134,3 +169,25 @@ def test_continue_refusals_create_nothing(alice, container):
     both = alice.gear("continue", bound, "--home-as", "input1", "--no-home")
     assert both.returncode == 2
     assert len(alice.gear_json("history", container)) == 2
+
+
+def test_continue_without_fuse_overlayfs_copies_the_parent(alice, container):
+    """Where the overlay cannot be mounted, the job falls back to a copy: slower, just as safe."""
+    code = alice.make_dir({"parent.py": PARENT, "child.py": CHILD})
+    parent = _last_id(alice.gear("run", "-c", container, "--code", str(code), "-f", "--", "python3", "parent.py"))
+    parent_home = Path(alice.gear_json("show", parent)["workdir"])
+    before = _tree_state(parent_home)
+    # Fault injection: a fuse-overlayfs that fails, first on the job's PATH (sbatch exports it).
+    shims = alice.make_dir({"fuse-overlayfs": "#!/bin/sh\necho 'fuse: device not found' >&2\nexit 1\n"})
+    os.chmod(shims / "fuse-overlayfs", 0o755)
+    result = alice.run("bash", "-c", f'PATH={shims}:"$PATH" exec gear continue {parent} -f -- python3 child.py')
+    child = _last_id(result)
+    record = alice.gear_json("show", child)
+    assert record["status"] == "completed", (alice.gear("logs", child).stdout, record)
+    assert _tree_state(parent_home) == before
+    home = Path(record["workdir"])
+    assert (home / "append.txt").read_text() == "one\ntwo\n" and not (home / "delete.txt").exists()
+    assert sorted(os.listdir(home / "replaced")) == ["c"] and os.readlink(home / "link") == "new.txt"
+    # A copy: nothing shared with the parent, and no overlay layers left.
+    assert os.stat(home / "sub" / "keep.txt").st_ino != os.stat(parent_home / "sub" / "keep.txt").st_ino
+    assert not (home.parent / "upper").exists() and not (home.parent / "merged").exists()
