@@ -7,6 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import custom_site
 from gear_hpc.devcluster import SCRIPT
 
@@ -112,3 +114,23 @@ def test_sigkill_mid_save_is_never_completed(alice, container):
                                                      "final save from node-local scratch failed"))
     status = alice.gear("status", check=True).stdout
     assert f"{execution}: {record['note']}" in status  # the next command tells the user
+
+
+@pytest.mark.parametrize("signal, expected", [("USR1", "timeout"), ("TERM", "terminated")])
+def test_a_signal_while_copying_in_is_acted_on_once_the_program_starts(alice, container, signal, expected):
+    """Slurm may send the time-limit warning right after the start, while the job still copies in."""
+    # Fault injection: the job's copy-in (rsync, on the PATH sbatch exports) takes 4 s longer.
+    shims = alice.make_dir({"rsync": '#!/bin/sh\n[ -n "$SLURM_JOB_ID" ] && sleep 4\nexec /usr/bin/rsync "$@"\n'})
+    (shims / "rsync").chmod(0o755)
+    code = alice.make_dir({"slow.py": SLOW})
+    result = alice.run("bash", "-c", f'PATH={shims}:"$PATH" exec gear run -c {container} --code {code}'
+                                     f' -- python3 slow.py')
+    execution = _last_id(result)
+    job = alice.gear_json("show", execution)["slurm_job_id"]
+    assert _wait(lambda: _status_record(alice, execution).get("phase") == "syncing", 60, interval=0.05)
+    alice.run("scancel", "--batch", f"--signal={signal}", job, check=True)
+    record = _closed(alice, execution, timeout=120)
+    assert record["status"] == expected, record
+    assert _status_record(alice, execution)["saved"] is True
+    # The copy-in finished and was saved; the program was stopped at once, not after its 600 s.
+    assert (Path(record["workdir"]) / "slow.py").exists()
