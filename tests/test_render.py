@@ -115,3 +115,71 @@ def test_status_shows_amount_and_speed_of_a_copy(gear_env):
     assert _progress(record) == {"bytes": 50_000_000, "percent": 50, "files": 200, "files_total": 400,
                                  "seconds": 10, "phase": "saving", "mb_per_s": 5.0, "files_per_s": 20.0}
     assert _progress({"phase": "final", "progress": {"bytes": 1}}) is None
+
+
+def _bash_function(script: str, name: str) -> str:
+    start = script.index(f"{name}() {{")
+    return script[start:script.index("\n}\n", start) + 3]
+
+
+def test_notes_in_status_records_are_valid_json(gear_env, tmp_path):
+    """A note names paths (scratch, exec dir), which may hold quotes or backslashes."""
+    import json
+
+    harness = tmp_path / "note.sh"
+    harness.write_text(_bash_function(_script(), "json_string") + 'printf "{\\"note\\": %s}" "$(json_string "$1")"\n')
+    for text in ['kept in /scratch/a "b"/c', "back\\slash", "tab\there", "new\nline", "$(id) `id`"]:
+        out = subprocess.run(["bash", str(harness), text], capture_output=True, text=True, check=True).stdout
+        assert json.loads(out) == {"note": text}
+
+
+def _continuation_script() -> str:
+    from types import SimpleNamespace
+
+    loaded = site.load()
+    parent = SimpleNamespace(id="mnist/2", workdir="/srv/gear/users/alice/containers/mnist/2/home")
+    return job_script(loaded, Path("/srv/gear/users/alice/containers/mnist/3"), "mnist", 3, "0123456789abcdef",
+                      loaded.compute_type("cpu-small"), loaded.image("python"), ["true"], "alice",
+                      home_layer=parent)
+
+
+def test_continuation_script_is_valid_bash(gear_env, tmp_path):
+    path = tmp_path / "job.sh"
+    path.write_text(_continuation_script())
+    subprocess.run(["bash", "-n", str(path)], check=True)
+
+
+def test_applying_an_upper_layer_never_reaches_through_a_symlink(gear_env, tmp_path):
+    """apply_upper on a tree of hard links: whiteouts and opaque directories remove what they hide,
+    changed files replace their links, and a symlink in the tree is never followed."""
+    script = _continuation_script()
+    harness = tmp_path / "apply.sh"
+    harness.write_text("exec_dir=$3\n" + "".join(_bash_function(script, name) for name in
+                                                 ("apply_upper", "unlink_below", "inside"))
+                       + 'apply_upper "$1" "$2"\n')
+    lower, upper, tree, outside = (tmp_path / name for name in ("lower", "upper", "tree", "outside"))
+    for directory in (lower / "d", lower / "opaque", upper / "d", upper / "opaque", upper / "link", outside):
+        directory.mkdir(parents=True)
+    (lower / "keep").write_text("keep")
+    (lower / "changed").write_text("old")
+    (lower / "d" / "gone").write_text("gone")
+    (lower / "opaque" / "hidden").write_text("hidden")
+    (outside / "victim").write_text("precious")
+    (lower / "link").symlink_to(outside)
+    # What fuse-overlayfs leaves: a changed file, a .wh. whiteout, an opaque
+    # directory, and a whiteout "below" the symlink (never to be honoured there).
+    (upper / "changed").write_text("new")
+    (upper / "d" / ".wh.gone").write_text("")
+    (upper / "opaque" / ".wh..wh..opq").write_text("")
+    (upper / "opaque" / "fresh").write_text("fresh")
+    (upper / "link" / ".wh.victim").write_text("")
+    subprocess.run(["cp", "-al", f"{lower}/.", f"{tree}/"], check=True)
+    result = subprocess.run(["bash", str(harness), str(upper), str(tree), str(tmp_path)],
+                            capture_output=True, text=True)
+    assert (outside / "victim").read_text() == "precious"  # not through the symlink
+    assert result.returncode != 0 or not (tree / "link").is_symlink()  # rsync may replace the link by upper's dir
+    assert (tree / "changed").read_text() == "new" and (lower / "changed").read_text() == "old"
+    assert (tree / "keep").stat().st_ino == (lower / "keep").stat().st_ino
+    assert not (tree / "d" / "gone").exists() and (lower / "d" / "gone").exists()
+    assert sorted(os.listdir(tree / "opaque")) == ["fresh"] and (lower / "opaque" / "hidden").exists()
+    assert not any(name.startswith(".wh.") for _, _, files in os.walk(tree) for name in files)

@@ -41,6 +41,14 @@ record() { # PHASE STATUS EXIT_CODE SAVED [EXTRA_JSON_FIELDS]
     && mv -f "$tmp" "$status_file"
 }
 
+json_string() { # TEXT: as a JSON string (notes name paths, which may hold quotes)
+  local text=${1//\\/\\\\}
+  text=${text//\"/\\\"}
+  text=${text//$'\t'/\\t}
+  text=${text//$'\n'/\\n}
+  printf '"%s"' "$text"
+}
+
 # gear-mailprog runs on the controller as SlurmUser and cannot read this
 # directory: tell it the outcome through the job's Extra field. Bounded, and
 # never fatal: the notification must not hold up or fail the execution.
@@ -87,7 +95,7 @@ copy() {
 
 fail_before_start() { # MESSAGE
   echo "gear: $1" >&2
-  record final failed null false "\"note\": \"$1\""
+  record final failed null false "\"note\": $(json_string "$1")"
   report failed none false
   exit 1
 }
@@ -187,6 +195,6 @@ case "$stop_reason" in
 esac
 # A result that was not saved is not a success, whatever the program returned.
 if [ "$saved" != true ] && [ "$status" = completed ]; then status=failed; fi
-record final "$status" "$rc" "$saved" "${note:+\"note\": \"$note\"}"
+record final "$status" "$rc" "$saved" "${note:+\"note\": $(json_string "$note")}"
 report "$status" "$rc" "$saved"
 exit "$rc"
