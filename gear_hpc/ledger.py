@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-BUSY_TIMEOUT_MS = 30_000
-OPEN_STATUSES = ("submitting", "queued", "syncing", "running", "saving")
-CLOSED_STATUSES = ("completed", "failed", "terminated", "timeout", "lost")
+# The read side (queries, constants) lives in ledger_rows, which the fast
+# path of `gear ls`/`gear status` imports without this module's dataclass.
+from . import ledger_rows
+from .ledger_rows import BUSY_TIMEOUT_MS, CLOSED_STATUSES, OPEN_STATUSES  # noqa: F401  (importable from here)
 
 
 def utc_now() -> str:
@@ -61,22 +62,14 @@ class Execution:
         return self.status in OPEN_STATUSES
 
     def to_json(self) -> dict[str, Any]:
-        data = {"id": self.id}
-        for f in fields(self):
-            if f.name != "token":
-                data[f.name] = getattr(self, f.name)
-        return data
+        return ledger_rows.execution_json(vars(self))
 
 
-_JSON_COLUMNS = ("command", "params", "bindings")
-_COLUMNS = [f.name for f in fields(Execution)]
+_JSON_COLUMNS = ledger_rows.JSON_COLUMNS
 
 
 def _row_to_execution(row: sqlite3.Row) -> Execution:
-    values = {key: row[key] for key in row.keys() if key in _COLUMNS}
-    for key in _JSON_COLUMNS:
-        values[key] = json.loads(values[key]) if values[key] is not None else ([] if key != "params" else {})
-    return Execution(**values)
+    return Execution(**ledger_rows.execution_values(row))
 
 
 # --- migrations: an ordered list, applied on open, recorded in user_version ---
@@ -222,19 +215,7 @@ class Ledger(DatasetLedger):
         return [row[0] for row in self.conn.execute("SELECT name FROM containers ORDER BY name")]
 
     def container_summaries(self) -> list[dict[str, Any]]:
-        rows = self.conn.execute(
-            """SELECT c.name, c.created_at, c.visibility, COUNT(e.number) AS executions,
-                      MAX(e.number) AS last_number, COALESCE(SUM(e.size_bytes), 0) AS size_bytes
-               FROM containers c LEFT JOIN executions e ON e.container = c.name
-               GROUP BY c.name ORDER BY c.name""")
-        summaries = [dict(row) for row in rows]
-        last_status = {(r[0], r[1]): r[2] for r in self.conn.execute(
-            """SELECT e.container, e.number, e.status FROM executions e
-               JOIN (SELECT container, MAX(number) AS n FROM executions GROUP BY container) m
-               ON e.container = m.container AND e.number = m.n""")}
-        for summary in summaries:
-            summary["last_status"] = last_status.get((summary["name"], summary["last_number"]))
-        return summaries
+        return ledger_rows.container_summaries(self.conn)
 
     # --- executions ---
 
@@ -290,22 +271,8 @@ class Ledger(DatasetLedger):
 
     def executions(self, container: str | None = None, statuses: tuple[str, ...] | None = None,
                    ended_since: str | None = None) -> list[Execution]:
-        clauses, params = [], []
-        if container is not None:
-            clauses.append("container = ?")
-            params.append(container)
-        if statuses is not None:
-            clause = f"status IN ({', '.join('?' * len(statuses))})"
-            if ended_since is not None:
-                clause = f"({clause} OR ended_at >= ?)"
-                params.extend(statuses)
-                params.append(ended_since)
-            else:
-                params.extend(statuses)
-            clauses.append(clause)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self.conn.execute(f"SELECT * FROM executions {where} ORDER BY container, number", params)
-        return [_row_to_execution(row) for row in rows]
+        sql, params = ledger_rows.executions_query(container, statuses, ended_since)
+        return [_row_to_execution(row) for row in self.conn.execute(sql, params)]
 
     def open_executions(self) -> list[Execution]:
         return self.executions(statuses=OPEN_STATUSES)
