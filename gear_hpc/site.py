@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from . import site_memo
 from .errors import SiteConfigError
-
-DEFAULT_CONFIG_DIR = "/etc/gear"
+from .site_memo import DEFAULT_CONFIG_DIR
 
 _SLURM_WORD = re.compile(r"[A-Za-z0-9_.+-]+\Z")  # partition, qos, account, gres type
 _MEMORY = re.compile(r"[0-9]+[KMGT]?\Z")
@@ -134,9 +134,10 @@ def load(directory: Path | None = None) -> Site:
         raise SiteConfigError(
             f"site configuration directory {directory} does not exist "
             "(set GEAR_SITE_CONFIG, or ask your admin to install /etc/gear)")
-    site_file = _Section(directory / "site.yaml", _read_yaml(directory / "site.yaml"))
-    types = _load_compute_types(directory / "compute-types.yaml")
-    images = _load_images(directory / "images.yaml")
+    texts: dict[str, str] = {}  # file name -> the text validated
+    site_file = _Section(directory / "site.yaml", _read_yaml(directory / "site.yaml", texts))
+    types = _load_compute_types(directory / "compute-types.yaml", texts)
+    images = _load_images(directory / "images.yaml", texts)
     site_file.only_keys({"storage_root", "apptainer", "default_compute_type", "default_image",
                          "time_limit_warning", "workdir", "mail", "jupyter"})
     storage_root = os.environ.get("GEAR_STORAGE_ROOT") or site_file.get("storage_root", _absolute_path)
@@ -146,7 +147,7 @@ def load(directory: Path | None = None) -> Site:
         site_file.fail("default_compute_type", f"{default_type!r} is not one of the compute types: {', '.join(sorted(types))}")
     if default_image not in images:
         site_file.fail("default_image", f"{default_image!r} is not one of the images: {', '.join(sorted(images))}")
-    return Site(
+    site = Site(
         config_dir=directory,
         storage_root=Path(storage_root),
         apptainer=site_file.get("apptainer", _plain_path, default="apptainer"),
@@ -159,6 +160,9 @@ def load(directory: Path | None = None) -> Site:
         mail=_load_mail(site_file),
         jupyter=_load_jupyter(site_file),
     )
+    # What validated, for the fast path of `gear ls`/`gear status` (site_memo.py).
+    site_memo.remember([texts[name] for name in site_memo.SITE_FILES], str(site.storage_root))
+    return site
 
 
 def _load_workdir(site_file: "_Section") -> Workdir:
@@ -178,13 +182,15 @@ def _load_workdir(site_file: "_Section") -> Workdir:
     return Workdir(mode=mode, scratch_dir=scratch_dir, save_interval=section.get("save_interval", _seconds, default=300))
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path, texts: dict[str, str] | None = None) -> dict[str, Any]:
     try:
         text = path.read_text()
     except FileNotFoundError:
         raise SiteConfigError(f"{path}: file is missing") from None
     except OSError as exc:
         raise SiteConfigError(f"{path}: cannot read it: {exc.strerror}") from None
+    if texts is not None:
+        texts[path.name] = text
     cached = _parsed_cache(path, text)
     if cached is not None:
         return cached
@@ -334,8 +340,8 @@ _TYPE_KEYS = {"description", "partition", "cpus", "memory", "gpus", "gpu_type", 
               "qos", "account", "constraint"}
 
 
-def _load_compute_types(path: Path) -> dict[str, ComputeType]:
-    data = _read_yaml(path)
+def _load_compute_types(path: Path, texts: dict[str, str] | None = None) -> dict[str, ComputeType]:
+    data = _read_yaml(path, texts)
     if not data:
         raise SiteConfigError(f"{path}: defines no compute types; at least one is required")
     types = {}
@@ -366,8 +372,8 @@ def _load_compute_types(path: Path) -> dict[str, ComputeType]:
     return types
 
 
-def _load_images(path: Path) -> dict[str, Image]:
-    data = _read_yaml(path)
+def _load_images(path: Path, texts: dict[str, str] | None = None) -> dict[str, Image]:
+    data = _read_yaml(path, texts)
     if not data:
         raise SiteConfigError(f"{path}: defines no images; at least one is required")
     images = {}
