@@ -20,6 +20,7 @@ import stat
 from pathlib import Path
 
 from .errors import GearError
+from .sizes import human_size  # noqa: F401  (importable from here)
 
 
 def current_user() -> str:
@@ -71,18 +72,6 @@ class UserStorage:
         (self.root / "containers").mkdir(mode=0o700, exist_ok=True)
         (self.root / "datasets").mkdir(mode=0o700, exist_ok=True)
         return self.root
-
-
-def human_size(size: int | None) -> str:
-    """1536 -> "1.5 KiB" (binary units, as du -h)."""
-    if size is None:
-        return ""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 def tree_size(path: Path) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import json_option
+from .group import json_option
 from .output import print_json, table
 
 

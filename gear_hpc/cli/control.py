@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import json_option, load_context, open_ledger
+from .group import json_option, load_context, open_ledger
 from .output import print_json
 
 

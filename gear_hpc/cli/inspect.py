@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import click
 
-from . import json_option, load_context, open_ledger
-from .output import human_size, print_json, table, warn
-
-# `gear status` without an id shows open executions and those that ended this recently.
-RECENT = timedelta(hours=24)
+from .group import json_option, load_context, open_ledger
+from .listing import EXECUTION_HEADERS, execution_rows, ls_text, recent_since, status_text
+from .output import echo, human_size, print_json, table, warn
 
 
 def _refreshed_ledger(with_report: bool = False) -> Any:
@@ -24,15 +21,6 @@ def _refreshed_ledger(with_report: bool = False) -> Any:
     if report.slurm_error:
         warn(f"{report.slurm_error}; statuses come from the jobs' own records only")
     return (ledger, report) if with_report else ledger
-
-
-def _execution_rows(items: list[Any]) -> list[list[Any]]:
-    return [[e.id, e.status, "" if e.exit_code is None else e.exit_code, e.compute_type, e.image,
-             e.slurm_job_id, e.submitted_at, e.ended_at, human_size(e.size_bytes), e.message or ""]
-            for e in items]
-
-
-_HEADERS = ["EXECUTION", "STATUS", "EXIT", "TYPE", "IMAGE", "JOB", "SUBMITTED", "ENDED", "SIZE", "MESSAGE"]
 
 
 @click.command()
@@ -58,29 +46,19 @@ def status(execution_id: str | None, as_json: bool) -> None:
         if target:
             items = [reconcile.get(ledger, *target)]
         else:
-            since = (datetime.now(timezone.utc) - RECENT).strftime("%Y-%m-%dT%H:%M:%SZ")
-            items = ledger.executions(statuses=OPEN_STATUSES, ended_since=since)
+            items = ledger.executions(statuses=OPEN_STATUSES, ended_since=recent_since())
+
     def as_json_with_progress(e: Any) -> dict[str, Any]:
         data = e.to_json()
         data["progress"] = report.progress.get(e.id) if e.is_open else None
         return data
 
-    if as_json:
-        print_json([as_json_with_progress(e) for e in items] if not target else as_json_with_progress(items[0]))
+    data = [as_json_with_progress(e) for e in items]
+    if as_json and target:
+        print_json(data[0])
         return
-    if not items:
-        click.echo("no open or recent executions (see `gear ls` and `gear history CONTAINER`)")
-        return
-    table(_HEADERS, _execution_rows(items))
-    for e in items:
-        progress = report.progress.get(e.id) if e.is_open else None
-        if progress:
-            files = f", {progress['files']}/{progress['files_total']} files" if progress.get("files_total") else ""
-            click.echo(f"{e.id}: {progress['phase']} {progress.get('percent', 0)}%: "
-                       f"{human_size(progress.get('bytes'))}{files}, "
-                       f"{progress['mb_per_s']} MB/s, {progress['files_per_s']} files/s")
-        if e.note:
-            click.echo(f"{e.id}: {e.note}")
+    # The fast path (fastpath.py) prints `gear status` [--json] through the same status_text.
+    echo(status_text(data, as_json))
 
 
 @click.command(name="ls")
@@ -94,16 +72,8 @@ def ls(as_json: bool) -> None:
     """
     with _refreshed_ledger() as ledger:
         summaries = ledger.container_summaries()
-    if as_json:
-        print_json(summaries)
-        return
-    if not summaries:
-        click.echo("no containers yet; start one with `gear run`")
-        return
-    table(["CONTAINER", "EXECUTIONS", "LAST", "LAST STATUS", "SIZE", "VISIBILITY", "CREATED"],
-          [[s["name"], s["executions"], f"{s['name']}/{s['last_number']}" if s["last_number"] else "",
-            s["last_status"] or "", human_size(s["size_bytes"]), s["visibility"], s["created_at"]]
-           for s in summaries])
+    # The fast path (fastpath.py) prints `gear ls` [--json] through the same ls_text.
+    echo(ls_text(summaries, as_json))
 
 
 @click.command()
@@ -127,7 +97,7 @@ def history(container: str, as_json: bool) -> None:
     if as_json:
         print_json([e.to_json() for e in items])
         return
-    table(_HEADERS, _execution_rows(items))
+    table(EXECUTION_HEADERS, execution_rows([e.to_json() for e in items]))
 
 
 @click.command()

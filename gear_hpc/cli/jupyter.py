@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from . import json_option, load_context, open_ledger
+from .group import json_option, load_context, open_ledger
 
 
 @click.command()

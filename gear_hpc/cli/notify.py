@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import json_option, load_context
+from .group import json_option, load_context
 
 
 @click.command()

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from . import load_context
+from .group import load_context
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,

@@ -1,0 +1,93 @@
+"""The click group of `gear`, and what the click commands share.
+
+Imported only when the fast path (fastpath.py) declines: importing click
+costs more than the whole of a fast `gear ls`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..errors import GearError
+from . import COMMANDS
+from .output import echo
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        module = importlib.import_module(f"{__package__}.{module_name}")
+        command: click.Command = getattr(module, attribute)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version=__version__, prog_name="gear-hpc", message="%(prog)s %(version)s")
+def cli() -> None:
+    """Run Gear-style executions on a Slurm cluster.
+
+    Each execution runs a site image on a named compute type, with its code
+    and working directory at /hyperai/home (= /output) and read-only inputs
+    at /hyperai/input/input0-4. Every execution is kept in your ledger.
+
+    \b
+    Examples:
+      gear types
+      gear run -r gpu-1 -e python -- python3 train.py --epochs 3
+      gear status
+      gear logs mnist-train/1 -f
+    """
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run one command through click; its exit code."""
+    try:
+        # Without standalone mode, click returns (not raises) a command's Exit code.
+        result = cli.main(args=argv, prog_name="gear", standalone_mode=False)
+        if isinstance(result, int):
+            return result
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        echo("gear: aborted", err=True)
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except GearError as exc:
+        echo(f"gear: error: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        echo("gear: interrupted", err=True)
+        return 130
+    return 0
+
+
+def json_option(func: Any) -> Any:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
+
+
+def load_context() -> tuple[Any, Any]:
+    """The site configuration and the calling user's storage."""
+    from .. import site
+    from ..storage import UserStorage
+
+    loaded = site.load()
+    return loaded, UserStorage(loaded.storage_root)
+
+
+def open_ledger(storage: Any) -> Any:
+    from ..ledger import Ledger
+
+    storage.ensure()
+    return Ledger(storage.ledger_path)

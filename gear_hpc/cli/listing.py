@@ -1,0 +1,67 @@
+"""What `gear ls` and `gear status` print, made from plain rows.
+
+Shared by the click commands (inspect.py) and the fast path (fastpath.py),
+which must print byte for byte the same; nothing here imports click.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .output import human_size, json_text, table_lines
+
+# Annotations only: importing typing would cost the fast path (fastpath.py) 2 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# `gear status` without an id shows open executions and those that ended this recently.
+RECENT_SECONDS = 24 * 3600
+
+EXECUTION_HEADERS = ["EXECUTION", "STATUS", "EXIT", "TYPE", "IMAGE", "JOB", "SUBMITTED", "ENDED", "SIZE", "MESSAGE"]
+NO_CONTAINERS = "no containers yet; start one with `gear run`"
+NO_RECENT = "no open or recent executions (see `gear ls` and `gear history CONTAINER`)"
+
+
+def recent_since() -> str:
+    """The ledger's time (UTC) RECENT_SECONDS ago: executions that ended since are recent."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - RECENT_SECONDS))
+
+
+def execution_rows(items: list[dict[str, Any]]) -> list[list[Any]]:
+    """Table rows of executions given as their JSON (ledger.Execution.to_json())."""
+    return [[e["id"], e["status"], "" if e["exit_code"] is None else e["exit_code"], e["compute_type"], e["image"],
+             e["slurm_job_id"], e["submitted_at"], e["ended_at"], human_size(e["size_bytes"]), e["message"] or ""]
+            for e in items]
+
+
+def status_text(items: list[dict[str, Any]], as_json: bool) -> str:
+    """`gear status` of these executions: their JSON, each with its "progress" (None unless copying)."""
+    if as_json:
+        return json_text(items)
+    if not items:
+        return NO_RECENT
+    lines = table_lines(EXECUTION_HEADERS, execution_rows(items))
+    for e in items:
+        progress = e["progress"]
+        if progress:
+            files = f", {progress['files']}/{progress['files_total']} files" if progress.get("files_total") else ""
+            lines.append(f"{e['id']}: {progress['phase']} {progress.get('percent', 0)}%: "
+                         f"{human_size(progress.get('bytes'))}{files}, "
+                         f"{progress['mb_per_s']} MB/s, {progress['files_per_s']} files/s")
+        if e["note"]:
+            lines.append(f"{e['id']}: {e['note']}")
+    return "\n".join(lines)
+
+
+def ls_text(summaries: list[dict[str, Any]], as_json: bool) -> str:
+    """`gear ls` of these container summaries (ledger_rows.container_summaries())."""
+    if as_json:
+        return json_text(summaries)
+    if not summaries:
+        return NO_CONTAINERS
+    return "\n".join(table_lines(
+        ["CONTAINER", "EXECUTIONS", "LAST", "LAST STATUS", "SIZE", "VISIBILITY", "CREATED"],
+        [[s["name"], s["executions"], f"{s['name']}/{s['last_number']}" if s["last_number"] else "",
+          s["last_status"] or "", human_size(s["size_bytes"]), s["visibility"], s["created_at"]]
+         for s in summaries]))

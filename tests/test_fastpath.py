@@ -1,0 +1,205 @@
+"""The click-free fast path of `gear ls`/`gear status`: same bytes as the click path, or it declines."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gear_hpc import ledger_rows, site, site_memo
+from gear_hpc.cli import fastpath
+from gear_hpc.cli.group import run as run_click
+from gear_hpc.ledger import MIGRATIONS, OPEN_STATUSES, Execution, Ledger
+from gear_hpc.storage import UserStorage
+
+from helpers import REPO
+
+ARGS = [["ls"], ["ls", "--json"], ["status"], ["status", "--json"]]
+
+
+@pytest.fixture
+def storage(gear_env, tmp_path, monkeypatch) -> UserStorage:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the site memo, private to the test
+    storage = UserStorage(gear_env["storage"])
+    storage.ensure()
+    Ledger(storage.ledger_path).close()
+    return storage
+
+
+def _ago(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds))
+
+
+def _add(storage: UserStorage, container: str, status: str, **values) -> int:
+    with Ledger(storage.ledger_path) as ledger:
+        def make_dir(number: int) -> Path:
+            home = storage.execution_dir(container, number) / "home"
+            home.mkdir(parents=True)
+            return home
+
+        number = ledger.allocate_execution(container, make_dir, mode="script", status="submitting",
+                                           compute_type="cpu-small", image="python", command=["python3", "t.py"],
+                                           params={"lr": 0.1}, bindings=[{"dataset": "d", "slot": "input0"}],
+                                           token="secret")
+        ledger.update_execution(container, number, status=status, slurm_job_id=str(100 + number),
+                                submitted_at=_ago(7200), **values)
+    return number
+
+
+def _fill(storage: UserStorage) -> None:
+    _add(storage, "mnist", "completed", exit_code=0, ended_at=_ago(3600), size_bytes=123456)
+    _add(storage, "mnist", "failed", exit_code=3, ended_at=_ago(1800), size_bytes=2048, message="trial two",
+         note="the working directory was not saved completely")
+    _add(storage, "old", "timeout", ended_at=_ago(3 * 86400), size_bytes=None)
+    _add(storage, "résumé", "lost", ended_at=_ago(60), note="Slurm forgot it \x1b[31mred\x1b[0m — ünïcode")
+    _add(storage, "stopped", "terminated", exit_code=143, ended_at=_ago(10))
+    with Ledger(storage.ledger_path) as ledger:
+        ledger.ensure_container("empty")  # a container without executions (a LEFT JOIN's NULLs)
+
+
+def _click(args: list[str], capsys) -> str:
+    assert run_click(args) == 0
+    return capsys.readouterr().out
+
+
+def _fast(args: list[str], capsys) -> str | None:
+    code = fastpath.run(args)
+    out = capsys.readouterr().out
+    if code is None:
+        assert out == ""
+        return None
+    assert code == 0
+    return out
+
+
+@pytest.mark.parametrize("args", ARGS, ids=" ".join)
+@pytest.mark.parametrize("filled", [False, True], ids=["empty", "filled"])
+def test_the_fast_path_prints_what_the_click_path_prints(storage, capsys, args, filled):
+    if filled:
+        _fill(storage)
+    expected = _click(args, capsys)  # also what makes site.load() remember the site
+    assert _fast(args, capsys) == expected
+    if filled and args == ["status"]:
+        assert "résumé/1: Slurm forgot it red — ünïcode" in expected  # no escape sequences in a pipe
+        assert "old/1" not in expected
+    if not filled:
+        assert expected in ("[]\n", "no containers yet; start one with `gear run`\n",
+                            "no open or recent executions (see `gear ls` and `gear history CONTAINER`)\n")
+
+
+def test_main_takes_the_fast_path_and_the_same_bytes_reach_stdout(storage, capsys, monkeypatch):
+    _fill(storage)
+    expected = _click(["ls"], capsys)
+    called = []
+    monkeypatch.setattr("gear_hpc.cli.group.run", lambda argv: called.append(argv) or 0)
+    from gear_hpc.cli import main
+
+    assert main(["ls"]) == 0
+    assert capsys.readouterr().out == expected
+    assert called == []
+
+
+@pytest.mark.parametrize("status", OPEN_STATUSES)
+def test_an_open_execution_makes_it_decline(storage, capsys, status):
+    _fill(storage)
+    _click(["ls"], capsys)
+    _add(storage, "busy", status)
+    for args in ARGS:
+        assert _fast(args, capsys) is None
+
+
+def test_a_ledger_behind_the_schema_makes_it_decline(storage, capsys):
+    _click(["ls"], capsys)
+    assert _fast(["ls"], capsys) is not None
+    with Ledger(storage.ledger_path) as ledger:
+        ledger.conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
+    for args in ARGS:
+        assert _fast(args, capsys) is None
+
+
+def test_it_declines_until_the_click_path_has_validated_the_site_files(storage, capsys, gear_env, monkeypatch):
+    assert _fast(["ls"], capsys) is None  # nothing remembered yet
+    _click(["ls"], capsys)
+    assert _fast(["ls"], capsys) is not None
+    site_yaml = gear_env["site"] / "site.yaml"
+    site_yaml.write_text(site_yaml.read_text() + "\n# edited\n")
+    assert _fast(["ls"], capsys) is None
+    _click(["ls"], capsys)
+    assert _fast(["ls"], capsys) is not None
+    monkeypatch.setenv("GEAR_STORAGE_ROOT", str(gear_env["tmp"] / "elsewhere"))
+    assert _fast(["ls"], capsys) is None
+    monkeypatch.setenv("GEAR_STORAGE_ROOT", str(gear_env["storage"]))
+    site_yaml.write_text(site_yaml.read_text() + "\nbogus_key: 1\n")
+    assert _fast(["ls"], capsys) is None
+    from gear_hpc.cli import main
+
+    assert main(["ls"]) == 1  # the click path reports the broken file
+    assert "bogus_key" in capsys.readouterr().err
+
+
+def test_it_declines_without_the_users_directory_or_ledger(gear_env, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    site.load()  # the site is remembered, but nothing of the user exists yet
+    assert site_memo.valid_storage_root() == str(gear_env["storage"])
+    assert _fast(["ls"], capsys) is None
+    storage = UserStorage(gear_env["storage"])
+    storage.ensure()
+    assert _fast(["ls"], capsys) is None  # no ledger: the click path creates it
+    (storage.root / "datasets").rmdir()
+    Ledger(storage.ledger_path).close()
+    assert _fast(["ls"], capsys) is None  # no datasets/: the click path creates it
+    storage.ensure()
+    assert _fast(["ls"], capsys) is not None
+
+
+def test_other_arguments_are_left_to_click(storage, capsys):
+    _click(["ls"], capsys)
+    for args in (["ls", "-h"], ["status", "mnist/1"], ["ls", "--json", "--json"], ["--json", "ls"], [], ["history"]):
+        assert _fast(args, capsys) is None
+
+
+def test_the_fast_path_writes_nothing(storage, capsys):
+    _fill(storage)
+    _click(["ls"], capsys)
+    before = {p: p.stat().st_mtime_ns for p in storage.root.rglob("*")}
+    for args in ARGS:
+        assert _fast(args, capsys) is not None
+    assert {p: p.stat().st_mtime_ns for p in storage.root.rglob("*")} == before
+
+
+def test_gear_ls_does_not_import_click(storage, capsys):
+    _fill(storage)
+    expected = _click(["ls"], capsys)
+    code = ("import sys\nfrom gear_hpc.cli import main\ncode = main(['ls'])\n"
+            "heavy = sorted(m for m in ('click', 'dataclasses', 'typing', 'json', 'gear_hpc.site', 'gear_hpc.ledger')"
+            " if m in sys.modules)\nsys.stderr.write(repr(heavy))\nsys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected
+    assert result.stderr == "[]"
+
+
+def test_a_closed_pipe_exits_1_quietly(storage, capsys):
+    _click(["ls"], capsys)
+    process = subprocess.Popen([sys.executable, "-m", "gear_hpc.cli", "ls"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, cwd=str(REPO))
+    process.stdout.close()
+    assert process.wait() == 1
+    assert process.stderr.read() == b""
+    process.stderr.close()
+
+
+def test_what_the_fast_path_assumes_about_the_library(gear_env):
+    assert ledger_rows.SCHEMA_VERSION == len(MIGRATIONS)
+    assert ledger_rows.EXECUTION_FIELDS == tuple(f.name for f in dataclasses.fields(Execution))
+    storage = UserStorage(Path("/srv/x"), user="alice")
+    paths = fastpath.user_paths("/srv/x", "alice")
+    assert paths == {"users": "/srv/x/users", "root": str(storage.root), "ledger": str(storage.ledger_path),
+                     "containers": str(storage.root / "containers"), "datasets": str(storage.root / "datasets")}
+    assert site.config_dir() == Path(site_memo.config_dir_name())
+    assert os.environ["GEAR_SITE_CONFIG"] == site_memo.config_dir_name()
