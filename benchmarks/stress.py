@@ -79,19 +79,15 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures
-import ctypes
-import ctypes.util
 import hashlib
 import json
 import math
 import os
 import pwd
 import re
-import select
 import shutil
 import stat
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -100,6 +96,8 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from jobwatch import Watcher
 
 CLOSED = {"completed", "failed", "terminated", "timeout", "lost"}
 FILES = 200            # files the fault program writes before its marker
@@ -238,75 +236,6 @@ def seconds(values: list[float]) -> str:
     if not values:
         return "-"
     return f"{statistics.median(values):.1f} s / {max(values):.1f} s"
-
-
-class Watcher:
-    """inotify through ctypes (as in start_overhead.py): when names appear in watched directories,
-    stamped by a reader thread as events arrive. With follow=True, directories created in a
-    watched directory are watched too."""
-
-    IN_MOVED_TO, IN_CREATE, IN_ISDIR = 0x80, 0x100, 0x40000000
-
-    def __init__(self) -> None:
-        self.libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        self.fd = self.libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
-        if self.fd < 0:
-            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
-        self.paths: dict[int, str] = {}
-        self.follow: set[int] = set()
-        self.events: list[tuple[float, str, str, int]] = []
-        self.lock = threading.Lock()
-        self.stopped = False
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def watch(self, path: str | Path, follow: bool = False) -> None:
-        wd = self.libc.inotify_add_watch(self.fd, os.fsencode(str(path)), self.IN_CREATE | self.IN_MOVED_TO)
-        if wd < 0:
-            raise OSError(ctypes.get_errno(), f"inotify_add_watch {path} failed")
-        self.paths[wd] = str(path)
-        if follow:
-            self.follow.add(wd)
-
-    def _loop(self) -> None:
-        while not self.stopped:
-            ready, _, _ = select.select([self.fd], [], [], 0.2)
-            if not ready:
-                continue
-            now = time.time()
-            data = os.read(self.fd, 1 << 16)
-            offset = 0
-            while offset < len(data):
-                wd, mask, _cookie, length = struct.unpack_from("iIII", data, offset)
-                name = data[offset + 16:offset + 16 + length].rstrip(b"\0").decode(errors="replace")
-                offset += 16 + length
-                directory = self.paths.get(wd)
-                if directory is None:
-                    continue
-                if wd in self.follow and mask & self.IN_CREATE and mask & self.IN_ISDIR:
-                    try:
-                        self.watch(os.path.join(directory, name))
-                    except OSError:
-                        pass
-                with self.lock:
-                    self.events.append((now, directory, name, mask))
-
-    def phases(self, exec_dir: Path) -> list[float]:
-        """When the batch script's main shell began each status record (syncing, running, saving,
-        final): its `status.json.$BASHPID.tmp` files, in order (progress records come from a
-        pipeline's subshell, another pid)."""
-        with self.lock:
-            tmps = [(t, n) for t, d, n, m in self.events
-                    if d == str(exec_dir) and m & self.IN_CREATE and re.fullmatch(r"status\.json\.\d+\.tmp", n)]
-        if not tmps:
-            return []
-        main = tmps[0][1]
-        return [t for t, n in tmps if n == main]
-
-    def close(self) -> None:
-        self.stopped = True
-        self.thread.join()
-        os.close(self.fd)
 
 
 # --- the bench ---
