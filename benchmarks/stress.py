@@ -712,8 +712,10 @@ def measure_continue(bench: Bench, watcher: Watcher, parent: str, modify: int, t
     phases = wait_final(bench, watcher, execution, job)
     reported, row = wait_reported(bench, execution)
     if row.get("status") != "completed" or len(phases) < 4:
-        raise RuntimeError(f"{execution} ended {row.get('status')} ({row.get('note')}); phases seen {len(phases)}; "
-                           f"log:\n{(bench.exec_dir(execution) / 'output.log').read_text(errors='replace')}")
+        log_file = bench.exec_dir(execution) / "output.log"
+        output = log_file.read_text(errors="replace") if log_file.exists() else "(no output.log)"
+        raise RuntimeError(f"{execution} ended {row.get('status')} ({row.get('note')}); phases seen {len(phases)};"
+                           f" record: {row}; log:\n{output}")
     syncing, running, saving, final = phases[:4]
     return {"execution": execution, "home": Path(row["workdir"]),
             "to_final": final - submitted, "to_reported": reported - submitted,
