@@ -3,10 +3,11 @@
     <user>/datasets/<name>/versions/<v>/    a closed version: read-only, by permissions
     <user>/datasets/<name>/incoming/<key>/  an upload in progress, kept so a rerun resumes
 
-An upload is copied into `incoming/` with rsync; only when rsync has copied
-everything is it renamed to the next version number, made read-only and
-recorded. An interrupted upload leaves no version, and running the same
-upload again lets rsync skip what already arrived.
+An upload is copied into `incoming/` with rsync, read-only as it arrives;
+only when rsync has copied everything is it renamed to the next version
+number and recorded, with the file and byte totals rsync reports. An
+interrupted upload leaves no version, and running the same upload again lets
+rsync skip what already arrived.
 """
 
 from __future__ import annotations
@@ -68,9 +69,16 @@ def _count(path: Path) -> tuple[int, int]:
     return size, files
 
 
-def _close_version(ledger: Ledger, storage: UserStorage, name: str, staged: Path, source: str) -> int:
-    """Turn a complete staged tree into the next version: rename, read-only, record."""
-    size, files = _count(staged)
+def _close_version(ledger: Ledger, storage: UserStorage, name: str, staged: Path, source: str,
+                   totals: tuple[int, int] | None = None, read_only_below: bool = False) -> int:
+    """Turn a complete staged tree into the next version: rename, read-only, record.
+
+    `totals`: (bytes, files) when the copy already knows them (else a walk
+    counts them). `read_only_below`: the copy already took the write bits
+    away from everything below the top (rsync --chmod=a-w), so only the top
+    is left to do; else a walk does it all.
+    """
+    size, files = totals if totals is not None else _count(staged)
     versions = storage.dataset_dir(name) / "versions"
     versions.mkdir(mode=0o700, parents=True, exist_ok=True)
 
@@ -82,7 +90,10 @@ def _close_version(ledger: Ledger, storage: UserStorage, name: str, staged: Path
         # (its ".." changes); a tree copied from a read-only source has none.
         os.chmod(staged, 0o700)
         os.rename(staged, target)
-        make_read_only(target)
+        if read_only_below:
+            os.chmod(target, 0o500)
+        else:
+            make_read_only(target)
 
     return ledger.add_version(name, place, size, files, source)
 
@@ -92,7 +103,8 @@ def upload(ledger: Ledger, storage: UserStorage, name: str, paths: list[Path],
     """Upload PATHs as a new version of dataset `name`.
 
     One directory: its contents become the version. Several paths, or a
-    file: each is placed in the version under its own name.
+    file: each is placed in the version under its own name (two with the
+    same name are refused: one would silently replace the other).
     """
     require(ledger, name)
     if not paths:
@@ -103,20 +115,30 @@ def upload(ledger: Ledger, storage: UserStorage, name: str, paths: list[Path],
         if not path.exists():
             raise UsageError(f"upload path {path} does not exist")
         resolved.append(path.resolve())
-    key = hashlib.sha256("\0".join([name, *map(str, resolved)]).encode()).hexdigest()[:16]
-    incoming = storage.incoming_dir(name, key)
-    incoming.mkdir(mode=0o700, parents=True, exist_ok=True)
     if len(resolved) == 1 and resolved[0].is_dir():
         sources = [f"{resolved[0]}/"]
     else:
         sources = [str(p) for p in resolved]
-    # --partial keeps a half-copied file so a rerun continues it; --delete
-    # makes the staged tree exactly the sources, whatever an earlier try left.
-    progress = staging.Progress(0, 0, 0, 0, 0.0)
-    for source in sources:
-        progress = staging.rsync_with_progress(source, f"{incoming}/", on_progress, "--partial",
-                                               *(["--delete"] if len(sources) == 1 else []))
-    version = _close_version(ledger, storage, name, incoming, source="upload: " + ", ".join(map(str, resolved)))
+        names = [p.name for p in resolved]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise UsageError(f"two upload paths have the same name ({', '.join(twice)}): each PATH is placed "
+                             "in the version under its own name; upload their directory, or rename one")
+    key = hashlib.sha256("\0".join([name, *map(str, resolved)]).encode()).hexdigest()[:16]
+    incoming = storage.incoming_dir(name, key)
+    incoming.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # One rsync for all sources. A rerun skips every file that arrived whole
+    # (a file cut off in the middle is copied again: between local paths rsync
+    # copies whole files, so --partial would save nothing). --delete makes the
+    # staged tree exactly the sources, whatever an earlier try left.
+    # --chmod=a-w makes every file and directory read-only as it arrives
+    # (rsync lets itself write into such a directory while it fills it, on a
+    # rerun too), so closing the version is a rename, not a walk.
+    progress, stats = staging.rsync_with_progress(sources, f"{incoming}/", on_progress, "--delete", "--chmod=a-w")
+    # The totals of the file list are those of the whole version, also when a
+    # rerun sent only part of it; with symlinks or special files in it, a walk.
+    version = _close_version(ledger, storage, name, incoming, source="upload: " + ", ".join(map(str, resolved)),
+                             totals=stats.totals() if stats else None, read_only_below=True)
     return version, progress
 
 

@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable
+from typing import Callable, Sequence
 
 from .errors import GearError, UsageError
 from .runner import CommandFailed, run
@@ -48,8 +48,37 @@ class Progress:
         return (self.files_done or 0) / self.seconds if self.seconds > 0 else 0.0
 
 
-# "    1,234,567  45%   12.34MB/s    0:00:10 (xfr#12, to-chk=100/200)"
+@dataclass
+class SourceStats:
+    """rsync's --stats about the whole file list of a copy (not only what this run sent).
+
+    `entries` counts the list by kind: reg, dir, link, dev, special. On a
+    resumed copy these are still the totals of everything the target holds.
+    """
+
+    entries: dict[str, int]
+    size: int
+
+    def totals(self) -> tuple[int, int] | None:
+        """(bytes, files) of the copied tree, or None when the list alone cannot say.
+
+        The list is the *source's*: a symlink that --safe-links drops is in
+        it, so is a device rsync could not create. A list of regular files and
+        directories only is exactly what arrived.
+        """
+        if set(self.entries) - {"reg", "dir"}:
+            return None
+        return self.size, self.entries.get("reg", 0)
+
+
+# "    1234567  45%   12.34MB/s    0:00:10 (xfr#12, to-chk=100/200)" (with --no-h; "1,234,567" without)
 _PROGRESS = re.compile(r"\s*([\d,]+)\s+(\d+)%\s+\S+\s+\S+(?:\s+\(xfr#\d+, (?:to|ir)-chk=(\d+)/(\d+)\))?")
+# --stats, with --no-h: "Number of files: 20022 (reg: 20001, dir: 21)", "Total file size: 577830912 bytes"
+_STATS_FILES = re.compile(r"Number of files: (\d+)(?: \((.*)\))?$")
+_STATS_SIZE = re.compile(r"Total file size: (\d+) bytes")
+# A progress report at most this often: rsync prints a line per file, and
+# the bar need not be redrawn 20,000 times for 20,000 small files.
+REPORT_EVERY = 0.1
 
 
 def parse_progress(line: str, seconds: float) -> Progress | None:
@@ -62,31 +91,66 @@ def parse_progress(line: str, seconds: float) -> Progress | None:
     return Progress(int(match.group(1).replace(",", "")), int(match.group(2)), files_done, files_total, seconds)
 
 
-def rsync_with_progress(source: str, target: str, on_progress: Callable[[Progress], None], *options: str) -> Progress:
-    """rsync -a with progress reports; returns the last one (the totals)."""
+def parse_stats(lines: list[str]) -> SourceStats | None:
+    """The file list's totals from rsync's --stats lines (printed with --no-h); None if absent."""
+    entries: dict[str, int] | None = None
+    size = None
+    for line in lines:
+        files = _STATS_FILES.match(line)
+        if files:
+            entries = {kind: int(count) for kind, count in re.findall(r"(\w+): (\d+)", files.group(2) or "")}
+        total = _STATS_SIZE.match(line)
+        if total:
+            size = int(total.group(1))
+    if entries is None or size is None:
+        return None
+    return SourceStats(entries, size)
+
+
+def rsync_with_progress(sources: Sequence[str], target: str, on_progress: Callable[[Progress], None],
+                        *options: str) -> tuple[Progress, SourceStats | None]:
+    """rsync -a of `sources` into `target` with progress reports.
+
+    Returns the last progress report (what this run sent) and rsync's
+    --stats about the whole file list (None if rsync printed none).
+    """
     import time
 
     from .runner import stream
 
     started = time.monotonic()
-    last = Progress(0, 0, 0, 0, 0.0)
+    due = started
+    last_line = ""
+    stats_lines: list[str] = []
 
-    def handle(line: str) -> None:
-        nonlocal last
-        progress = parse_progress(line, time.monotonic() - started)
-        if progress is not None:
-            last = progress
-            on_progress(progress)
+    def handle(piece: str) -> None:
+        # Called for every line rsync prints (one per file): keep it cheap,
+        # parse only when a report is due, and the last line at the end.
+        nonlocal due, last_line
+        if piece[:1].isalpha():  # --stats and the summary, after the copy
+            stats_lines.append(piece)
+            return
+        last_line = piece
+        now = time.monotonic()
+        if now >= due:
+            progress = parse_progress(piece, now - started)
+            if progress is not None:
+                due = now + REPORT_EVERY
+                on_progress(progress)
 
     # Incremental recursion (rsync's default) keeps pace with plain rsync -a;
     # --no-inc-recursive gives exact totals up front but cost 2x on ext4 here.
-    argv = ["rsync", "-a", "--safe-links", "--info=progress2", *options, source, target]
+    # --no-h: numbers as plain digits whatever the locale (it picks "," or "."
+    # to group digits), so that --stats parses.
+    argv = ["rsync", "-a", "--safe-links", "--info=progress2", "--stats", "--no-h", *options, *sources, target]
     try:
         stream(argv, handle, timeout=COPY_TIMEOUT)
     except CommandFailed as exc:
-        raise _copy_error(source, target, exc) from None
-    last.seconds = time.monotonic() - started
-    return last
+        raise _copy_error(", ".join(sources), target, exc) from None
+    seconds = time.monotonic() - started
+    last = parse_progress(last_line, seconds) or Progress(0, 0, 0, 0, seconds)
+    on_progress(last)
+    return last, parse_stats(stats_lines)
 
 
 def _copy_error(source: str, target: str, exc: CommandFailed) -> GearError:
