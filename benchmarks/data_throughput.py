@@ -26,8 +26,8 @@ To say where the time goes (profile, not part of the goal):
 - the job's rsync command alone (`--safe-links --info=progress2
   --no-inc-recursive --ignore-existing --chmod=u+w`), its progress lines
   read by a fast reader, and the same without `--no-inc-recursive`;
-- gear's own walks after an upload's copy (count files and bytes; take the
-  write bits away), timed once on one more copy of the tree.
+- an upload's own time beside its rsync: the command's wall time less the
+  rsync time it reports (interpreter, ledger, closing the version).
 
 Caches: the script runs as an ordinary user and cannot drop the page cache,
 so every copy runs on a warm cache: the tree is read once before the first
@@ -44,7 +44,8 @@ with the anchor measured next to it, the spread is printed, and the best
 of each is given beside the medians.
 
 Run it with `bash benchmarks/run data_throughput.py` (as root; it uses gear
-devcluster). Options: `--pairs N` (default 6), `--stages N` (sets, default 2).
+devcluster). Options: `--pairs N` (default 6), `--stages N` (sets, default 2),
+`--only upload` or `--only stage` (one part alone).
 """
 
 from __future__ import annotations
@@ -289,22 +290,6 @@ class Bench:
         return {"time": time.perf_counter() - start,
                 "progress_lines": proc.stdout.count(b"\r") + proc.stdout.count(b"\n")}
 
-    def walks(self) -> dict[str, float]:
-        """gear's own walks after an upload's copy (from the installed gear), on a fresh copy of the tree."""
-        try:
-            from gear_hpc import datasets, storage
-            count, read_only = datasets._count, storage.make_read_only
-        except (ImportError, AttributeError):
-            return {}
-        copy = self.root / "walks"
-        subprocess.run(["rsync", "-a", f"{self.tree}/", f"{copy}/"], check=True)
-        os.sync()
-        start = time.perf_counter()
-        count(copy)
-        middle = time.perf_counter()
-        read_only(copy)
-        return {"count": middle - start, "read_only": time.perf_counter() - middle}
-
     def cleanup(self) -> None:
         if self.jobs:
             subprocess.run(["scancel", *self.jobs], capture_output=True)
@@ -316,11 +301,18 @@ class Bench:
 def main() -> None:
     pairs = int(sys.argv[sys.argv.index("--pairs") + 1]) if "--pairs" in sys.argv else 6
     stages = int(sys.argv[sys.argv.index("--stages") + 1]) if "--stages" in sys.argv else 2
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
+    if only not in (None, "upload", "stage"):
+        sys.exit(f"--only {only}: say upload or stage")
+    if only == "upload":
+        stages = 0
+    elif only == "stage":
+        pairs = 0
     began = time.monotonic()
     rsync_version = subprocess.run(["rsync", "--version"], capture_output=True, text=True).stdout.split()[2]
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M %Z')}, "
           f"rsync {rsync_version}, load average {os.getloadavg()[0]:.1f}")
-    copies = 2 * pairs + 5 * stages + 1
+    copies = 2 * pairs + 5 * stages
     free = shutil.disk_usage("/tmp").free
     if free < (copies + 2) * (SMALL_FILES * SMALL_SIZE + BIG_SIZE):
         sys.exit(f"not enough room in /tmp: {free / 1e9:.1f} GB free, the {copies} copies need "
@@ -336,7 +328,8 @@ def main() -> None:
               f"{BIG_SIZE >> 20} MiB file = {files:,} files, {size / 1e6:.1f} MB; private storage root {bench.root} "
               + ("(same file system as the site's storage root "
                  f"{site_root})" if same else f"(NOT on the file system of the site's storage root {site_root})"))
-        bench.warm_up()
+        if stages:
+            bench.warm_up()
 
         def measure(name: str, what, r: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
             os.sync()  # no copy pays for an earlier one's writeback
@@ -344,13 +337,16 @@ def main() -> None:
 
         # Upload: pairs (anchor, upload), the order alternating.
         anchors_u, uploads = [], []
+        loads: list[float] = []
         for r in range(pairs):
             order = ["rsync", "upload"] if r % 2 == 0 else ["upload", "rsync"]
             for name in order:
                 (anchors_u if name == "rsync" else uploads).append(
                     measure(name, bench.anchor if name == "rsync" else bench.upload, r))
+            loads.append(os.getloadavg()[0])
             print(f"upload pair {r + 1} ({' -> '.join(order)}): rsync -a {anchors_u[-1]['time']:.2f} s | "
-                  f"gear data upload {uploads[-1]['time']:.2f} s (its rsync {uploads[-1]['rsync']:.2f} s)", flush=True)
+                  f"gear data upload {uploads[-1]['time']:.2f} s (its rsync {uploads[-1]['rsync']:.2f} s) | "
+                  f"load {loads[-1]:.1f}", flush=True)
         # Stage: quadruples (anchor, the job's rsync command alone, the same without --no-inc-recursive,
         # gear run), the order rotating.
         anchors_s, alone, alone_inc, staged = [], [], [], []
@@ -364,8 +360,8 @@ def main() -> None:
             print(f"stage set {r + 1} ({' -> '.join(order)}): rsync -a {anchors_s[-1]['time']:.2f} s | job's rsync "
                   f"command alone {alone[-1]['time']:.2f} s, without --no-inc-recursive {alone_inc[-1]['time']:.2f} s"
                   f" | gear run: snapshot (whole command) {staged[-1]['submit']:.2f} s, syncing phase in the job "
-                  f"{staged[-1]['time']:.2f} s", flush=True)
-        walks = bench.walks()
+                  f"{staged[-1]['time']:.2f} s | load {os.getloadavg()[0]:.1f}", flush=True)
+            loads.append(os.getloadavg()[0])
 
         def med(rows: list[dict[str, float]], key: str = "time") -> float:
             return statistics.median(row[key] for row in rows)
@@ -389,34 +385,38 @@ def main() -> None:
             row["both"] = row["submit"] + row["time"]
         print("medians (ratio: the anchor's time / gear's time, per pair or set, then the median; best of each: "
               "the fastest anchor / gear's fastest):")
-        print(f" upload, {pairs} pairs:")
-        print(line("anchor: rsync -a TREE/ DEST/", med(anchors_u)))
-        print(line("gear data upload NAME TREE", med(uploads), ratio(anchors_u, uploads),
-                   best_ratio(anchors_u, uploads)))
-        print(f" stage, {stages} sets:")
-        print(line("anchor: rsync -a TREE/ DEST/", med(anchors_s)))
-        print(line("syncing phase in the job (copy into home)", med(staged), ratio(anchors_s, staged),
-                   best_ratio(anchors_s, staged)))
-        print(line("gear run's code snapshot (whole command)", med(staged, "submit"),
-                   ratio(anchors_s, staged, "submit"), best_ratio(anchors_s, staged, "submit")))
-        print(line("end to end: snapshot + syncing phase", med(staged, "both"), ratio(anchors_s, staged, "both"),
-                   best_ratio(anchors_s, staged, "both")))
+        if pairs:
+            print(f" upload, {pairs} pairs:")
+            print(line("anchor: rsync -a TREE/ DEST/", med(anchors_u)))
+            print(line("gear data upload NAME TREE", med(uploads), ratio(anchors_u, uploads),
+                       best_ratio(anchors_u, uploads)))
+        if stages:
+            print(f" stage, {stages} sets:")
+            print(line("anchor: rsync -a TREE/ DEST/", med(anchors_s)))
+            print(line("syncing phase in the job (copy into home)", med(staged), ratio(anchors_s, staged),
+                       best_ratio(anchors_s, staged)))
+            print(line("gear run's code snapshot (whole command)", med(staged, "submit"),
+                       ratio(anchors_s, staged, "submit"), best_ratio(anchors_s, staged, "submit")))
+            print(line("end to end: snapshot + syncing phase", med(staged, "both"), ratio(anchors_s, staged, "both"),
+                       best_ratio(anchors_s, staged, "both")))
         print("where the time goes (medians):")
-        upload_rsync = med(uploads, "rsync")
-        print(f"  upload: rsync {upload_rsync:.2f} s (gear's own report), everything else "
-              f"{med(uploads) - upload_rsync:.2f} s (python start, ledger, walks after the copy)")
-        if walks:
-            print(f"    gear's walks over a copied tree: count files and bytes {walks['count']:.2f} s, "
-                  f"take the write bits away {walks['read_only']:.2f} s")
-        print(f"  stage: the job's rsync command alone {med(alone):.2f} s "
-              f"({int(med(alone, 'progress_lines')):,} progress lines, read by a fast reader) vs the syncing "
-              f"phase {med(staged):.2f} s: {med(staged) - med(alone):.2f} s go to the batch script's reading "
-              "of those lines")
-        print(f"    the same rsync command without --no-inc-recursive: {med(alone_inc):.2f} s "
-              f"(ratio to its anchor {ratio(anchors_s, alone_inc):.2f}; with it: {ratio(anchors_s, alone):.2f})")
+        if pairs:
+            upload_rsync = med(uploads, "rsync")
+            print(f"  upload: its rsync {upload_rsync:.2f} s (gear's own report), the rest "
+                  f"{statistics.median(row['time'] - row['rsync'] for row in uploads):.2f} s (python start, "
+                  "ledger, closing the version); its rsync / the anchor: "
+                  f"{statistics.median(row['rsync'] / a['time'] for a, row in zip(anchors_u, uploads)):.2f}")
+        if stages:
+            print(f"  stage: the job's rsync command alone {med(alone):.2f} s "
+                  f"({int(med(alone, 'progress_lines')):,} progress lines, read by a fast reader) vs the syncing "
+                  f"phase {med(staged):.2f} s: {med(staged) - med(alone):.2f} s go to the batch script's reading "
+                  "of those lines")
+            print(f"    the same rsync command without --no-inc-recursive: {med(alone_inc):.2f} s "
+                  f"(ratio to its anchor {ratio(anchors_s, alone_inc):.2f}; with it: {ratio(anchors_s, alone):.2f})")
         everything = [row["time"] for row in anchors_u + anchors_s]
         print(f"  noise: the same `rsync -a` took {min(everything):.2f} to {max(everything):.2f} s in this run")
-        print(f"measured in {time.monotonic() - began:.0f} s", flush=True)
+        print(f"measured in {time.monotonic() - began:.0f} s; load average now {os.getloadavg()[0]:.1f} "
+              f"(during the pairs and sets: {min(loads):.1f} to {max(loads):.1f})", flush=True)
     finally:
         started = time.monotonic()
         bench.cleanup()
