@@ -172,10 +172,12 @@ def test_the_fast_path_writes_nothing(storage, capsys):
     assert {p: p.stat().st_mtime_ns for p in storage.root.rglob("*")} == before
 
 
-def test_gear_ls_does_not_import_click(storage, capsys):
+@pytest.mark.parametrize("command", ["ls", "status"])
+def test_the_fast_path_imports_no_click_dataclasses_or_json(storage, capsys, command):
     _fill(storage)
-    expected = _click(["ls"], capsys)
-    code = ("import sys\nfrom gear_hpc.cli import main\ncode = main(['ls'])\n"
+    expected = _click([command], capsys)
+    assert expected.count("\n") > 3  # with recent executions: their tables
+    code = (f"import sys\nfrom gear_hpc.cli import main\ncode = main([{command!r}])\n"
             "heavy = sorted(m for m in ('click', 'dataclasses', 'typing', 'json', 'gear_hpc.site', 'gear_hpc.ledger')"
             " if m in sys.modules)\nsys.stderr.write(repr(heavy))\nsys.exit(code)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO))

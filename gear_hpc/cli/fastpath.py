@@ -119,7 +119,7 @@ def _read_ledger(path: str, command: str, as_json: bool) -> str | None:
         sql, params = rows.executions_query(statuses=rows.OPEN_STATUSES, ended_since=listing.recent_since())
         items: list[dict[str, Any]] = []
         for row in conn.execute(sql, params):
-            item = rows.execution_json(rows.execution_values(row))
+            item = rows.execution_json(rows.execution_values(row, decode=as_json))  # a table shows no JSON column
             item["progress"] = None  # nothing open: no copy in progress
             items.append(item)
         return listing.status_text(items, as_json)
