@@ -80,7 +80,7 @@ def ls(as_json: bool) -> None:
 @click.argument("container")
 @json_option
 def history(container: str, as_json: bool) -> None:
-    """List the executions of CONTAINER, oldest first.
+    """List the executions of CONTAINER, oldest first, with the one each continued.
 
     \b
     Example:
@@ -97,7 +97,10 @@ def history(container: str, as_json: bool) -> None:
     if as_json:
         print_json([e.to_json() for e in items])
         return
-    table(EXECUTION_HEADERS, execution_rows([e.to_json() for e in items]))
+    # The lineage: which execution each one continued (gear continue).
+    rows = execution_rows([e.to_json() for e in items])
+    table(EXECUTION_HEADERS[:1] + ["PARENT"] + EXECUTION_HEADERS[1:],
+          [row[:1] + [e.parent or ""] + row[1:] for row, e in zip(rows, items)])
 
 
 @click.command()

@@ -103,6 +103,9 @@ def test_continue_edits_in_place_and_the_parent_never_changes(alice, container):
 
     history = alice.gear_json("history", container)
     assert [(e["id"], e["parent"]) for e in history] == [(parent, None), (child, parent)]
+    table = alice.gear("history", container, check=True).stdout.splitlines()
+    assert table[0].split()[:3] == ["EXECUTION", "PARENT", "STATUS"]
+    assert table[2].split()[:3] == [child, parent, "completed"] and table[1].split()[1] == "completed"
 
     # A continuation of the continuation: its parent (the child) stays as it was in turn.
     child_state = _tree_state(home)
