@@ -75,8 +75,9 @@ def upload(name: str, paths: tuple[Path, ...], as_json: bool) -> None:
     """Upload PATHS as a new version of dataset NAME.
 
     One directory: its contents become the version. Several paths or a file:
-    each is placed under its own name. An interrupted upload makes no
-    version; running the same command again resumes it.
+    each is placed under its own name (two with the same name are refused).
+    An interrupted upload makes no version; running the same command again
+    resumes it.
 
     \b
     Examples:
@@ -173,7 +174,8 @@ def rm(ref: str, as_json: bool) -> None:
 def from_output(execution_id: str, dataset: str | None, from_path: str | None, as_json: bool) -> None:
     """Make a new dataset version from an execution's saved working directory.
 
-    Files are hard-linked, not copied: no extra storage.
+    Files are cloned (`cp --reflink=auto`): no bytes copied where the file system
+    shares blocks (Btrfs, XFS, ZFS), a full copy elsewhere (ext4).
 
     \b
     Example:
