@@ -19,7 +19,7 @@ BUSY_TIMEOUT_MS = 30_000
 OPEN_STATUSES = ("submitting", "queued", "syncing", "running", "saving")
 CLOSED_STATUSES = ("completed", "failed", "terminated", "timeout", "lost")
 # The schema a ledger has after every migration: len(ledger.MIGRATIONS) (a test checks).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 
 # The fields of an execution in ledger.Execution's order (a test checks):
 # the order of the keys of its JSON.
@@ -30,16 +30,11 @@ EXECUTION_FIELDS = (
 )
 JSON_COLUMNS = ("command", "params", "bindings")
 
-# One pass over the executions: with a single max(), SQLite takes the bare
-# column e.status from the row holding the maximum, i.e. the last execution
-# (https://www.sqlite.org/lang_select.html#bareagg). Two queries (aggregates,
-# then a join for the last status) cost 1.5 ms more with 10,000 executions.
+# Each container's totals are columns of its row, kept up to date by triggers
+# on `executions` (ledger.py, migration 3): 100 rows to read, not 10,000.
 CONTAINER_SUMMARIES_SQL = """
-    SELECT c.name, c.created_at, c.visibility, COUNT(e.number) AS executions,
-           MAX(e.number) AS last_number, COALESCE(SUM(e.size_bytes), 0) AS size_bytes,
-           e.status AS last_status
-    FROM containers c LEFT JOIN executions e ON e.container = c.name
-    GROUP BY c.name ORDER BY c.name"""
+    SELECT name, created_at, visibility, execution_count AS executions, last_number, size_bytes, last_status
+    FROM containers ORDER BY name"""
 
 
 def container_summaries(conn: sqlite3.Connection) -> list[dict[str, Any]]:
@@ -65,7 +60,14 @@ def executions_query(container: str | None = None, statuses: tuple[str, ...] | N
             params.extend(statuses)
         clauses.append(clause)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    return f"SELECT * FROM executions {where} ORDER BY container, number", params
+    # Open or ended since: with ORDER BY container, number, SQLite walks the
+    # whole primary key in order (2 ms with 10,000 executions) rather than
+    # search both indexes and sort the few rows found. The unary + (same
+    # values, same collation) stops the key from serving the order, and the
+    # planner takes each side of the OR through its index, every row once
+    # (MULTI-INDEX OR, 0.05 ms; a test checks the plan).
+    order = "+container, number" if ended_since is not None else "container, number"
+    return f"SELECT * FROM executions {where} ORDER BY {order}", params
 
 
 def execution_values(row: sqlite3.Row, decode: bool = True) -> dict[str, Any]:

@@ -76,3 +76,28 @@ def test_a_crash_during_migration_leaves_the_old_schema(tmp_path, monkeypatch):
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "half_done" not in tables
+
+
+def test_open_or_recent_executions_are_found_through_indexes(tmp_path):
+    # `gear status`: the ledger may hold 10,000 executions, of which it shows a few.
+    from gear_hpc import ledger_rows
+    from gear_hpc.ledger import OPEN_STATUSES
+
+    rows = [("queued", None), ("saving", "2026-05-02T00:00:00Z"), ("completed", "2026-05-02T00:00:00Z"),
+            ("failed", "2026-04-01T00:00:00Z"), ("lost", None), ("running", "2026-04-01T00:00:00Z")]
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        for i, (status, ended_at) in enumerate(rows):
+            container = "ba"[i % 2]
+            number = _allocate(tmp_path / "l.sqlite", tmp_path / container, container)
+            ledger.update_execution(container, number, status=status, ended_at=ended_at)
+        sql, params = ledger_rows.executions_query(statuses=OPEN_STATUSES, ended_since="2026-05-01T00:00:00Z")
+        plan = [row[-1] for row in ledger.conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+        found = [(e.container, e.number, e.status) for e in ledger.executions(statuses=OPEN_STATUSES,
+                                                                             ended_since="2026-05-01T00:00:00Z")]
+        plain = ledger.conn.execute(sql.replace("+container", "container"), params).fetchall()
+    assert any("idx_executions_status" in step for step in plan), plan
+    assert any("idx_executions_ended_at" in step for step in plan), plan
+    assert not any(step.startswith("SCAN") for step in plan), plan
+    # Every open one (the saving one, which also ended recently, once), the recent closed one, in order.
+    assert found == [("a", 1, "saving"), ("a", 3, "running"), ("b", 1, "queued"), ("b", 2, "completed")]
+    assert found == [(row["container"], row["number"], row["status"]) for row in plain]
