@@ -196,6 +196,21 @@ def test_a_closed_pipe_exits_1_quietly(storage, capsys):
     process.stderr.close()
 
 
+@pytest.mark.parametrize("args", ARGS, ids=" ".join)
+def test_the_command_line_ends_at_once_after_the_fast_path_with_its_output_flushed(storage, capsys, args):
+    _fill(storage)
+    expected = _click(args, capsys)
+    # As the `gear` script runs it: main() with the process's own arguments.
+    # An atexit handler shows whether the interpreter's teardown ran.
+    code = ("import atexit, sys\natexit.register(lambda: sys.stderr.write('teardown'))\n"
+            "from gear_hpc.cli import main\nsys.exit(main())")
+    fast = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, cwd=str(REPO))
+    assert (fast.returncode, fast.stdout.decode(), fast.stderr) == (0, expected, b"")
+    # Left to click: the normal exit, teardown included.
+    slow = subprocess.run([sys.executable, "-c", code, *args, "--help"], capture_output=True, cwd=str(REPO))
+    assert (slow.returncode, slow.stderr) == (0, b"teardown")
+
+
 def test_what_the_fast_path_assumes_about_the_library(gear_env):
     assert ledger_rows.SCHEMA_VERSION == len(MIGRATIONS)
     assert ledger_rows.EXECUTION_FIELDS == tuple(f.name for f in dataclasses.fields(Execution))

@@ -54,10 +54,30 @@ def main(argv: list[str] | None = None) -> int:
         echo("gear: interrupted", err=True)
         return 130
     if code is not None:
+        if argv is None:
+            _exit(code)  # the process's own command line, answered: nothing else is left to run
         return code
     from .group import run
 
     return run(argv)
+
+
+def _exit(code: int) -> None:
+    """End the process now, skipping the interpreter's teardown (2 ms of `gear ls`'s 16, measured).
+
+    Only after the fast path, which holds nothing but its printed output:
+    the ledger is closed and no atexit handler, thread or temporary file is
+    left. What the streams still buffer is flushed here, as the normal exit
+    would; a stream that cannot take it makes the exit code non-zero, as
+    Python's own exit does (120).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            code = code or 120
+    os._exit(code)
 
 
 def __getattr__(name: str) -> Any:
