@@ -50,22 +50,19 @@ devcluster). Options: `--pairs N` (default 6), `--stages N` (sets, default 2),
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import pwd
 import re
-import select
 import shutil
 import stat
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from jobwatch import Watcher, wait_for_job
 
 sys.path.insert(0, "/opt/gear-hpc/lib")  # gear as installed in the local cluster (for the profile)
 
@@ -75,104 +72,6 @@ JOB_TIMEOUT = 600.0
 # The copy the batch script makes of the code (job.sh.j2, copy()).
 JOB_RSYNC = ["rsync", "-a", "--safe-links", "--info=progress2", "--no-inc-recursive", "--ignore-existing",
              "--chmod=u+w"]
-
-
-class Watcher:
-    """inotify (through ctypes, stdlib only): when names appear in watched directories.
-
-    A reader thread stamps every event with time.time() as it arrives. With
-    `follow=True`, a directory created inside a watched one is watched too,
-    from the moment it appears.
-    """
-
-    IN_MOVED_TO, IN_CREATE, IN_ISDIR = 0x80, 0x100, 0x40000000
-
-    def __init__(self) -> None:
-        self.libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        self.fd = self.libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
-        if self.fd < 0:
-            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
-        self.paths: dict[int, str] = {}
-        self.follow: set[int] = set()
-        self.events: list[tuple[float, str, str, int]] = []
-        self.lock = threading.Lock()
-        self.stopped = False
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def watch(self, path: str | Path, follow: bool = False) -> None:
-        wd = self.libc.inotify_add_watch(self.fd, os.fsencode(str(path)), self.IN_CREATE | self.IN_MOVED_TO)
-        if wd < 0:
-            raise OSError(ctypes.get_errno(), f"inotify_add_watch {path} failed")
-        self.paths[wd] = str(path)
-        if follow:
-            self.follow.add(wd)
-
-    def _loop(self) -> None:
-        while not self.stopped:
-            ready, _, _ = select.select([self.fd], [], [], 0.2)
-            if not ready:
-                continue
-            now = time.time()
-            data = os.read(self.fd, 1 << 16)
-            offset = 0
-            while offset < len(data):
-                wd, mask, _cookie, length = struct.unpack_from("iIII", data, offset)
-                name = data[offset + 16:offset + 16 + length].rstrip(b"\0").decode(errors="replace")
-                offset += 16 + length
-                directory = self.paths.get(wd)
-                if directory is None:
-                    continue
-                if wd in self.follow and mask & self.IN_CREATE and mask & self.IN_ISDIR:
-                    self.watch(os.path.join(directory, name))
-                with self.lock:
-                    self.events.append((now, directory, name, mask))
-
-    def created(self, directory: str | Path) -> list[tuple[float, str]]:
-        with self.lock:
-            return [(t, n) for t, d, n, m in self.events if d == str(directory) and m & self.IN_CREATE]
-
-    def close(self) -> None:
-        self.stopped = True
-        self.thread.join()
-        os.close(self.fd)
-
-
-def status_records(watcher: Watcher, exec_dir: Path) -> list[float]:
-    """When the batch script's phase records (syncing, running, saving, final) began.
-
-    Each record is written to `status.json.$BASHPID.tmp`, then renamed; phase
-    records come from the script's main shell, a copy's progress records from
-    a pipeline's subshell (another pid).
-    """
-    tmps = [(t, n) for t, n in watcher.created(exec_dir) if re.fullmatch(r"status\.json\.\d+\.tmp", n)]
-    if not tmps:
-        return []
-    main = tmps[0][1]
-    return [t for t, n in tmps if n == main]
-
-
-def job_gone(job_id: str) -> bool:
-    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True).stdout
-    return out.strip() not in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED")
-
-
-def wait_for_job(job_id: str, done, what: str) -> None:  # type: ignore[no-untyped-def]
-    """Wait until `done()` (checked every 50 ms), then until Slurm lets the job go (squeue every 2 s)."""
-    deadline = time.monotonic() + JOB_TIMEOUT
-    next_ask = time.monotonic() + 2.0
-    while not done():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what} (job {job_id})")
-        if time.monotonic() > next_ask:
-            if job_gone(job_id):
-                return
-            next_ask = time.monotonic() + 2.0
-        time.sleep(0.05)
-    while not job_gone(job_id):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for job {job_id} of {what} to end")
-        time.sleep(0.2)
 
 
 def build_tree(tree: Path) -> tuple[int, int]:
@@ -250,7 +149,7 @@ class Bench:
         execution, job = self.submit("-c", "stage", "--code", str(code), "--", "true")
         self.watcher.watch(self.container_dir, follow=True)
         status = self.container_dir / execution.split("/")[-1] / "status.json"
-        wait_for_job(job, lambda: status.is_file() and '"final"' in status.read_text(), "the warm-up run")
+        wait_for_job(job, lambda: status.is_file() and '"final"' in status.read_text(), "the warm-up run", timeout=JOB_TIMEOUT)
 
     def anchor(self, r: int) -> dict[str, float]:
         dest = self.root / f"anchor-{r}"
@@ -273,8 +172,8 @@ class Bench:
         execution, job = self.submit("-c", "stage", "--code", str(self.tree), "--", "true")
         submit = time.perf_counter() - start
         exec_dir = self.container_dir / execution.split("/")[-1]
-        wait_for_job(job, lambda: len(status_records(self.watcher, exec_dir)) >= 4, f"{execution}'s final record")
-        records = status_records(self.watcher, exec_dir)
+        wait_for_job(job, lambda: len(self.watcher.phases(exec_dir)) >= 4, f"{execution}'s final record", timeout=JOB_TIMEOUT)
+        records = self.watcher.phases(exec_dir)
         status = (exec_dir / "status.json").read_text()
         if len(records) < 2 or '"completed"' not in status:
             raise RuntimeError(f"{execution} did not complete: {status}")
