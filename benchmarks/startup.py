@@ -101,6 +101,12 @@ def slurm_call_count(open_count: int = 100) -> None:
         print(f"gear status with {open_now} open executions: {len(calls)} Slurm call(s) ({', '.join(calls)}),"
               f" {elapsed * 1000:.0f} ms   | goal: 1 call")
         subprocess.run(["scancel", "--me"], check=False)  # the bench user has no other jobs
+        # The stopped jobs still save into the temporary storage root: let them
+        # finish before it is removed, or the removal races their writes.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and subprocess.run(
+                ["squeue", "--me", "-h", "-o", "%i"], capture_output=True, text=True).stdout.strip():
+            time.sleep(1)
 
 
 if __name__ == "__main__":
