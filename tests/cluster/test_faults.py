@@ -84,9 +84,13 @@ def test_a_requeued_job_never_overwrites_what_its_earlier_run_saved(alice, conta
     assert _wait(lambda: (home / "run-0.txt").exists(), 60)
     job = alice.gear_json("show", execution)["slurm_job_id"]
     alice.run("scontrol", "requeue", job, check=True)
-    # Slurm holds a requeued job back for a while; the admin lets it start now.
-    _wait(lambda: subprocess.run(["bash", str(SCRIPT), "exec", "--", "scontrol", "update", f"JobId={job}",
-                                  "StartTime=now"], capture_output=True).returncode == 0, 30, interval=2)
+    # Slurm holds a requeued job back for two minutes (Reason=BeginTime, set once
+    # the first run has finished completing); the admin lets it start now.
+    def as_root(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", str(SCRIPT), "exec", "--", *argv], capture_output=True, text=True)
+
+    assert _wait(lambda: "Reason=BeginTime" in as_root("scontrol", "show", "job", job).stdout, 60, interval=0.5)
+    assert as_root("scontrol", "update", f"JobId={job}", "StartTime=now").returncode == 0
     record = _closed(alice, execution, timeout=180)
     assert record["status"] == "completed", record
     earlier = home.parent / "runs" / "1"
