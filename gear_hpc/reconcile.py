@@ -182,11 +182,17 @@ def fold(execution: Execution, record: dict[str, Any] | None, jobs: dict[str, Sl
         if changes["status"] in ("queued", "submitting"):
             changes["status"] = "syncing"
     else:
+        status = {"CANCELLED": "terminated", "TIMEOUT": "timeout", "DEADLINE": "timeout"}.get(job.state, "failed")
+        if not job.nodes and record is None:
+            # It never started (no node, no record): no record will come, so no
+            # grace to wait out. `gear stop` of a queued execution returns at once.
+            changes.update(status=status, ended_at=utc_now(),
+                           note=f"the job ended (Slurm state {job.state}) before it started; nothing ran")
+            return _only_changes(execution, changes)
         ended = _parse_time(job.end_time)
         if ended is not None and now - ended < FINAL_RECORD_GRACE:
             changes["status"] = phase if phase in ("syncing", "running", "saving") else execution.status
             return _only_changes(execution, changes)
-        status = {"CANCELLED": "terminated", "TIMEOUT": "timeout", "DEADLINE": "timeout"}.get(job.state, "failed")
         changes.update(
             status=status, ended_at=utc_now(),
             note=f"the job ended (Slurm state {job.state}) without a final status record"

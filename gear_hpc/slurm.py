@@ -40,6 +40,7 @@ class SlurmJob:
     reason: str
     comment: str
     end_time: str
+    nodes: str = ""   # where it ran; empty if it never started
 
     @property
     def phase(self) -> str:
@@ -89,7 +90,7 @@ def query_jobs() -> dict[str, SlurmJob]:
     `--states=all` includes jobs that ended less than MinJobAge ago. Works
     without accounting (sacct may be disabled on the cluster).
     """
-    fmt = UNIT.join(["%i", "%T", "%r", "%k", "%e"]) + RECORD
+    fmt = UNIT.join(["%i", "%T", "%r", "%k", "%e", "%N"]) + RECORD
     try:
         result = run([_bin("squeue"), "--me", "--states=all", "--noheader", f"--format={fmt}"],
                      timeout=QUERY_TIMEOUT)
@@ -101,7 +102,7 @@ def query_jobs() -> dict[str, SlurmJob]:
         if not record:
             continue
         parts = record.split(UNIT)
-        if len(parts) != 5:
+        if len(parts) != 6:
             continue
         job = SlurmJob(*parts)
         jobs[job.job_id] = job

@@ -114,7 +114,7 @@ def test_sbatch_timeout_after_slurm_took_the_job_keeps_it(gear_env, fake_slurm, 
     script_copy = gear_env["tmp"] / "submitted.sh"
     fake_slurm("sbatch", f"cp \"${{@: -1}}\" {script_copy}; sleep 5")
     fake_slurm("squeue", f"c=$(sed -n 's/^#SBATCH --comment=//p' {script_copy}); "
-                         "printf '55\\x1fPENDING\\x1fPriority\\x1f%s\\x1fN/A\\x1e\\n' \"$c\"")
+                         "printf '55\\x1fPENDING\\x1fPriority\\x1f%s\\x1fN/A\\x1f\\x1e\\n' \"$c\"")
     from gear_hpc import executions, site
     from gear_hpc.storage import UserStorage
 
@@ -161,7 +161,7 @@ def test_show_and_history_of_missing_things(gear_env):
 
 def test_download_refuses_paths_outside_the_working_directory(gear_env, fake_slurm, tmp_path):
     fake_slurm("sbatch", "echo 12")
-    fake_slurm("squeue", "printf '12\\x1fRUNNING\\x1fNone\\x1fx\\x1fN/A\\x1e\\n'")
+    fake_slurm("squeue", "printf '12\\x1fRUNNING\\x1fNone\\x1fx\\x1fN/A\\x1fvm\\x1e\\n'")
     assert gear("run", "-c", "d", "--code", str(gear_env["code"]), "--", "true").returncode == 0
     home = next((gear_env["storage"] / "users").iterdir()) / "containers" / "d" / "1" / "home"
     home.mkdir()

@@ -162,8 +162,8 @@ def test_refused_while_an_execution_is_queued_or_running(storage, two, fake_slur
     number = _add(storage, "c", {"x": "x"}, status="running")
     before = {**two, f"c/{number}": _fingerprint(storage.execution_dir("c", number))}
     # Slurm still runs it: one squeue, and the refusal names it.
-    fake_slurm("squeue", f"printf '%s\\x1f%s\\x1f%s\\x1f%s\\x1f%s\\x1e' {700 + number} RUNNING None "
-                         f"gear:c/{number}:tokc N/A")
+    fake_slurm("squeue", f"printf '%s\\x1f%s\\x1f%s\\x1f%s\\x1f%s\\x1f%s\\x1e' {700 + number} RUNNING None "
+                         f"gear:c/{number}:tokc N/A vm")
     result = gear("delete", "c", "--yes")
     assert result.returncode == 1
     assert f"c/{number} (running)" in result.stderr and f"gear stop c/{number}" in result.stderr
@@ -177,8 +177,8 @@ def test_refused_while_another_containers_open_execution_reads_it(storage, two, 
     binding = {"source": "c/1", "target": "/hyperai/input/input0", "read_only": True, "kind": "execution",
                "path": str(storage.execution_dir("c", 1) / "home")}
     number = _add(storage, "reader", {}, status="queued", bindings=[binding])
-    fake_slurm("squeue", f"printf '%s\\x1f%s\\x1f%s\\x1f%s\\x1f%s\\x1e' {700 + number} PENDING None "
-                         f"gear:reader/{number}:tokreader N/A")
+    fake_slurm("squeue", f"printf '%s\\x1f%s\\x1f%s\\x1f%s\\x1f%s\\x1f%s\\x1e' {700 + number} PENDING None "
+                         f"gear:reader/{number}:tokreader N/A ''")
     with pytest.raises(GearError, match=r"reader/1 \(queued\) binds c/1"):
         _plan(storage, "c")
     _assert_consistent(storage, two)

@@ -17,8 +17,8 @@ def _execution(status="queued", **kw):
     return Execution(**values)
 
 
-def _job(state, end="N/A", comment="gear:c/1:tok"):
-    return SlurmJob("7", state, "None", comment, end)
+def _job(state, end="N/A", comment="gear:c/1:tok", nodes="vm"):
+    return SlurmJob("7", state, "None", comment, end, nodes)
 
 
 def _local(dt):
@@ -68,6 +68,19 @@ def test_ended_job_without_record_waits_a_grace_then_closes_by_slurm_state():
         changes = fold(_execution("running"), None, {"7": _job(state, long_ago)}, NOW)
         assert changes["status"] == status, state
         assert "save may be incomplete" in changes["note"]
+
+
+def test_a_job_that_never_started_closes_at_once():
+    """Cancelled while queued: no node, no record, and none will come: no grace to wait out."""
+    just_now = _local(NOW - timedelta(seconds=2))
+    changes = fold(_execution("queued"), None, {"7": _job("CANCELLED", just_now, nodes="")}, NOW)
+    assert changes["status"] == "terminated" and "before it started" in changes["note"]
+    # A job that ran somewhere still gets the grace for its record to show.
+    assert fold(_execution("queued"), None, {"7": _job("CANCELLED", just_now, nodes="vm")}, NOW) is None
+    # A record from an earlier run (a requeued job): the record decides, after the grace.
+    record = {"phase": "running", "started_at": "2026-11-29T11:58:00Z"}
+    changes = fold(_execution("queued"), record, {"7": _job("CANCELLED", just_now, nodes="")}, NOW)
+    assert changes is None or changes.get("status") != "terminated"
 
 
 def test_a_submitting_row_is_adopted_by_its_job_or_expires():

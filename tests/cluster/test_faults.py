@@ -138,3 +138,25 @@ def test_a_signal_while_copying_in_is_acted_on_once_the_program_starts(alice, co
     assert _status_record(alice, execution)["saved"] is True
     # The copy-in finished and was saved; the program was stopped at once, not after its 600 s.
     assert (Path(record["workdir"]) / "slow.py").exists()
+
+
+def test_stopping_a_queued_execution_closes_it_at_once(alice, container):
+    """A job cancelled before it started has no node and writes no record: gear does not wait for one."""
+    site = custom_site(alice, types_yaml=(
+        "\nwhole-node:\n  partition: cpu\n  cpus: 8\n  memory: 512M\n  time_limit: \"10\"\n"))
+    env = {"GEAR_SITE_CONFIG": str(site)}
+    code = alice.make_dir({"x": ""})
+    blocker = _last_id(alice.gear("run", "-c", container, "-r", "whole-node", "--code", str(code),
+                                  "--", "sleep", "300", env=env))
+    try:
+        queued = _last_id(alice.gear("run", "-c", container, "-r", "whole-node", "--code", str(code),
+                                     "--", "true", env=env))
+        assert json.loads(alice.gear("status", queued, "--json", env=env).stdout)["status"] == "queued"
+        result = alice.gear("stop", queued, env=env)
+        assert result.returncode == 0, result.stderr
+        record = json.loads(alice.gear("status", queued, "--json", env=env).stdout)
+        # Closed by Slurm's word alone (the grace for a late record would say "save may be incomplete").
+        assert record["status"] == "terminated" and "before it started" in record["note"], record
+        assert not (Path(record["workdir"]) / "x").exists()  # nothing ran, nothing was copied in
+    finally:
+        alice.gear("stop", blocker, "--now", env=env)
