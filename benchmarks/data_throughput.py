@@ -62,7 +62,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from jobwatch import Watcher, wait_for_job
+from jobwatch import Watcher, submitted, wait_for_job
 
 sys.path.insert(0, "/opt/gear-hpc/lib")  # gear as installed in the local cluster (for the profile)
 
@@ -134,12 +134,9 @@ class Bench:
         return subprocess.run(["gear", *args], env=self.env, capture_output=True, text=True, check=True)
 
     def submit(self, *args: str) -> tuple[str, str]:
-        proc = self.gear("run", *args)
-        match = re.search(r"as Slurm job (\d+)", proc.stderr)
-        if not match:
-            raise RuntimeError(f"gear run printed no job id: {proc.stderr}")
-        self.jobs.append(match.group(1))
-        return proc.stdout.strip().splitlines()[-1], match.group(1)
+        execution, job = submitted(self.gear("run", *args))
+        self.jobs.append(job)
+        return execution, job
 
     def warm_up(self) -> None:
         """A tiny execution in the container `stage`: first use of the image; creates the directory to watch."""

@@ -94,6 +94,14 @@ class Watcher:
         os.close(self.fd)
 
 
+def submitted(proc: subprocess.CompletedProcess[str]) -> tuple[str, str]:
+    """(execution id, Slurm job id) from what `gear run|continue` printed, or RuntimeError."""
+    match = re.search(r"as Slurm job (\d+)", proc.stderr)
+    if proc.returncode != 0 or not match:
+        raise RuntimeError(f"{' '.join(map(str, proc.args))} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout.strip().splitlines()[-1], match.group(1)
+
+
 def job_gone(job_id: str) -> bool:
     out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True).stdout
     return out.strip() not in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED")

@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from jobwatch import Watcher, wait_for_job
+from jobwatch import Watcher, submitted, wait_for_job
 
 PROGRAM = "import time; print(time.time())"
 DEFAULT_IMAGE = "/var/lib/gear-devcluster/images/python.sif"
@@ -76,12 +76,9 @@ class Bench:
     def submit(self, *args: str) -> tuple[str, str]:
         """`gear run …`: (execution id, Slurm job id), read from what it prints (no extra gear command
         while the job starts: the observer keeps quiet)."""
-        proc = subprocess.run(["gear", *args], env=self.env, capture_output=True, text=True, check=True)
-        match = re.search(r"as Slurm job (\d+)", proc.stderr)
-        if not match:
-            raise RuntimeError(f"gear run printed no job id: {proc.stderr}")
-        self.jobs.append(match.group(1))
-        return proc.stdout.strip().splitlines()[-1], match.group(1)
+        execution, job = submitted(subprocess.run(["gear", *args], env=self.env, capture_output=True, text=True))
+        self.jobs.append(job)
+        return execution, job
 
     def image_path(self) -> str:
         try:

@@ -97,7 +97,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobwatch import Watcher
+from jobwatch import Watcher, submitted
 
 CLOSED = {"completed", "failed", "terminated", "timeout", "lost"}
 FILES = 200            # files the fault program writes before its marker
@@ -284,13 +284,10 @@ class Bench:
 
     def submit(self, *args: str) -> tuple[str, str]:
         """`gear run|continue …`: (execution id, Slurm job id) from what it prints."""
-        proc = self.gear(*args)
-        match = re.search(r"as Slurm job (\d+)", proc.stderr)
-        if proc.returncode != 0 or not match:
-            raise RuntimeError(f"gear {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+        execution, job = submitted(self.gear(*args))
         with self.jobs_lock:
-            self.jobs.add(match.group(1))
-        return proc.stdout.strip().splitlines()[-1], match.group(1)
+            self.jobs.add(job)
+        return execution, job
 
     def exec_dir(self, execution: str) -> Path:
         container, number = execution.split("/")
