@@ -54,7 +54,6 @@ import os
 import pwd
 import re
 import shutil
-import stat
 import statistics
 import subprocess
 import sys
@@ -62,7 +61,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from jobwatch import Watcher, submitted, wait_for_job
+from jobwatch import Watcher, remove_tree, submitted, wait_for_job
 
 sys.path.insert(0, "/opt/gear-hpc/lib")  # gear as installed in the local cluster (for the profile)
 
@@ -95,18 +94,6 @@ def read_tree(tree: Path) -> None:
                 while handle.read(8 << 20):
                     pass
 
-
-def remove_tree(path: Path) -> None:
-    """rm -rf, for trees that gear made read-only."""
-    if not path.exists():
-        return
-    os.chmod(path, stat.S_IMODE(path.lstat().st_mode) | stat.S_IRWXU)
-    for directory, subdirs, _files in os.walk(path):
-        for name in subdirs:
-            child = os.path.join(directory, name)
-            if not os.path.islink(child):
-                os.chmod(child, stat.S_IMODE(os.lstat(child).st_mode) | stat.S_IRWXU)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def site_storage_root() -> str | None:

@@ -1,4 +1,4 @@
-"""Timing a batch job from outside, shared by the benchmarks.
+"""Timing a batch job from outside (and cleaning up after it), shared by the benchmarks.
 
 The job's phases are read from its own status records: the batch script
 writes each to `status.json.$BASHPID.tmp` and renames it, so the moments
@@ -13,6 +13,8 @@ import ctypes.util
 import os
 import re
 import select
+import shutil
+import stat
 import struct
 import subprocess
 import threading
@@ -127,3 +129,19 @@ def wait_for_job(job_id: str, done: Callable[[], bool], what: str, timeout: floa
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for job {job_id} of {what} to end")
         time.sleep(0.2)
+
+
+def remove_tree(path: Path) -> None:
+    """rm -rf of a benchmark's own tree, which gear made partly read-only."""
+    if not path.exists():
+        return
+    os.chmod(path, stat.S_IMODE(path.lstat().st_mode) | stat.S_IRWXU)
+    for directory, subdirs, _files in os.walk(path):
+        for name in subdirs:
+            child = os.path.join(directory, name)
+            if not os.path.islink(child):
+                try:
+                    os.chmod(child, stat.S_IMODE(os.lstat(child).st_mode) | stat.S_IRWXU)
+                except OSError:  # gone meanwhile
+                    pass
+    shutil.rmtree(path, ignore_errors=True)

@@ -29,7 +29,6 @@ import pwd
 import re
 import shlex
 import shutil
-import stat
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from jobwatch import Watcher, submitted, wait_for_job
+from jobwatch import Watcher, remove_tree, submitted, wait_for_job
 
 PROGRAM = "import time; print(time.time())"
 DEFAULT_IMAGE = "/var/lib/gear-devcluster/images/python.sif"
@@ -153,15 +152,6 @@ class Bench:
             subprocess.run(["gear", "data", "rm", f"ds{k}"], env=self.env, capture_output=True)
         self.watcher.close()
 
-
-def remove_tree(path: Path) -> None:
-    """rm -rf, for trees that gear made read-only."""
-    for directory, subdirs, _files in os.walk(path):
-        for name in subdirs:
-            child = os.path.join(directory, name)
-            if not os.path.islink(child):
-                os.chmod(child, stat.S_IMODE(os.lstat(child).st_mode) | stat.S_IRWXU)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def ms(values: list[float]) -> str:

@@ -97,7 +97,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobwatch import Watcher, submitted
+from jobwatch import Watcher, remove_tree, submitted
 
 CLOSED = {"completed", "failed", "terminated", "timeout", "lost"}
 FILES = 200            # files the fault program writes before its marker
@@ -210,18 +210,6 @@ def run(argv: list[str], env: dict[str, str] | None = None, timeout: float = 180
     except subprocess.TimeoutExpired as exc:
         return subprocess.CompletedProcess(argv, 124, exc.stdout or "", f"timed out after {timeout} s")
 
-
-def remove_tree(path: Path) -> None:
-    """rm -rf, for trees that gear made read-only."""
-    for directory, subdirs, _files in os.walk(path):
-        for name in subdirs:
-            child = os.path.join(directory, name)
-            if not os.path.islink(child):
-                try:
-                    os.chmod(child, stat.S_IMODE(os.lstat(child).st_mode) | stat.S_IRWXU)
-                except OSError:
-                    pass
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def human(n: float) -> str:
