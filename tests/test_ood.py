@@ -1,6 +1,6 @@
 """The Open OnDemand app (ood/): its ERB files rendered by real Ruby with
 OnDemand's variables, and `gear ood-submit` (the adapter's sbatch) against a
-fake sbatch. tests/cluster/test_ood.py submits for real."""
+fake sbatch. tests/cluster/test_ood_portal.py submits for real."""
 
 from __future__ import annotations
 
@@ -19,23 +19,34 @@ from helpers import REPO, gear, write_executable
 APP = REPO / "ood"
 HARNESS = REPO / "tests" / "ood_render.rb"
 RUBY = shutil.which("ruby") or "ruby"
+# This checkout's gear, next to the interpreter running the tests: never the
+# `gear` or `python3` a PATH happens to hold.
+GEAR = Path(sys.executable).with_name("gear")
 pytestmark = pytest.mark.skipif(shutil.which("ruby") is None, reason="needs ruby (apt-get install ruby)")
 
 FORM = {"compute_type": "cpu-small", "image": "python", "container": "nb", "bindings": "", "bc_num_hours": "2"}
 
 
 @pytest.fixture(autouse=True)
-def gear_on_path(tmp_path, monkeypatch):
-    """`gear` as the form runs it: this checkout's."""
-    bin_dir = tmp_path / "gear-bin"
-    bin_dir.mkdir()
-    write_executable(bin_dir / "gear", f"#!/bin/sh\nPYTHONPATH={REPO} exec {sys.executable} -m gear_hpc.cli \"$@\"\n")
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+def gear_for_the_form(tmp_path, monkeypatch):
+    """The form runs this checkout's gear (GEAR_OOD_GEAR); a `gear` or `python3`
+    looked up on PATH is a decoy that fails, so no test depends on the machine's."""
+    monkeypatch.setenv("GEAR_OOD_GEAR", str(GEAR))
+    decoys = tmp_path / "decoy-bin"
+    decoys.mkdir()
+    for name in ("gear", "python3"):
+        write_executable(decoys / name, f"#!/bin/sh\necho 'decoy {name} of PATH: use the project's own' >&2\nexit 97\n")
+    monkeypatch.setenv("PATH", f"{decoys}:{os.environ['PATH']}")
+
+
+def render_result(template: str, values: dict[str, str] | None = None,
+                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([RUBY, str(HARNESS), str(APP / template), json.dumps(values or {})],
+                          capture_output=True, text=True, env={**os.environ, **(env or {})})
 
 
 def render(template: str, values: dict[str, str] | None = None, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run([RUBY, str(HARNESS), str(APP / template), json.dumps(values or {})],
-                            capture_output=True, text=True, env={**os.environ, **(env or {})})
+    result = render_result(template, values, env)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -79,9 +90,18 @@ def test_form_quotes_what_the_site_describes(gear_env):
     assert attributes["bc_num_hours"]["max"] == 24
 
 
-def test_form_without_gear_is_still_a_form(tmp_path):
-    form = yaml.safe_load(render("form.yml.erb", env={"PATH": str(tmp_path)}))
-    assert form["attributes"]["compute_type"]["options"] == []
+def test_form_fails_visibly_when_gear_cannot_run(tmp_path):
+    # Not an empty select: the form's error names the command and the reason.
+    missing = tmp_path / "no-such-gear"
+    result = render_result("form.yml.erb", env={"GEAR_OOD_GEAR": str(missing)})
+    assert result.returncode != 0 and result.stdout == ""
+    assert f"`{missing} types --json` could not run: No such file or directory" in result.stderr
+    result = render_result("form.yml.erb", env={"GEAR_OOD_GEAR": str(GEAR), "GEAR_SITE_CONFIG": str(tmp_path / "nope")})
+    assert result.returncode != 0 and result.stdout == ""
+    assert f"`{GEAR} types --json` failed: gear: error: site configuration directory" in result.stderr
+    # Without GEAR_OOD_GEAR the form runs `gear` from the dashboard's PATH; none there is an error too.
+    result = render_result("form.yml.erb", env={"GEAR_OOD_GEAR": "", "PATH": str(tmp_path)})
+    assert result.returncode != 0 and "`gear types --json` could not run" in result.stderr
 
 
 def test_submit_and_view():
@@ -138,7 +158,7 @@ def test_a_session_is_recorded_as_a_jupyter_execution(gear_env, fake_slurm):
     fake_slurm("sacct", "exit 0")
     root = stage(gear_env["tmp"], {**FORM, "bindings": ""})
     result = subprocess.run(
-        ["python3", "-m", "gear_hpc.cli", "ood-submit", "-D", str(root), "--export", "NONE", "--parsable"],
+        [str(GEAR), "ood-submit", "-D", str(root), "--export", "NONE", "--parsable"],
         input="#!/bin/bash\necho OnDemand's own script\n", capture_output=True, text=True, cwd=REPO,
         env={**os.environ, "SBATCH_EXPORT": "NONE"})
     assert result.returncode == 0, result.stderr
@@ -164,7 +184,7 @@ def test_other_sessions_go_to_the_real_sbatch_unchanged(gear_env, fake_slurm, tm
     fake_slurm("sbatch", 'echo "stdin: $(cat)"; echo 77')
     other = tmp_path / "other-app"
     other.mkdir()
-    result = subprocess.run(["python3", "-m", "gear_hpc.cli", "ood-submit", "-D", str(other), "-J", "x", "--parsable"],
+    result = subprocess.run([str(GEAR), "ood-submit", "-D", str(other), "-J", "x", "--parsable"],
                             input="#!/bin/bash\nhostname\n", capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "stdin: #!/bin/bash\nhostname\n77\n"

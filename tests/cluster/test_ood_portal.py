@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,12 +21,16 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "ood"
 RUBY = shutil.which("ruby")
+# The form runs this checkout's gear (on the host, against the repository's
+# site configuration), never whatever `gear` the PATH holds.
+GEAR = Path(sys.executable).with_name("gear")
 pytestmark = pytest.mark.skipif(RUBY is None, reason="needs ruby (apt-get install ruby)")
 
 
 def render(template: str, values: dict[str, str]) -> str:
     result = subprocess.run([str(RUBY), str(REPO / "tests" / "ood_render.rb"), str(APP / template), json.dumps(values)],
-                            capture_output=True, text=True, env={**os.environ, "GEAR_SITE_CONFIG": str(REPO / "site-config")})
+                            capture_output=True, text=True, env={**os.environ, "GEAR_SITE_CONFIG": str(REPO / "site-config"),
+                                 "GEAR_OOD_GEAR": str(GEAR)})
     assert result.returncode == 0, result.stderr
     return result.stdout
 
