@@ -31,6 +31,17 @@ started_at=""
 stop_reason=""
 last_save=""
 
+# What must be undone however the script ends (an exit on an error, a
+# signal that ends bash): at_exit CMD adds CMD; each runs once, in order.
+exit_hooks=()
+at_exit() { exit_hooks+=("$1"); }
+on_exit() {
+  local hook
+  for hook in "${exit_hooks[@]}"; do eval "$hook"; done
+  exit_hooks=()
+}
+trap on_exit EXIT
+
 now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 
 # Write to a temporary name, then rename: a reader never sees half a record.
