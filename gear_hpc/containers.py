@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
-from . import slurm
+from . import notify, slurm
 from .errors import GearError, NotFound
 from .ledger import Execution, Ledger
 from .names import check_name
@@ -302,6 +302,10 @@ def delete(ledger: Ledger, storage: UserStorage, plan: DeletePlan) -> DeleteResu
                 removed.append(str(storage.root / "containers" / entry))
             except (OSError, GearError) as exc:
                 failures.append(f"{entry}: {exc}")
+    try:
+        notify.forget_container(storage, name)   # the mail proofs of its executions (notify.py)
+    except (OSError, GearError):
+        pass   # harmless: a proof names an execution that no longer exists
     if failures:
         where = os.path.dirname(plan.path)
         raise GearError(f"{name} was deleted from your ledger, but some files could not be removed "

@@ -229,6 +229,9 @@ def _prepare(site: Site, storage: UserStorage, exec_dir: Path, container: str, n
     (exec_dir / "job.sh").write_text(job_script(site, exec_dir, container, number, token, compute_type,
                                                 image, request.command, storage.user, bindings,
                                                 home_layer, workspace=request.workspace))
+    if site.mail.enabled:
+        # The proof gear-mailprog asks for before it sends gear's mail about this job (notify.py).
+        notify.register_execution(storage, container, number, token)
 
 
 def job_script(site: Site, exec_dir: Path, container: str, number: int, token: str,

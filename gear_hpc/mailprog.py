@@ -1,27 +1,35 @@
-"""gear-mailprog: what a site sets as Slurm's MailProg (SPEC §6).
+"""gear-mailprog: what a site sets as Slurm's MailProg.
 
 slurmctld runs it on the controller, as SlurmUser, as
 `gear-mailprog -s SUBJECT RECIPIENT`, with the job described in the
 environment (Slurm 24.11, seen on the local cluster: SLURM_JOB_ID, _USER,
-_NAME, _STATE, _MAIL_TYPE, _COMMENT, _EXTRA, _WORK_DIR, _PARTITION,
+_UID, _NAME, _STATE, _MAIL_TYPE, _COMMENT, _EXTRA, _WORK_DIR, _PARTITION,
 _QUEUED_TIME (begin), _RUN_TIME and _EXIT_CODE_MAX (end, fail) …; no PATH).
-SlurmUser cannot read the user's private storage, so what gear knows about
-the execution comes from the job: its comment names it, its Extra field
-carries the SMS number and the outcome the batch script reported (see
-notify.py). Slurm's older releases lack SLURM_JOB_COMMENT/EXTRA: then one
+Slurm's older releases lack SLURM_JOB_COMMENT/EXTRA: then one
 `scontrol show job` fills them in.
 
-For an execution of gear it sends a useful email (and the SMS the user asked
-for); any other job, or a subject of a form it does not know, gets Slurm's
-message unchanged. It never holds up or crashes slurmctld: it returns at
-once and sends from a detached child with bounded timeouts, always exits 0,
-and logs every outcome to the site's log file.
+It runs with more privilege than any user, and every field of a job is set
+by the job's owner, who may be hostile to the recipient. So it sends gear's
+email only for a real gear execution *of the job's owner*, proven by the
+token the owner's `gear run` left in the owner's notify/ directory (see
+notify.py), and only to the address the owner registered; the SMS goes only
+to the number in the owner's settings, at most `sms_daily_limit` a day.
+Anything else gets Slurm's own message, unchanged. No job field reaches the
+mail unless it was checked: the outcome is validated against closed sets,
+the directory is computed, not taken from the job.
+
+It never holds up or crashes slurmctld: it returns at once and sends from a
+detached child with bounded timeouts, always exits 0, and logs every outcome
+to the site's log file (created 0600: it names users' addresses and numbers).
 """
 
 from __future__ import annotations
 
+import fcntl
+import hmac
 import json
 import os
+import pwd
 import re
 import signal
 import sys
@@ -30,10 +38,11 @@ from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import formatdate, make_msgid
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import UsageError
-from .notify import check_email, check_phone, parse_extra
+from .notify import NotReadable, Settings, check_email, check_phone, parse_extra, parse_settings, read_owned
 from .storage import human_size
 
 DEADLINE_SECONDS = 90      # the whole child, whatever hangs; Slurm itself allows 120
@@ -44,13 +53,17 @@ _MAIL_TYPES = (r"Began|Ended|Failed|Requeued|Invalid dependency|StageOut/Teardow
                r"|Reached [0-9]+% of time limit")
 # Slurm's subject for a single job (agent.c, mail_job_info); array forms are passed on.
 _SUBJECT = re.compile(rf"Slurm Job_id=(?P<job>[0-9]+) Name=(?P<name>.*) (?P<type>{_MAIL_TYPES})(?P<rest>,.*)?\Z")
-_COMMENT = re.compile(r"gear:(?P<container>[a-z0-9][a-z0-9._-]{0,63})/(?P<number>[1-9][0-9]{0,8}):[0-9a-f]+\Z")
+_COMMENT = re.compile(r"gear:(?P<container>[a-z0-9][a-z0-9._-]{0,63})/(?P<number>[1-9][0-9]{0,8})"
+                      r":(?P<token>[0-9a-f]{16,64})\Z")
 _USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 # No folding below RFC 5322's 998: Python's folder moves a 70-odd character
 # subject to a continuation line, which some readers show with a leading space.
 _POLICY = default_policy.clone(max_line_length=998)
 _CLOSED = ("completed", "failed", "terminated", "timeout")
+_EXIT_CODE = re.compile(r"[0-9]{1,3}\Z")   # ASCII digits only: str.isdigit() takes '²', int() does not
+_SIZE = re.compile(r"[0-9]{1,19}\Z")
+_UID = re.compile(r"[0-9]{1,10}\Z")
 # Slurm's final states, in gear's words, for a job that did not report its own.
 _SLURM_STATES = {"COMPLETED": "completed", "CANCELLED": "terminated", "TIMEOUT": "timeout",
                  "DEADLINE": "timeout", "PREEMPTED": "terminated"}
@@ -119,11 +132,37 @@ def resolve_recipients(raw: list[str], address_rule: str, log: Callable[[str], N
 
 
 @dataclass
+class Owner:
+    """The job's owner as slurmctld reports it (SLURM_JOB_USER/UID), which the job cannot set."""
+
+    name: str
+    uid: int
+
+
+def job_owner(env: Mapping[str, str]) -> Owner | None:
+    name, uid_text = env.get("SLURM_JOB_USER", ""), env.get("SLURM_JOB_UID", "")
+    if not _USER_NAME.match(name):
+        return None
+    try:
+        known = pwd.getpwnam(name).pw_uid
+    except KeyError:
+        known = None
+    if _UID.match(uid_text):
+        uid = int(uid_text)
+        if known is not None and known != uid:
+            return None
+        return Owner(name, uid)
+    return Owner(name, known) if known is not None else None
+
+
+@dataclass
 class GearJob:
-    """What the job says about the execution behind it."""
+    """A job proven to be an execution of its owner's, with the owner's settings."""
 
     container: str
     number: int
+    owner: Owner
+    settings: Settings = field(default_factory=Settings)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -141,13 +180,41 @@ def job_fields(call: Call, scontrol: Callable[[str], dict[str, str]]) -> tuple[s
     return fields.get("Comment", ""), fields.get("Extra", "")
 
 
-def identify(call: Call, scontrol: Callable[[str], dict[str, str]]) -> GearJob | None:
-    """The execution behind the job, or None for a job gear did not submit."""
+def identify(call: Call, scontrol: Callable[[str], dict[str, str]], storage_root: Path,
+             log: Callable[[str], None]) -> GearJob | None:
+    """The owner's execution behind the job, or None (then Slurm's message goes out).
+
+    A comment in gear's form is only a claim: it counts when the owner's
+    notify/executions/<container>/<n> holds the same token, which only the
+    owner (or root) can have written there.
+    """
     comment, extra = job_fields(call, scontrol)
     match = _COMMENT.match(comment.strip())
-    if not match or match.group("container") in (".", ".."):
+    if not match:
         return None
-    return GearJob(match.group("container"), int(match.group("number")), parse_extra(extra))
+    container, number, token = match.group("container"), int(match.group("number")), match.group("token")
+    owner = job_owner(call.env)
+    if owner is None:
+        log("not gear's mail: Slurm named no valid job owner")
+        return None
+    try:
+        proof = read_owned(storage_root, owner.name, owner.uid, ["executions", container, str(number)])
+    except NotReadable as exc:
+        log(f"not gear's mail: {owner.name} has no execution {container}/{number} with this job's token ({exc})")
+        return None
+    if not hmac.compare_digest(proof.strip().encode(), token.encode()):
+        log(f"not gear's mail: the job's token is not {owner.name}'s for {container}/{number}")
+        return None
+    settings = Settings()
+    try:
+        settings = parse_settings(read_owned(storage_root, owner.name, owner.uid, ["settings.json"]),
+                                  "settings.json")
+    except NotReadable as exc:
+        if str(exc) != "no such file":
+            log(f"{owner.name}'s notification settings not readable ({exc}): the site's defaults")
+    except Exception as exc:  # a broken file: the defaults, as gear run itself does
+        log(f"{owner.name}'s notification settings not valid ({one_line(exc, 200)}): the site's defaults")
+    return GearJob(container, number, owner, settings, parse_extra(extra))
 
 
 def scontrol_fields(job_id: str, timeout: float = 10.0) -> dict[str, str]:
@@ -190,17 +257,17 @@ def outcome(call: Call, job: GearJob) -> Outcome:
     if status in _CLOSED:
         code = extra.get("exit", "")
         size = extra.get("size", "")
-        return Outcome(status, code if code.isdigit() else None, int(size) if size.isdigit() else None,
+        return Outcome(status, code if _EXIT_CODE.match(code) else None, int(size) if _SIZE.match(size) else None,
                        True, extra.get("saved") in ("1", "true"))
     state = call.env.get("SLURM_JOB_STATE", "")
     if call.mail_type in ("Ended", "Failed"):
         status = _SLURM_STATES.get(state, "failed")
     else:
         status = one_line(call.mail_type.lower(), 60) or "unknown"
-    code = call.env.get("SLURM_JOB_EXIT_CODE_MAX")
+    code = call.env.get("SLURM_JOB_EXIT_CODE_MAX", "")
     if status == "terminated":
-        code = None  # Slurm mails at the cancel, before the program's exit code exists: its 0 means nothing
-    return Outcome(status, code if code and code.isdigit() else None, None, False, None)
+        code = ""  # Slurm mails at the cancel, before the program's exit code exists: its 0 means nothing
+    return Outcome(status, code if _EXIT_CODE.match(code) else None, None, False, None)
 
 
 def email_subject(job: GearJob, result: Outcome) -> str:
@@ -210,7 +277,7 @@ def email_subject(job: GearJob, result: Outcome) -> str:
     return f"gear: {job.id} {result.status}{exit_part}"
 
 
-def email_body(call: Call, job: GearJob, result: Outcome) -> str:
+def email_body(call: Call, job: GearJob, result: Outcome, storage_root: Path) -> str:
     env = call.env
     rows: list[tuple[str, str]] = [("container", job.container), ("execution", job.id)]
     if result.status == "running":
@@ -230,8 +297,9 @@ def email_body(call: Call, job: GearJob, result: Outcome) -> str:
     if env.get("SLURM_JOB_STATE"):
         slurm += f", state {one_line(env['SLURM_JOB_STATE'], 40)}"
     rows.append(("Slurm job", slurm))
-    if env.get("SLURM_JOB_WORK_DIR"):
-        rows.append(("directory", one_line(env["SLURM_JOB_WORK_DIR"] + "/home", 400)))
+    # Computed from what was proven, never the job's own work dir (which its owner sets freely).
+    rows.append(("directory", str(Path(storage_root) / "users" / job.owner.name / "containers" / job.container
+                                  / str(job.number) / "home")))
 
     if result.status == "running":
         head = f"Execution {job.id} has started."
@@ -320,7 +388,12 @@ class Log:
         line = f"{stamp} gear-mailprog[{os.getpid()}] job={self.job or '?'}: {one_line(message, 2000)}\n"
         if self.path:
             try:
-                with open(self.path, "a") as out:
+                # 0600: the log names users' addresses, numbers and executions. A file
+                # left world-readable by an older gear is closed on the next write.
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                with os.fdopen(fd, "a") as out:
+                    if os.fstat(fd).st_mode & 0o077:
+                        os.fchmod(fd, 0o600)
                     out.write(line)
                 return
             except OSError as exc:
@@ -341,36 +414,89 @@ class Log:
 
 # --- the whole call ---
 
-def handle(call: Call, mail: Any, log: Log,
+def handle(call: Call, mail: Any, log: Log, storage_root: Path,
            scontrol: Callable[[str], dict[str, str]] = scontrol_fields) -> None:
     """Decide and send. Raises nothing that matters: every failure is logged."""
     recipients = resolve_recipients(call.recipients, mail.address, log)
     if not recipients:
         log(f"no valid recipient in {call.recipients!r}; nothing sent")
         return
-    job = identify(call, scontrol) if call.parsed else None
+    job = identify(call, scontrol, storage_root, log) if call.parsed else None
+    if job is not None:
+        expected = owner_address(mail, job)
+        if recipients != [expected]:
+            # Slurm's --mail-user is the owner's to set: gear's mail about the
+            # owner's execution goes to the owner's own address only.
+            log(f"not gear's mail: {', '.join(recipients)} is not {job.owner.name}'s address")
+            job = None
     if job is None:
-        # Not gear's job, or a subject we do not know: Slurm's message, unchanged.
+        # Not a proven gear execution, or a subject we do not know: Slurm's message, unchanged.
         msg = build_email(mail.sender, recipients, call.subject, "")
         _deliver(log, "slurm's message", lambda: send_email(mail, msg, recipients), recipients)
         return
-    log.job = f"{call.job_id} execution={job.id}"
+    log.job = f"{call.job_id} execution={job.owner.name}:{job.id}"
     result = outcome(call, job)
-    msg = build_email(mail.sender, recipients, email_subject(job, result), email_body(call, job, result), job.id)
+    msg = build_email(mail.sender, recipients, email_subject(job, result),
+                      email_body(call, job, result, storage_root), job.id)
     _deliver(log, f"email ({result.status})", lambda: send_email(mail, msg, recipients), recipients)
 
-    number = job.extra.get("sms")
+    number = job.settings.sms
     if number and call.mail_type in ("Ended", "Failed"):
-        try:
-            number = check_phone(number)
-        except UsageError:
-            log(f"sms: {one_line(number, 40)!r} is not a phone number; not sent")
-            return
         if not (mail.sms_email or mail.sms_http):
             log("sms: the site has no SMS gateway (mail.sms_email or mail.sms_http); not sent")
             return
+        try:
+            number = check_phone(number)
+        except UsageError:
+            log("sms: the number in the owner's settings is not valid; not sent")
+            return
+        refusal = count_sms(mail, job.owner.name)
+        if refusal:
+            log(f"sms to {number} NOT sent: {refusal}")
+            return
         text = sms_text(job, result, call.env)
         _deliver(log, "sms", lambda: send_sms(mail, number, text), [number])
+
+
+def owner_address(mail: Any, job: GearJob) -> str:
+    """Where the owner asked gear to write: their setting, else the site's rule."""
+    if job.settings.email:
+        return job.settings.email
+    try:
+        return check_email(mail.address.format(user=job.owner.name))
+    except UsageError:
+        return ""
+
+
+def count_sms(mail: Any, user: str, today: str | None = None) -> str | None:
+    """Count one text for `user` today; the reason to refuse it, or None.
+
+    The counts live in the site's state_dir (SlurmUser's, 0700), one small
+    file per user and day under a lock, so two mails at once count twice.
+    """
+    limit = mail.sms_daily_limit
+    day = today or datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    directory = Path(mail.state_dir) / "sms"
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(directory / f"{user}.{day}", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        return f"cannot count texts in {directory} ({exc.strerror}); the admin must create it for SlurmUser"
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        text = os.read(fd, 32).decode("ascii", "replace").strip()
+        sent = int(text) if _SIZE.match(text) else 0
+        if sent >= limit:
+            return f"{user} has had {sent} texts today, the site's limit (mail.sms_daily_limit)"
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{sent + 1}\n".encode())
+    finally:
+        os.close(fd)
+    for old in directory.glob(f"{user}.*"):  # yesterday's counts are no longer needed
+        if old.name != f"{user}.{day}":
+            old.unlink(missing_ok=True)
+    return None
 
 
 def _deliver(log: Log, what: str, send: Callable[[], Any], to: list[str]) -> None:
@@ -410,9 +536,9 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     log = Log(None, env.get("SLURM_JOB_ID", ""))
     try:
-        from .site import load_mail
+        from .site import load_for_mailprog
 
-        mail = load_mail()
+        mail, storage_root = load_for_mailprog()
         log.path = mail.log_file
         subject, recipients = parse_argv(args)
         if subject is None:
@@ -428,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGALRM, _on_deadline)
         signal.alarm(DEADLINE_SECONDS)
         try:
-            handle(call, mail, log)
+            handle(call, mail, log, storage_root)
         finally:
             signal.alarm(0)
     except BaseException as exc:  # nothing may escape into slurmctld's mail thread

@@ -76,8 +76,10 @@ class MailConfig:
     timeout: int = 10              # seconds for each SMTP or HTTP exchange
     sms_email: str | None = None   # email-to-SMS pattern, e.g. {number}@sms.example.org
     sms_http: str | None = None    # or an HTTP endpoint that takes {"to", "text"} as JSON
-    log_file: str | None = None    # where gear-mailprog logs (as SlurmUser)
-    job_extra: bool = True         # carry SMS number and outcome in the job's Extra field
+    log_file: str | None = None    # where gear-mailprog logs (as SlurmUser; created 0600)
+    job_extra: bool = True         # carry the outcome in the job's Extra field
+    sms_daily_limit: int = 20      # texts per user per day (counted by gear-mailprog in state_dir)
+    state_dir: str = "/var/spool/gear-mailprog"  # SlurmUser's own: the SMS counts
 
 
 @dataclass(frozen=True)
@@ -395,12 +397,19 @@ def _load_images(path: Path, texts: dict[str, str] | None = None) -> dict[str, I
 
 def load_mail(directory: Path | None = None) -> MailConfig:
     """Only the `mail:` section of site.yaml: what gear-mailprog needs on the controller."""
+    return load_for_mailprog(directory)[0]
+
+
+def load_for_mailprog(directory: Path | None = None) -> tuple[MailConfig, Path]:
+    """The `mail:` section and the storage root (where the owners' notify/ directories are)."""
     path = (directory or config_dir()) / "site.yaml"
-    return _load_mail(_Section(path, _read_yaml(path)))
+    site_file = _Section(path, _read_yaml(path))
+    storage_root = os.environ.get("GEAR_STORAGE_ROOT") or site_file.get("storage_root", _absolute_path)
+    return _load_mail(site_file), Path(storage_root)
 
 
 _MAIL_KEYS = {"enabled", "address", "sender", "smtp_host", "smtp_port", "timeout", "sms_email", "sms_http",
-              "log_file", "job_extra"}
+              "log_file", "job_extra", "sms_daily_limit", "state_dir"}
 
 
 def _load_mail(site_file: _Section) -> MailConfig:
@@ -428,6 +437,8 @@ def _load_mail(site_file: _Section) -> MailConfig:
         sms_http=sms_http,
         log_file=section.get("log_file", _absolute_path, default=None),
         job_extra=section.get("job_extra", _bool, default=True),
+        sms_daily_limit=section.get("sms_daily_limit", _count, default=20),
+        state_dir=section.get("state_dir", _absolute_path, default="/var/spool/gear-mailprog"),
     )
 
 
@@ -469,6 +480,12 @@ def _http_url(value: Any) -> str:
     if not re.match(r"https?://[^\s/]+", text):
         raise ValueError(f"{text!r} must be an http:// or https:// URL")
     return text
+
+
+def _count(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100000:
+        raise ValueError(f"{value!r} must be a whole number from 0 to 100000")
+    return value
 
 
 def _port(value: Any) -> int:

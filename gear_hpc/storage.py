@@ -1,14 +1,22 @@
 """Where every file of a user lives on the site's storage, and who may read it.
 
-    <storage_root>/users/<user>/            0700, owned by the user
-        ledger.sqlite                       the user's ledger
-        containers/<container>/<n>/         one execution
+    <storage_root>/users/                   root-owned, 0755: nobody but the admin creates in it
+    <storage_root>/users/<user>/            owned by the user, created by the admin (docs/admin.md);
+                                            2710 with SlurmUser's group where mail is on, else 0700
+        notify/                             what gear-mailprog (SlurmUser) may read: 0750 under a
+            settings.json                   setgid user directory, else 0700 (see notify.py)
+            executions/<container>/<n>      the token that proves the owner submitted that execution
+        ledger.sqlite                       the user's ledger (0600)
+        containers/<container>/<n>/         one execution (0700)
             code/                           the uploaded code, as submitted
             home/                           the working directory (/hyperai/home = /output)
             gear_params.json, job.sh, output.log, status.json
 
 Privacy is the kernel's job: directories are created owner-only, and a
-user directory that belongs to someone else is refused, not used.
+user directory that belongs to someone else is refused, not used. A
+`users/` that every user may write (the old 1777 layout) is refused too:
+there anyone could create another user's directory before them (squatting)
+and block or pre-seed their storage.
 """
 
 from __future__ import annotations
@@ -54,24 +62,63 @@ class UserStorage:
         """Where an upload lands until it is complete (kept, so a rerun resumes)."""
         return self.dataset_dir(dataset) / "incoming" / key
 
+    @property
+    def notify_dir(self) -> Path:
+        return self.root / "notify"
+
     def ensure(self) -> Path:
-        """Create the user's directory if needed and check that it is theirs alone."""
+        """Check that the user's directory is theirs alone (creating it where the user may) and
+        create what gear keeps in it."""
         users = self.storage_root / "users"
-        if not users.is_dir():
+        try:
+            users_info = users.stat()
+        except OSError:
             raise GearError(f"storage root {users} does not exist; ask your admin to create it "
-                            "(see docs/admin.md)")
+                            "(see docs/admin.md)") from None
+        if not stat.S_ISDIR(users_info.st_mode):
+            raise GearError(f"storage root {users} is not a directory; ask your admin (see docs/admin.md)")
+        if users_info.st_mode & 0o002:
+            raise GearError(f"{users} is writable by every user, so anyone could take another user's "
+                            "directory; the admin must make it root-owned 0755 and create each user's "
+                            "directory (docs/admin.md, 'Storage')")
         try:
             self.root.mkdir(mode=0o700)
         except FileExistsError:
             pass
         except PermissionError:
-            raise GearError(f"cannot create {self.root}: permission denied; ask your admin to create it for you") from None
+            raise GearError(f"you have no gear storage yet ({self.root} does not exist); ask your admin to "
+                            "create it (docs/admin.md, 'Storage')") from None
         info = self.root.lstat()
         if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-            raise GearError(f"{self.root} is not a directory owned by you; refusing to use it")
+            raise GearError(f"{self.root} is not a directory owned by you; refusing to use it "
+                            "(ask your admin to remove it and create yours: docs/admin.md)")
         (self.root / "containers").mkdir(mode=0o700, exist_ok=True)
         (self.root / "datasets").mkdir(mode=0o700, exist_ok=True)
         return self.root
+
+    def ensure_notify_dir(self) -> Path:
+        """The directory gear-mailprog reads, with the mode the user directory calls for.
+
+        Only where the admin made the user directory setgid (its group is
+        SlurmUser's, docs/admin.md) does notify/ open to that group; anywhere
+        else the group may be a shared one (`users`), so it stays owner-only.
+        """
+        self.ensure()
+        mode = 0o750 if self.root.stat().st_mode & stat.S_ISGID else 0o700
+        path = self.notify_dir
+        previous = os.umask(0o027)  # gear's own umask (077) would take the group's bits
+        try:
+            path.mkdir(mode=mode)   # inherits the setgid bit and SlurmUser's group
+        except FileExistsError:
+            pass
+        finally:
+            os.umask(previous)
+        info = path.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            raise GearError(f"{path} is not a directory owned by you; refusing to use it")
+        if stat.S_IMODE(info.st_mode) & 0o777 != mode:
+            os.chmod(path, mode | (info.st_mode & stat.S_ISGID))
+        return path
 
 
 def tree_size(path: Path) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import socket
 import stat
 import subprocess
@@ -79,10 +80,45 @@ def test_settings_are_saved_privately_and_atomically(gear_env):
     storage = _storage()
     path = notify.save_settings(storage, notify.Settings(email="a@example.org", sms="+15551234567",
                                                          events=("begin", "end", "fail")))
-    assert path == storage.root / "notify.json"
+    assert path == storage.root / "notify" / "settings.json"
+    # A user directory the admin did not make setgid: its group may be a shared one, so owner-only.
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert [p.name for p in storage.root.iterdir() if p.name.startswith(".notify")] == []
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".gear")] == []
     assert notify.load_settings(storage) == notify.Settings("a@example.org", "+15551234567", ("begin", "end", "fail"))
+
+
+def test_under_a_setgid_user_directory_notify_opens_to_its_group_only(gear_env):
+    """The admin's layout: users/<user> 2710 with SlurmUser's group; notify/ is what that group reads."""
+    storage = _storage()
+    storage.root.mkdir(mode=0o700)
+    os.chmod(storage.root, 0o2710)
+    path = notify.save_settings(storage, notify.Settings(sms="+15551234567"))
+    proof = notify.register_execution(storage, "mnist", 3, "0123456789abcdef")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640 and stat.S_IMODE(proof.stat().st_mode) == 0o640
+    assert stat.S_IMODE(storage.notify_dir.stat().st_mode) & 0o777 == 0o750
+    # Nothing else of the user's storage opens to the group.
+    for private in (storage.root / "containers", storage.root / "datasets"):
+        assert stat.S_IMODE(private.stat().st_mode) & 0o077 == 0
+
+
+def test_settings_of_the_old_place_are_read_then_moved(gear_env):
+    storage = _storage()
+    storage.ensure()
+    (storage.root / "notify.json").write_text(json.dumps({"email": "old@example.org"}))
+    assert notify.load_settings(storage).email == "old@example.org"
+    notify.save_settings(storage, notify.Settings(email="new@example.org"))
+    assert not (storage.root / "notify.json").exists()
+    assert notify.load_settings(storage).email == "new@example.org"
+
+
+def test_a_world_writable_users_directory_is_refused(gear_env):
+    """The old 1777 layout lets anyone create another user's directory first (squatting)."""
+    users = gear_env["storage"] / "users"
+    os.chmod(users, 0o1777)
+    with pytest.raises(GearError, match="writable by every user.*docs/admin.md"):
+        _storage().ensure()
+    assert not (users / "alice").exists()
 
 
 def test_missing_settings_are_the_defaults(gear_env):
@@ -120,13 +156,14 @@ def test_every_execution_mails_its_owner_on_end_and_fail(gear_env):
     assert "scontrol update" in script and "\"Extra=\"gear\";status=$1;exit=$2;saved=$3" in script
 
 
-def test_user_settings_reach_the_sbatch_lines(gear_env):
+def test_user_settings_reach_the_sbatch_lines_but_never_the_phone_number(gear_env):
     notify.save_settings(_storage(), notify.Settings(email="alice@lab.example.org", sms="+15551234567",
                                                      events=("begin", "end", "fail")))
-    assert _sbatch_lines(_script()) == ["#SBATCH --mail-type=BEGIN,END,FAIL",
-                                        "#SBATCH --mail-user=alice@lab.example.org",
-                                        "#SBATCH --extra=gear;sms=+15551234567"]
-    assert "'gear;sms=+15551234567'\";status=$1" in _script()
+    script = _script()
+    assert _sbatch_lines(script) == ["#SBATCH --mail-type=BEGIN,END,FAIL",
+                                     "#SBATCH --mail-user=alice@lab.example.org"]
+    # Job records are shown to others where PrivateData=jobs is not set: no number travels in one.
+    assert "15551234567" not in script
 
 
 def _set_mail(site_dir: Path, **changes) -> None:
@@ -148,12 +185,6 @@ def test_a_site_with_mail_off_submits_without_mail(gear_env):
     assert _sbatch_lines(script) == []
     assert "report() { :; }" in script and "scontrol" not in script
     subprocess.run(["bash", "-n", "-c", script], check=True)
-
-
-def test_no_sms_number_travels_where_the_site_has_no_gateway(gear_env):
-    _set_mail(gear_env["site"], sms_email=None)
-    notify.save_settings(_storage(), notify.Settings(sms="+15551234567"))
-    assert not any("extra" in line for line in _sbatch_lines(_script()))
 
 
 def test_a_site_can_keep_gear_out_of_the_extra_field(gear_env):
@@ -307,15 +338,42 @@ def smtp(gear_env):
     controller = aiosmtpd.Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     _set_mail(gear_env["site"], smtp_host="127.0.0.1", smtp_port=port, log_file=str(gear_env["tmp"] / "mail.log"),
-              timeout=3)
+              timeout=3, state_dir=str(gear_env["tmp"] / "mailprog-state"))
+    _gear_proof(gear_env)   # alice really submitted mnist/3 (the execution most tests mail about)
     yield inbox
     controller.stop()
 
 
+TOKEN = "0123456789abcdef"
+
+
+def _uid(user: str) -> int:
+    """The uid the tests give `user` (the host's, where the user exists)."""
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return {"alice": 1001, "mallory": 1066}[user]
+
+
+def _gear_proof(gear_env, user="alice", container="mnist", number=3, token=TOKEN, settings=None) -> Path:
+    """What `gear run` leaves for gear-mailprog in the owner's notify/: the token (and settings)."""
+    root = gear_env["storage"] / "users" / user
+    notify_dir = root / "notify"
+    path = notify_dir / "executions" / container / str(number)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(token + "\n")
+    if settings is not None:
+        (notify_dir / "settings.json").write_text(json.dumps(settings))
+    for entry in [root, *root.rglob("*")]:
+        os.chown(entry, _uid(user), -1)
+    return path
+
+
 def _slurm_env(job_id="1234", name="gear-mnist-3", state="COMPLETED", mail_type="Ended", exit_code="0",
-               comment="gear:mnist/3:0123456789abcdef", extra="gear;status=completed;exit=0;saved=true;size=4096"):
+               comment="gear:mnist/3:" + TOKEN, extra="gear;status=completed;exit=0;saved=true;size=4096",
+               user="alice"):
     """What Slurm 24.11's slurmctld gave MailProg on the local cluster (no PATH, no HOME)."""
-    env = {"SLURM_JOB_ID": job_id, "SLURM_JOBID": job_id, "SLURM_JOB_USER": "alice", "SLURM_JOB_UID": "1001",
+    env = {"SLURM_JOB_ID": job_id, "SLURM_JOBID": job_id, "SLURM_JOB_USER": user, "SLURM_JOB_UID": str(_uid(user)),
            "SLURM_JOB_NAME": name, "SLURM_JOB_STATE": state, "SLURM_JOB_MAIL_TYPE": mail_type,
            "SLURM_JOB_PARTITION": "gpu", "SLURM_CLUSTER_NAME": "gear-dev",
            "SLURM_JOB_WORK_DIR": "/srv/gear/users/alice/containers/mnist/3", "LC_CTYPE": "C.UTF-8"}
@@ -331,7 +389,8 @@ def _slurm_env(job_id="1234", name="gear-mnist-3", state="COMPLETED", mail_type=
 
 def _mailprog(subject: str, recipient: str, env: dict[str, str], foreground: bool = True,
               timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    full = {**env, "GEAR_SITE_CONFIG": os.environ["GEAR_SITE_CONFIG"], "PYTHONPATH": str(REPO)}
+    full = {**env, "GEAR_SITE_CONFIG": os.environ["GEAR_SITE_CONFIG"], "PYTHONPATH": str(REPO),
+            "GEAR_STORAGE_ROOT": os.environ["GEAR_STORAGE_ROOT"]}
     if foreground:
         full["GEAR_MAILPROG_FOREGROUND"] = "1"
     return subprocess.run([sys.executable, "-m", "gear_hpc.mailprog", "-s", subject, recipient],
@@ -364,8 +423,9 @@ def test_completed_execution_gets_a_useful_email(smtp, gear_env):
 
 
 def test_failed_execution_with_sms_by_email_gateway(smtp, gear_env):
+    _gear_proof(gear_env, settings={"sms": "+15551234567"})
     env = _slurm_env(state="FAILED", mail_type="Failed", exit_code="3",
-                     extra="gear;sms=+15551234567;status=failed;exit=3;saved=true;size=10")
+                     extra="gear;status=failed;exit=3;saved=true;size=10")
     assert _mailprog(FAILED, "alice@example.org", env).returncode == 0
     messages = smtp.wait(2)
     assert len(messages) == 2
@@ -386,7 +446,8 @@ def test_no_sms_for_a_user_who_did_not_opt_in(smtp, gear_env):
 
 
 def test_no_sms_when_the_execution_begins(smtp, gear_env):
-    env = _slurm_env(state="RUNNING", mail_type="Began", extra="gear;sms=+15551234567")
+    _gear_proof(gear_env, settings={"sms": "+15551234567", "on": ["begin", "end", "fail"]})
+    env = _slurm_env(state="RUNNING", mail_type="Began", extra="gear")
     _mailprog("Slurm Job_id=1234 Name=gear-mnist-3 Began, Queued time 00:00:01", "alice@example.org", env)
     time.sleep(0.5)
     [(to, msg)] = smtp.wait(1)
@@ -410,7 +471,8 @@ def test_sms_through_an_http_gateway(smtp, gear_env):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         _set_mail(gear_env["site"], sms_email=None, sms_http=f"http://127.0.0.1:{server.server_port}/sms")
-        env = _slurm_env(extra="gear;sms=+15551234567;status=completed;exit=0;saved=true;size=1")
+        _gear_proof(gear_env, settings={"sms": "+15551234567"})
+        env = _slurm_env(extra="gear;status=completed;exit=0;saved=true;size=1")
         assert _mailprog(ENDED, "alice@example.org", env).returncode == 0
     finally:
         server.shutdown()
@@ -519,6 +581,120 @@ def test_a_broken_site_configuration_still_exits_0(gear_env):
     (gear_env["site"] / "site.yaml").write_text("mail: [not, a, mapping]\n")
     result = _mailprog(ENDED, "alice@example.org", _slurm_env())
     assert result.returncode == 0 and "mail: expected a mapping" in result.stderr
+
+
+# --- a hostile neighbour: mallory's jobs must not make gear-mailprog speak for gear ---
+
+FORGED_WORKDIR = "/home/mallory/ACTION REQUIRED: log in at https://evil.example.com/reset"
+
+
+def _forged_env(**changes) -> dict[str, str]:
+    """mallory's own job dressed as victim alice's execution: name, comment, Extra and work dir are hers to set."""
+    env = _slurm_env(user="mallory", state="COMPLETED", extra="gear;sms=+15550001111;status=failed;exit=3;saved=false;size=123")
+    env["SLURM_JOB_WORK_DIR"] = FORGED_WORKDIR
+    env.update(changes)
+    return env
+
+
+def _assert_plain(msg, subject: str) -> None:
+    assert msg["Subject"] == subject and msg.get_content().strip() == ""
+    assert "X-Gear-Execution" not in msg
+
+
+def test_a_job_claiming_another_users_execution_gets_slurms_message(smtp, gear_env):
+    """The audit's forged mail: mallory's job names alice's real mnist/3 and its token (seen in squeue)."""
+    assert _mailprog(ENDED, "alice@example.org", _forged_env()).returncode == 0
+    [(to, msg)] = smtp.wait(1)
+    assert to == ["alice@example.org"]
+    _assert_plain(msg, ENDED)
+    assert "evil.example.com" not in msg.as_string() and "15550001111" not in msg.as_string()
+    assert "not gear's mail: mallory has no execution mnist/3" in _log(gear_env)
+
+
+def test_a_claim_without_the_owners_token_gets_slurms_message(smtp, gear_env):
+    """alice's own job (or anyone's with her uid) must carry the token her gear run left."""
+    _mailprog(ENDED, "alice@example.org", _slurm_env(comment="gear:mnist/3:ffffffffffffffff"))
+    [(_, msg)] = smtp.wait(1)
+    _assert_plain(msg, ENDED)
+    assert "the job's token is not alice's" in _log(gear_env)
+
+
+def test_a_proof_planted_as_a_symlink_is_not_followed(smtp, gear_env):
+    """mallory's own notify/ pointing at a file SlurmUser can read must not be read through."""
+    secret = gear_env["tmp"] / "slurm-secret"
+    secret.write_text(TOKEN + "\n")
+    proof = _gear_proof(gear_env, user="mallory")
+    proof.unlink()
+    proof.symlink_to(secret)
+    _mailprog(ENDED, "mallory@example.org", _slurm_env(user="mallory"))
+    [(_, msg)] = smtp.wait(1)
+    _assert_plain(msg, ENDED)
+    assert "not gear's mail: mallory has no execution mnist/3" in _log(gear_env)
+
+
+def test_gears_mail_goes_only_to_the_owners_own_address(smtp, gear_env):
+    """mallory's real execution, with --mail-user=alice: alice gets Slurm's message, not gear's."""
+    _gear_proof(gear_env, user="mallory")
+    _mailprog(ENDED, "alice@example.org", _slurm_env(user="mallory"))
+    [(to, msg)] = smtp.wait(1)
+    assert to == ["alice@example.org"]
+    _assert_plain(msg, ENDED)
+    assert "alice@example.org is not mallory's address" in _log(gear_env)
+
+
+def test_the_sms_goes_only_to_the_owners_registered_number(smtp, gear_env):
+    """A number in the job's Extra is ignored; the owner's settings decide."""
+    env = _slurm_env(state="FAILED", mail_type="Failed", exit_code="3",
+                     extra="gear;sms=+15550001111;status=failed;exit=3;saved=true;size=10")
+    _mailprog(FAILED, "alice@example.org", env)
+    time.sleep(0.5)
+    assert [to for to, _ in smtp.wait(1)] == [["alice@example.org"]]
+    assert "15550001111" not in _log(gear_env)
+
+
+def test_texts_are_capped_per_user_per_day(smtp, gear_env):
+    _set_mail(gear_env["site"], sms_daily_limit=2)
+    _gear_proof(gear_env, settings={"sms": "+15551234567"})
+    for _ in range(3):
+        _mailprog(FAILED, "alice@example.org", _slurm_env(state="FAILED", mail_type="Failed", exit_code="3"))
+    messages = smtp.wait(5)
+    time.sleep(0.3)
+    assert sum(1 for to, _ in smtp.messages if to == ["+15551234567@sms.example.org"]) == 2
+    assert len(smtp.messages) == 5
+    assert "alice has had 2 texts today, the site's limit" in _log(gear_env)
+
+
+def test_the_work_dir_of_the_job_never_reaches_the_mail(smtp, gear_env):
+    """Even for a proven execution the directory is computed, not taken from the job."""
+    env = _slurm_env()
+    env["SLURM_JOB_WORK_DIR"] = FORGED_WORKDIR
+    _mailprog(ENDED, "alice@example.org", env)
+    [(_, msg)] = smtp.wait(1)
+    body = msg.get_content()
+    assert "evil.example.com" not in body
+    assert f"directory     {gear_env['storage']}/users/alice/containers/mnist/3/home" in body
+
+
+@pytest.mark.parametrize("extra", ["gear;status=completed;exit=0;saved=true;size=\u00b2",
+                                   "gear;status=completed;exit=\u00b3;saved=true;size=12",
+                                   "gear;status=pwned;exit=0", "gear;status=completed;exit=99999999"])
+def test_outcome_values_are_checked_before_they_are_printed(smtp, gear_env, extra):
+    """`size=²` once crashed gear-mailprog (str.isdigit, then int) and the mail was lost."""
+    assert _mailprog(ENDED, "alice@example.org", _slurm_env(extra=extra)).returncode == 0
+    [(_, msg)] = smtp.wait(1)
+    assert msg["X-Gear-Execution"] == "mnist/3"
+    assert "pwned" not in msg["Subject"] and "\u00b2" not in msg.as_string() and "99999999" not in msg["Subject"]
+    assert "error:" not in _log(gear_env)
+
+
+def test_the_mail_log_is_private(smtp, gear_env):
+    log = gear_env["tmp"] / "mail.log"
+    _mailprog(ENDED, "alice@example.org", _slurm_env())
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    # One left world-readable (by an older gear) is closed on the next write.
+    log.chmod(0o644)
+    _mailprog(ENDED, "alice@example.org", _slurm_env())
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
 
 
 def test_older_slurm_without_comment_in_the_environment_asks_scontrol(smtp, gear_env, tmp_path):

@@ -403,7 +403,28 @@ write_config() {
     || echo 'root default capabilities = no' >>"$ROOT/etc/apptainer/apptainer.conf"
 
   mkdir -p "$ROOT/etc/slurm"
-  cat >"$ROOT/etc/slurm/slurm.conf" <<EOF
+  slurm_conf "$node" "$mailprog" >"$ROOT/etc/slurm/slurm.conf"
+  cat >"$ROOT/etc/slurm/gres.conf" <<EOF
+AutoDetect=off
+NodeName=$node Name=gpu Type=devgpu File=/run/gear-gpu/nvidia[0-3]
+EOF
+  echo 'CgroupPlugin=disabled' >"$ROOT/etc/slurm/cgroup.conf"
+  mailprog_dirs
+  fresh_state
+}
+
+# gear-mailprog's own places, SlurmUser's alone (docs/admin.md): the log names
+# users' addresses and numbers; the state directory keeps the SMS counts.
+mailprog_dirs() {
+  install -d -m 0700 "$ROOT/var/log/gear" "$ROOT/var/spool/gear-mailprog"
+  chroot "$ROOT" chown slurm:slurm /var/log/gear /var/spool/gear-mailprog
+  chmod 0700 "$ROOT/var/log/gear"
+  if [[ -e $ROOT/var/log/gear/mail.log ]]; then chmod 0600 "$ROOT/var/log/gear/mail.log"; fi
+}
+
+slurm_conf() {  # slurm_conf NODE MAILPROG: the text of slurm.conf (FirstJobId is added by fresh_state)
+  local node=$1 mailprog=$2
+  cat <<EOF
 # Written by devcluster.sh on every bring-up; edits are lost.
 ClusterName=gear-dev
 SlurmctldHost=$node
@@ -432,6 +453,8 @@ ReturnToService=2
 KillWait=10
 MinJobAge=300
 MailProg=$mailprog
+# Users do not see each other's jobs (names, comments, Extra, mail addresses): docs/admin.md.
+PrivateData=jobs
 GresTypes=gpu
 # Advertise more CPUs and memory than this VM has.
 SlurmdParameters=config_overrides
@@ -439,19 +462,13 @@ NodeName=$node CPUs=8 RealMemory=16000 Gres=gpu:devgpu:4 State=UNKNOWN
 PartitionName=cpu Nodes=$node Default=YES MaxTime=1-00:00:00 State=UP
 PartitionName=gpu Nodes=$node MaxTime=1-00:00:00 State=UP
 EOF
-  cat >"$ROOT/etc/slurm/gres.conf" <<EOF
-AutoDetect=off
-NodeName=$node Name=gpu Type=devgpu File=/run/gear-gpu/nvidia[0-3]
-EOF
-  echo 'CgroupPlugin=disabled' >"$ROOT/etc/slurm/cgroup.conf"
+}
 
+fresh_state() {
   # Fresh Slurm state every time ("CLUSTER ID MISMATCH" otherwise).
   rm -rf "$ROOT/var/lib/slurm/slurmctld" "$ROOT/var/lib/slurm/slurmd"
   mkdir -p "$ROOT/var/lib/slurm/slurmctld" "$ROOT/var/lib/slurm/slurmd"
   chroot "$ROOT" chown slurm:slurm /var/lib/slurm/slurmctld
-  # gear-mailprog runs as SlurmUser and logs to mail.log_file of site.yaml.
-  install -d -m 0755 "$ROOT/var/log/gear"
-  chroot "$ROOT" chown slurm:slurm /var/log/gear
   # The state is wiped, but job ids must not start at 1 again: gear's ledger (on
   # /srv/gear, which survives) would mistake a new job for an old one. Continue
   # after the highest id this state dir has seen (remembered here, read from the log).
@@ -585,6 +602,9 @@ cmd_up() {
     # In a subshell: a failed image build must not stop the cluster (only `gear jupyter` needs it).
     (ensure_jupyter_image) || say "warning: the jupyter image was not built; gear jupyter will not work"
     install_gear
+    mailprog_dirs
+    storage_layout
+    update_config
     start_mailcatcher
     say "already up and healthy (holder pid $(holder_pid)): only re-synced gear and site-config"
     say "devcluster up in $((SECONDS - t0)) s"
@@ -600,9 +620,7 @@ cmd_up() {
   install_gear      # before the config: MailProg points at gear-mailprog when it exists
   node=$(hostname -s)
   write_config "$node"
-  # Storage root shared with the host; users create their own dirs under users/.
-  mkdir -p /srv/gear/users
-  chmod 1777 /srv/gear/users
+  storage_layout
   # The namespace shares the host's network: a Slurm already listening here
   # would answer our sinfo and make our slurmctld die ("Address already in use").
   local port
@@ -620,6 +638,30 @@ cmd_up() {
   say "started munged, slurmctld, slurmd (holder pid $pid); node $node idle; partitions cpu, gpu"
   start_mailcatcher
   say "devcluster up in $((SECONDS - t0)) s"
+}
+
+# The storage root shared with the host, laid out as docs/admin.md asks of a site:
+# users/ is root's (no user can create another's directory: no squatting), and each
+# user's directory is made by ensure_user.
+storage_layout() {
+  install -d -o root -g root -m 0755 /srv/gear /srv/gear/users
+  chown root:root /srv/gear/users
+  chmod 0755 /srv/gear/users
+}
+
+# A running cluster whose slurm.conf is out of date (an older devcluster.sh wrote
+# it) takes the new one with `scontrol reconfigure`: no restart, no lost jobs.
+update_config() {
+  local node current wanted mailprog=/bin/true
+  [[ -x $ROOT/usr/local/bin/gear-mailprog ]] && mailprog=/usr/local/bin/gear-mailprog
+  node=$(awk -F= '/^SlurmctldHost=/ {print $2}' "$ROOT/etc/slurm/slurm.conf")
+  current=$(grep -v '^FirstJobId=' "$ROOT/etc/slurm/slurm.conf")
+  wanted=$(slurm_conf "$node" "$mailprog")
+  [[ $current == "$wanted" ]] && return 0
+  { printf '%s\n' "$wanted"; grep '^FirstJobId=' "$ROOT/etc/slurm/slurm.conf"; } >"$ROOT/etc/slurm/slurm.conf.new"
+  mv "$ROOT/etc/slurm/slurm.conf.new" "$ROOT/etc/slurm/slurm.conf"
+  if in_ns scontrol reconfigure; then say "slurm.conf changed: reconfigured"
+  else say "warning: slurm.conf changed but scontrol reconfigure failed: run 'devcluster.sh down' then 'up'"; fi
 }
 
 cmd_down() {
@@ -673,8 +715,18 @@ ensure_user() {  # same user, uid and gid on the host and in the root; storage d
   elif [[ $(cut -d: -f3,4 <<<"$inside") != "$uid:$gid" ]]; then
     die "user $name has uid:gid $(cut -d: -f3,4 <<<"$inside") in the root but $uid:$gid on the host"
   fi
-  if [[ ! -d /srv/gear/users/$name ]]; then
-    install -d -o "$uid" -g "$gid" -m 0700 "/srv/gear/users/$name"
+  # The user's storage, as an admin makes it (docs/admin.md): theirs, setgid with
+  # SlurmUser's group so that gear-mailprog can reach notify/ and nothing else.
+  # A directory of an older layout (0700, the user's group) is brought up to date.
+  local slurm_gid; slurm_gid=$(chroot "$ROOT" getent group slurm | cut -d: -f3)
+  local dir=/srv/gear/users/$name
+  if [[ -L $dir || ( -e $dir && $(stat -c %u "$dir") != "$uid" ) ]]; then
+    die "$dir exists but is not $name's directory; remove it (it may have been planted by another user)"
+  fi
+  if [[ ! -d $dir ]]; then
+    install -d -o "$uid" -g "$slurm_gid" -m 2710 "$dir"
+  elif [[ $(stat -c %g:%a "$dir") != "$slurm_gid:2710" ]]; then
+    chgrp "$slurm_gid" "$dir" && chmod 2710 "$dir"
   fi
 }
 

@@ -44,11 +44,11 @@ def _log_lines(job_id: str) -> list[str]:
 
 @pytest.fixture
 def keep_settings():
-    """Put back the users' notify.json as it was: tests change their settings."""
+    """Put back the users' notification settings as they were: tests change them."""
     saved = {}
 
     def remember(user) -> None:
-        path = user.storage / "notify.json"
+        path = user.storage / "notify" / "settings.json"
         saved[path] = (path.read_bytes(), path.stat()) if path.exists() else None
     yield remember
     for path, before in saved.items():
