@@ -144,23 +144,6 @@ def test_stop_terminates_and_keeps_the_working_directory(alice, container):
     assert "already ended" in again.stdout
 
 
-def test_a_job_slurm_forgot_is_lost_not_completed(alice, container):
-    """Fault injection: squeue that knows no job (a vanished job)."""
-    code = alice.make_dir({"x": ""})
-    shims = alice.make_dir({"squeue": "#!/bin/sh\nexit 0\n"})
-    (shims / "squeue").chmod(0o755)
-    result = alice.gear("run", "-c", container, "--code", str(code), "--", "sleep", "600", check=True)
-    execution = result.stdout.strip().splitlines()[-1]
-    job_id = alice.gear_json("show", execution)["slurm_job_id"]
-    try:
-        record = json.loads(alice.gear("status", execution, "--json", check=True,
-                                       env={"GEAR_SLURM_BIN": str(shims)}).stdout)
-        assert record["status"] == "lost"
-        assert f"no longer knows job {job_id}" in record["note"]
-    finally:
-        alice.run("scancel", job_id)
-
-
 def test_two_runs_at_once_get_two_numbers(alice, container):
     code = alice.make_dir({"x": ""})
     command = ["bash", str(Path(__file__).parents[2] / "gear_hpc" / "devcluster" / "devcluster.sh"),
