@@ -93,6 +93,12 @@ def parse(text: str) -> BindingSpec:
             if not _USER.match(first):
                 raise _bad(text, f"{first!r} is not a user name")
             owner, source = first, rest
+            other, slash2, number_text = rest.partition("/")
+            if slash2:
+                # USER/C/N: an execution of another user's container.
+                raise _bad(text, f"{first}/{rest} names an execution of user {first}'s container {other!r}; "
+                                 "binding other users' containers or datasets needs sharing, which is not "
+                                 "available yet (bind your own: CONTAINER/N or DATASET[@V])")
         name, at, version_text = source.partition("@")
         version = None
         if at:

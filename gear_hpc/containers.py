@@ -15,6 +15,17 @@ removes them.
     containers/.trash-C-<token>/      3. rename (atomic, same directory)
     (nothing)                         4. removed, never following a symlink
 
+On a full disk step 2 cannot write SQLite's journal, so the order turns
+around: the rollback of 1-2 leaves C whole, then (under the write lock again)
+
+    containers/.trash-* of earlier deletes removed     (garbage: no row names it)
+    containers/.trash-C-<token>/      3'. rename, then removed: the room for step 4'
+    ledger: rows of C deleted         4'. COMMIT
+
+and a crash between 3' and 4' is the one point where rows name files that
+are gone: `gear show` says the working directory is missing, and `gear
+delete C` again deletes the rows.
+
 A crash before 2 leaves C whole (SQLite rolls the transaction back; a stale
 marker means nothing while C has rows). A crash between 2 and 3 leaves
 `containers/C` with its marker and no rows; one after 3 leaves a trash
@@ -31,6 +42,7 @@ file system (a mount point is refused before anything changes).
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import signal
@@ -282,9 +294,13 @@ def delete(ledger: Ledger, storage: UserStorage, plan: DeletePlan) -> DeleteResu
         except BaseException as exc:
             if not committed:
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                    _rollback(conn)
                 if marker:
                     _remove_marker(cfd, name)
+                if plan.in_ledger and _disk_full(exc):
+                    # The ledger cannot write its journal, so the rows cannot go
+                    # first: the files go first, to make the room (see the table).
+                    return _delete_files_first(ledger, storage, cfd, plan, trash)
                 if isinstance(exc, (OSError, sqlite3.Error)):
                     raise GearError(f"could not delete {name} ({exc}); nothing was deleted") from None
                 raise
@@ -311,6 +327,57 @@ def delete(ledger: Ledger, storage: UserStorage, plan: DeletePlan) -> DeleteResu
         raise GearError(f"{name} was deleted from your ledger, but some files could not be removed "
                         f"({'; '.join(failures)}); they are in {where} and the next `gear delete` tries again")
     return DeleteResult(plan, removed, freed, link_not_followed=link)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)
+
+
+def _rollback(conn: Any) -> None:
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass   # SQLite rolled back on its own (a full disk); nothing was committed either way
+
+
+def _delete_files_first(ledger: Ledger, storage: UserStorage, cfd: int, plan: DeletePlan, trash: str) -> DeleteResult:
+    """The delete on a full disk: garbage, then the container's files, then its rows.
+
+    Deleting rows needs room for SQLite's rollback journal, which a full disk
+    does not have. Garbage of earlier deletes goes first (no row names it);
+    then, under the write lock, `containers/C` is moved aside and removed,
+    and only then are the rows deleted. A crash between the two leaves rows
+    that name files that are gone: `gear delete C` again removes them.
+    """
+    name = plan.container
+    conn = ledger.conn
+    removed, freed = [], 0
+    for entry in _list_fd(cfd):
+        if entry.startswith(TRASH_PREFIX):
+            freed += _remove_entry(cfd, entry)
+            removed.append(str(storage.root / "containers" / entry))
+    moved = None
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        _recheck(ledger, cfd, plan)
+        moved = _move_aside(cfd, name, trash) if plan.identity[0] == "dir" else None
+        if moved is not None:
+            freed += _remove_entry(cfd, moved)
+            removed.append(plan.path)
+        conn.execute("DELETE FROM executions WHERE container = ?", (name,))
+        conn.execute("DELETE FROM containers WHERE name = ?", (name,))
+        _commit(conn)
+    except BaseException as exc:
+        if conn.in_transaction:
+            _rollback(conn)
+        if moved is None or not isinstance(exc, (OSError, sqlite3.Error)):
+            raise
+        raise GearError(f"your gear storage is full: the files of {name} were removed, but its ledger rows could "
+                        f"not be (still no space: {exc}); free space (`gear data rm NAME@V`) and run "
+                        f"`gear delete {name}` again") from None
+    return DeleteResult(plan, removed, freed)
 
 
 def _recheck(ledger: Ledger, cfd: int, plan: DeletePlan) -> None:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import staging
+from . import paths, staging
 from .errors import GearError, NotFound, UsageError
 from .ledger import Execution, Ledger
 from .names import check_name, check_text
@@ -79,6 +80,10 @@ def _close_version(ledger: Ledger, storage: UserStorage, name: str, staged: Path
     is left to do; else a walk does it all.
     """
     size, files = totals if totals is not None else _count(staged)
+    if not read_only_below:
+        # Before taking the ledger's write lock: a walk of a big tree would
+        # hold it longer than another command waits (ledger_rows.BUSY_TIMEOUT_MS).
+        make_read_only(staged)
     versions = storage.dataset_dir(name) / "versions"
     versions.mkdir(mode=0o700, parents=True, exist_ok=True)
 
@@ -90,10 +95,7 @@ def _close_version(ledger: Ledger, storage: UserStorage, name: str, staged: Path
         # (its ".." changes); a tree copied from a read-only source has none.
         os.chmod(staged, 0o700)
         os.rename(staged, target)
-        if read_only_below:
-            os.chmod(target, 0o500)
-        else:
-            make_read_only(target)
+        os.chmod(target, 0o500)
 
     return ledger.add_version(name, place, size, files, source)
 
@@ -156,22 +158,37 @@ def from_output(ledger: Ledger, storage: UserStorage, execution: Execution, data
     check_name(name, "dataset name")
     if execution.is_open:
         raise GearError(f"{execution.id} is still {execution.status}; a dataset can only be made from a closed execution")
+    if subpath is not None:
+        check_text(subpath, "--from")
     home = Path(execution.workdir)
-    source = staging.subpath(home, subpath)
-    if source.is_symlink() or not source.is_dir():
+    source, info = paths.inside(home, subpath, f"the working directory of {execution.id}")
+    if not stat.S_ISDIR(info.st_mode):
         raise UsageError(f"{execution.id}:{subpath or '/'} is not a directory of the saved working directory")
-    if not ledger.dataset_exists(name):
+    new_dataset = not ledger.dataset_exists(name)
+    if new_dataset:
         create(ledger, storage, name)
     staged = storage.dataset_dir(name) / "incoming" / f"from-{execution.container}-{execution.number}-{secrets.token_hex(4)}"
-    staged.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
+        staged.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         staging.clone_tree(source, staged)
         version = _close_version(ledger, storage, name, staged,
                                  source=f"from-output: {execution.id}" + (f":{subpath}" if subpath else ""))
     except BaseException:
-        remove_tree(staged)
+        _quietly(remove_tree, staged)
+        if new_dataset:
+            # Made for this version only: a failed copy leaves no empty dataset behind.
+            _quietly(ledger.delete_dataset, name)
+            _quietly(remove_tree, storage.dataset_dir(name))
         raise
     return name, version
+
+
+def _quietly(action: Callable[..., Any], *args: Any) -> None:
+    """Undo what a failed command made, never hiding the error that made it fail."""
+    try:
+        action(*args)
+    except Exception:
+        pass
 
 
 def open_bindings(ledger: Ledger, name: str, version: int | None) -> list[str]:

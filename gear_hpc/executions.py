@@ -23,7 +23,7 @@ from .ledger import Execution, Ledger, utc_now
 from .names import check_name, check_text
 from .site import ComputeType, Image, Site
 from .reconcile import discard, get, log_path, refresh  # noqa: F401  (get, log_path: used through this module too)
-from .storage import UserStorage
+from .storage import UserStorage, remove_tree
 
 KILL_AFTER_SECONDS = 20
 
@@ -105,16 +105,31 @@ def submit(site: Site, storage: UserStorage, request: RunRequest,
         if parent is not None and request.home_layer and any(b.target == binding_specs.HOME for b in resolved):
             raise UsageError("a continued execution already starts from its parent's working directory; "
                              "use --no-home to copy another one into /hyperai/home")
+        made: list[Path] = []   # what make_dir created, removed if the row is not recorded
+
         def make_dir(number: int) -> Path:
-            storage.container_dir(container).mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not storage.container_dir(container).is_dir():
+                storage.container_dir(container).mkdir(mode=0o700, parents=True)
+                made.append(storage.container_dir(container))
             storage.execution_dir(container, number).mkdir(mode=0o700)
+            made.append(storage.execution_dir(container, number))
             return storage.execution_dir(container, number) / "home"
 
-        number = ledger.allocate_execution(
-            container, make_dir, mode=request.mode, status="submitting", compute_type=compute_type.name,
-            image=image.name, command=request.command, params=request.params,
-            bindings=[b.to_json() for b in resolved], message=request.message, token=token,
-            parent=parent.id if parent else None)
+        try:
+            number = ledger.allocate_execution(
+                container, make_dir, mode=request.mode, status="submitting", compute_type=compute_type.name,
+                image=image.name, command=request.command, params=request.params,
+                bindings=[b.to_json() for b in resolved], message=request.message, token=token,
+                parent=parent.id if parent else None)
+        except BaseException:
+            # No row (the transaction rolled back): no directory either, or the
+            # next run would skip its number and nothing could delete it.
+            for path in reversed(made):
+                try:
+                    remove_tree(path)
+                except OSError:
+                    pass
+            raise
         exec_dir = storage.execution_dir(container, number)
         try:
             home_layer = parent if parent is not None and request.home_layer else None
@@ -125,15 +140,28 @@ def submit(site: Site, storage: UserStorage, request: RunRequest,
         except slurm.SubmitTimeout:
             job_id = _find_job_by_token(token)
             if job_id is None:
-                discard(ledger, exec_dir, container, number)
+                _discard(ledger, exec_dir, container, number)
                 raise
         except BaseException:
-            discard(ledger, exec_dir, container, number)
+            _discard(ledger, exec_dir, container, number)
             raise
         ledger.update_execution(container, number, status="queued", slurm_job_id=job_id, submitted_at=utc_now())
         execution = ledger.get_execution(container, number)
     assert execution is not None
     return execution
+
+
+def _discard(ledger: Ledger, exec_dir: Path, container: str, number: int) -> None:
+    """reconcile.discard, never hiding the error under way (a full disk can fail both)."""
+    try:
+        discard(ledger, exec_dir, container, number)
+    except Exception:
+        pass  # a "submitting" row left behind is discarded by the next refresh once expired
+    try:
+        # exec_dir is <root>/users/<user>/containers/<container>/<n>
+        notify.forget_execution(UserStorage(exec_dir.parents[4], exec_dir.parents[2].name), container, number)
+    except Exception:
+        pass
 
 
 def _notice_collisions(code: Path, bindings: list[Binding], notice: Callable[[str], None],

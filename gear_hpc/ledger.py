@@ -13,6 +13,7 @@ migrations applied with sqlite-utils, imported only when the schema is behind.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,7 +22,8 @@ from typing import Any, Callable, Iterator
 
 # The read side (queries, constants) lives in ledger_rows, which the fast
 # path of `gear ls`/`gear status` imports without this module's dataclass.
-from . import ledger_rows
+from . import errors, ledger_rows
+from .errors import GearError
 from .ledger_rows import BUSY_TIMEOUT_MS, CLOSED_STATUSES, OPEN_STATUSES  # noqa: F401  (importable from here)
 
 
@@ -226,11 +228,27 @@ class Ledger(DatasetLedger):
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self.conn.execute("PRAGMA foreign_keys = ON")
-        self._migrate()
+        errors.ledger_in_use = str(self.path)  # named by errors.describe (SQLite's errors do not say)
+        if not os.path.lexists(self.path):
+            _create_empty(self.path)
+        # mode=rw: SQLite never creates the file here, so a ledger of 0 bytes
+        # was made so by something else (truncated), never by a command starting.
+        uri = "file:" + str(self.path).replace("%", "%25").replace("?", "%3f").replace("#", "%23") + "?mode=rw"
+        self.conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        try:
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            if os.path.getsize(self.path) == 0:
+                # SQLite would take it for a new database, and every container and
+                # dataset would vanish from the listings while their files stay.
+                raise GearError(f"the ledger {self.path} is empty (0 bytes): it was truncated or replaced. gear "
+                                "will not start a new ledger over it; restore it from a backup, or remove it "
+                                f"(rm {self.path}) to start with an empty ledger")
+            self._migrate()
+        except BaseException:
+            self.conn.close()
+            raise
 
     def __enter__(self) -> "Ledger":
         return self
@@ -332,6 +350,35 @@ class Ledger(DatasetLedger):
         return self.executions(statuses=OPEN_STATUSES)
 
 
+def _create_empty(path: Path) -> None:
+    """A new ledger: an SQLite file written aside, then linked into place whole.
+
+    Two first commands at once both try; the one whose link comes second
+    uses the first's file.
+    """
+    import secrets
+
+    temporary = path.with_name(f".{path.name}.new-{secrets.token_hex(4)}")
+    try:
+        conn = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            conn.execute("PRAGMA user_version = 0")   # writes the header: a valid, empty database
+        finally:
+            conn.close()
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        except OSError:   # a file system without hard links
+            if not os.path.lexists(path):
+                os.rename(temporary, path)
+    finally:
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+
+
 class _Transaction:
     """BEGIN IMMEDIATE … COMMIT, rolled back on any exception (a crash leaves nothing half-written)."""
 
@@ -344,9 +391,23 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         if exc_type is None:
-            self.conn.execute("COMMIT")
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
         else:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
+
+    def _rollback(self) -> None:
+        # SQLite rolls back on its own after some errors (a full disk, an I/O
+        # error): ROLLBACK then fails with "no transaction is active", and
+        # that would replace the error that explains what happened.
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the error under way says more; SQLite undoes it on the next open
 
 
 def iter_closed(executions: list[Execution]) -> Iterator[Execution]:

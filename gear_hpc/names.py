@@ -46,4 +46,8 @@ def check_text(value: str, what: str) -> str:
     found = _CONTROL.search(value)
     if found:
         raise UsageError(f"{what} contains a control character ({found.group()!r}); it is not allowed")
+    try:
+        value.encode("utf-8")  # bytes that are not UTF-8 arrive as surrogates, which no file or ledger takes
+    except UnicodeEncodeError:
+        raise UsageError(f"{what} is not valid UTF-8 text ({ascii(value)}); use UTF-8") from None
     return value

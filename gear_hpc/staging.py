@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Callable, Sequence
 
 from .errors import GearError, UsageError
+from .paths import operand
 from .runner import CommandFailed, run
 
 IGNORE_FILE = ".gearignore"
@@ -22,7 +23,8 @@ _RSYNC_PARTIAL = {20: "interrupted by a signal", 23: "some files could not be co
 
 def rsync(source: str, target: str, *options: str) -> None:
     """rsync -a with the given options; a partial copy is an error, never success."""
-    argv = ["rsync", "-a", "--safe-links", *options, source, target]
+    # "--": the operands are never options, whatever a user's path looks like (`-rf`).
+    argv = ["rsync", "-a", "--safe-links", *options, "--", source, target]
     try:
         run(argv, timeout=COPY_TIMEOUT)
     except CommandFailed as exc:
@@ -142,7 +144,7 @@ def rsync_with_progress(sources: Sequence[str], target: str, on_progress: Callab
     # --no-inc-recursive gives exact totals up front but cost 2x on ext4 here.
     # --no-h: numbers as plain digits whatever the locale (it picks "," or "."
     # to group digits), so that --stats parses.
-    argv = ["rsync", "-a", "--safe-links", "--info=progress2", "--stats", "--no-h", *options, *sources, target]
+    argv = ["rsync", "-a", "--safe-links", "--info=progress2", "--stats", "--no-h", *options, "--", *sources, target]
     try:
         stream(argv, handle, timeout=COPY_TIMEOUT)
     except CommandFailed as exc:
@@ -169,6 +171,7 @@ def snapshot_code(source: Path, target: Path) -> None:
     the tree are dropped (--safe-links), never followed out of it.
     """
     target.mkdir(mode=0o700, exist_ok=True)
+    source = Path(operand(source))   # a relative `--code -x` is never an option to rsync
     if source.is_dir():
         options = []
         if (source / IGNORE_FILE).is_file():
@@ -180,26 +183,73 @@ def snapshot_code(source: Path, target: Path) -> None:
         raise UsageError(f"code path {source} does not exist")
 
 
-def subpath(base: Path, relative: str | None) -> Path:
-    """`base/relative`, refusing absolute paths and `..` that would leave `base`."""
-    if not relative:
-        return base
-    parts = PurePosixPath(relative).parts
-    if PurePosixPath(relative).is_absolute() or ".." in parts:
-        raise UsageError(f"--from {relative!r} must be a path inside the working directory, without '..'")
-    return base.joinpath(*parts)
-
-
 def download(source: Path, target: Path) -> None:
-    """Copy a saved working directory (or a file of it) to `target`."""
-    if source.is_symlink() or not source.exists():
-        raise UsageError(f"{source} does not exist in the working directory")
-    target.mkdir(parents=True, exist_ok=True)
-    # The saved working directory is read-only; the user's copy should not be.
-    if source.is_dir():
-        rsync(f"{source}/", f"{target}/", "--chmod=u+w")
-    else:
-        rsync(str(source), f"{target}/", "--chmod=u+w")
+    """Copy `source` (a file or directory of a saved working directory, from paths.inside) to `target`.
+
+    The copy lands in a temporary directory beside `target` and is moved into
+    place only once complete, so a failed download leaves nothing behind. Into
+    an existing directory, the copied entries are moved in (files replace
+    files); an entry whose kind differs (a file where a directory is) is
+    refused before anything moves.
+    """
+    import shutil
+    import tempfile
+
+    target = Path(operand(target))   # `-t -rf` is the directory ./-rf, never an option to rsync
+    if target.is_symlink() and not target.is_dir() or target.exists() and not target.is_dir():
+        raise UsageError(f"download target {target} exists and is not a directory")
+    created = _missing_ancestor(target.parent)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=".gear-download-", dir=target.parent))
+    try:
+        # The saved working directory may be read-only; the user's copy should not be.
+        if source.is_dir():
+            rsync(f"{operand(source)}/", f"{temporary}/", "--chmod=u+w")
+        else:
+            rsync(operand(source), f"{temporary}/", "--chmod=u+w")
+        if target.exists():
+            _move_into(temporary, target)
+        else:
+            os.rename(temporary, target)
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _missing_ancestor(path: Path) -> Path | None:
+    """The topmost directory of `path` that does not exist yet (what mkdir -p would create)."""
+    missing = None
+    while not path.exists() and path != path.parent:
+        missing, path = path, path.parent
+    return missing
+
+
+def _move_into(source: Path, target: Path) -> None:
+    """Move the tree `source` into the existing directory `target`: directories merge, files replace."""
+    moves: list[tuple[Path, Path]] = []
+
+    def plan(src: Path, dst: Path) -> None:
+        for entry in sorted(os.listdir(src)):
+            s, d = src / entry, dst / entry
+            if not os.path.lexists(d):
+                moves.append((s, d))
+            elif s.is_dir() and not s.is_symlink():
+                if d.is_symlink() or not d.is_dir():
+                    raise UsageError(f"cannot download {entry} into {d}: it exists and is not a directory; "
+                                     "nothing was copied")
+                plan(s, d)
+            elif d.is_dir() and not d.is_symlink():
+                raise UsageError(f"cannot download the file {entry} over the directory {d}; nothing was copied")
+            else:
+                moves.append((s, d))
+
+    plan(source, target)   # every conflict is found before anything moves
+    for s, d in moves:
+        os.replace(s, d)
 
 
 def collisions(code: Path, workdir: Path) -> list[str]:
@@ -221,7 +271,7 @@ def clone_tree(source: Path, target: Path) -> None:
     """Copy a tree with `cp --reflink=auto` (block sharing where the file system
     has it), then drop symlinks that point outside it: never followed, never kept."""
     try:
-        run(["cp", "-a", "--reflink=auto", "--no-target-directory", str(source), str(target)],
+        run(["cp", "-a", "--reflink=auto", "--no-target-directory", "--", operand(source), operand(target)],
             timeout=COPY_TIMEOUT)
     except CommandFailed as exc:
         raise GearError(f"copy from {source} to {target} failed: {exc.stderr.strip() or exc.returncode}") from None

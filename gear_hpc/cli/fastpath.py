@@ -47,7 +47,10 @@ def run(argv: list[str]) -> int | None:
         return None
     try:
         text = render(argv[0], as_json=len(argv) == 2)
-    except Exception:
+    except Exception as exc:
+        if _locked(exc):
+            # The click path would wait out the busy timeout a second time, then say the same.
+            return _report(exc)
         return None  # the click path does it again, and reports any problem its own way
     if text is None:
         return None
@@ -62,7 +65,28 @@ def run(argv: list[str]) -> int | None:
         os.dup2(devnull, 1)
         os.close(devnull)
         return 1
+    except Exception as exc:
+        return _report(exc)
     return 0
+
+
+def _locked(exc: Exception) -> bool:
+    import sqlite3
+
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
+
+def _report(exc: BaseException) -> int:
+    """One `gear: error: …` line, through the same translation as the click path (errors.one_line)."""
+    from ..errors import one_line
+    from .output import echo
+
+    message, code = one_line(exc)
+    try:
+        echo(f"gear: error: {message}", err=True)
+    except Exception:
+        pass  # stderr itself is gone: the exit code still tells
+    return code
 
 
 def user_paths(storage_root: str, user: str) -> dict[str, str]:
@@ -98,6 +122,9 @@ def _read_ledger(path: str, command: str, as_json: bool) -> str | None:
     from .. import ledger_rows as rows
 
     # A URI so that SQLite opens read-only; %, ? and # are the characters it would misread.
+    from .. import errors
+
+    errors.ledger_in_use = path  # named by a "locked" message (errors.describe)
     uri = "file:" + path.replace("%", "%25").replace("?", "%3f").replace("#", "%23") + "?mode=ro"
     conn = sqlite3.connect(uri, uri=True, timeout=rows.BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     try:

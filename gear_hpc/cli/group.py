@@ -7,12 +7,13 @@ costs more than the whole of a fast `gear ls`.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 import click
 
 from .. import __version__
-from ..errors import GearError
+from ..errors import one_line
 from . import COMMANDS
 from .output import echo
 
@@ -64,13 +65,23 @@ def run(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except GearError as exc:
-        echo(f"gear: error: {exc}", err=True)
-        return exc.exit_code
     except KeyboardInterrupt:
         echo("gear: interrupted", err=True)
         return 130
+    except Exception as exc:
+        # GearError and everything else (PermissionError, a locked or damaged
+        # ledger, a full disk…): one line naming the problem, never a traceback.
+        if os.environ.get("GEAR_TRACEBACK"):
+            raise
+        return report(exc)
     return 0
+
+
+def report(exc: BaseException) -> int:
+    """Print `exc` as one `gear: error: …` line (errors.one_line); its exit code."""
+    message, code = one_line(exc)
+    echo(f"gear: error: {message}", err=True)
+    return code
 
 
 def json_option(func: Any) -> Any:

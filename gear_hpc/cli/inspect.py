@@ -174,7 +174,7 @@ def logs(execution_id: str, follow: bool) -> None:
 @click.command()
 @click.argument("execution_id", metavar="CONTAINER/N")
 @click.option("-t", "--target", type=click.Path(path_type=Path), default=None,
-              help="Directory to copy into. Default: ./CONTAINER-N")
+              help="Directory to copy into (a name starting with '-' is a directory too). Default: ./CONTAINER-N")
 @click.option("--from", "from_path", metavar="SUBPATH", help="Only this file or directory of the working directory.")
 def download(execution_id: str, target: Path | None, from_path: str | None) -> None:
     """Copy the saved working directory of an execution out.
@@ -184,7 +184,7 @@ def download(execution_id: str, target: Path | None, from_path: str | None) -> N
       gear download mnist-train/3 -t results
       gear download mnist-train/3 --from checkpoints/best.pt
     """
-    from .. import reconcile, staging
+    from .. import paths, reconcile, staging
     from ..errors import GearError
     from ..names import parse_execution_id
 
@@ -196,7 +196,7 @@ def download(execution_id: str, target: Path | None, from_path: str | None) -> N
     home = Path(execution.workdir)
     if not home.is_dir():
         raise GearError(f"{execution.id} has no working directory at {home}")
-    source = staging.subpath(home, from_path)
+    source, _ = paths.inside(home, from_path, f"the working directory of {execution.id}")
     destination = target or Path(f"{execution.container}-{execution.number}")
     staging.download(source, destination)
     click.echo(f"gear: copied {execution.id}:{from_path or '/'} to {destination}", err=True)

@@ -19,11 +19,11 @@ from .group import json_option, load_context, open_ledger
 @click.option("--code", type=click.Path(path_type=Path), default=None,
               help="Directory (or file) to upload into /hyperai/home. Default: nothing.")
 @click.option("-m", "--message", help="A note to remember this workspace by.")
-@click.option("--idle-timeout", type=int, metavar="SECONDS",
+@click.option("--idle-timeout", type=click.IntRange(min=1), metavar="SECONDS",
               help="Shut down after this long without activity (at most the site's limit, the default).")
-@click.option("--port", type=int, help="Preferred port on the node; another is picked if it is taken.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Preferred port on the node; another is picked if it is taken.")
 @click.option("--base-url", default="/", show_default=True, help="Jupyter's base URL (for a proxy).")
-@click.option("--wait", "wait_seconds", type=float, metavar="SECONDS",
+@click.option("--wait", "wait_seconds", type=click.FloatRange(min=0), metavar="SECONDS",
               help="How long to wait for the server to answer. Default: the site's start timeout + 120 s.")
 @click.option("--url", "url_of", metavar="CONTAINER/N", help="Only print how to reach a running workspace.")
 @json_option
