@@ -1,0 +1,110 @@
+"""Hostile or broken input on the real cluster, as ordinary users.
+
+A program that writes `ln -s / rootlink` into its working directory, paths
+of other users, targets that look like options, and a user's storage at
+ENOSPC: each failure is one `gear: error: …` line, and nothing escapes or is
+left half-written.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import User
+
+WRITE_LINKS = r'''
+import os
+open("/hyperai/home/ok.py", "w").write("print(1)\n")
+os.symlink("/", "/hyperai/home/rootlink")
+'''
+
+
+@pytest.fixture(scope="module")
+def mallory() -> User:
+    return User("secmallory")
+
+
+@pytest.fixture(scope="module")
+def victim() -> User:
+    return User("secvictim")
+
+
+def one_line_error(result) -> str:
+    assert result.returncode != 0, result
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("gear: error: ")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def with_rootlink(mallory) -> str:
+    """A closed execution whose program left a link to / in its working directory."""
+    code = mallory.make_dir({"links.py": WRITE_LINKS})
+    result = mallory.gear("run", "-c", "sec-links", "--code", str(code), "-f", "--", "python3", "links.py")
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()[-1]
+
+
+def test_from_never_follows_a_link_out_of_the_working_directory(mallory, with_rootlink):
+    work = mallory.make_dir({})
+    result = mallory.gear("download", with_rootlink, "--from", "rootlink/etc/apt", "-t", "stolen", cwd=str(work))
+    assert result.returncode == 2 and "rootlink is a symbolic link" in one_line_error(result)
+    assert not (work / "stolen").exists()
+    result = mallory.gear("data", "from-output", with_rootlink, "--from", "rootlink/etc/apt", "--dataset", "stolen")
+    assert result.returncode == 2 and "rootlink is a symbolic link" in one_line_error(result)
+    assert "stolen" not in mallory.gear("data", "ls").stdout
+
+
+def test_a_target_that_looks_like_an_option_is_a_directory(mallory, with_rootlink):
+    work = mallory.make_dir({})
+    result = mallory.gear("download", with_rootlink, "--from", "ok.py", "-t", "-rf", cwd=str(work))
+    assert result.returncode == 0, result.stderr
+    assert (work / "-rf" / "ok.py").read_text() == "print(1)\n"
+
+
+def test_other_users_and_unreadable_paths_are_one_line(mallory, victim):
+    victim.gear("ls", check=True)   # the victim's storage: theirs alone (0700)
+    mallory.gear("data", "create", "secgrab", check=True)
+    result = mallory.gear("data", "upload", "secgrab", str(victim.storage / "ledger.sqlite"))
+    assert "permission denied" in one_line_error(result)
+    code = mallory.make_dir({"a.py": "print(1)\n", "private/b.py": ""})
+    mallory.run("chmod", "000", str(code / "private"), check=True)
+    result = mallory.gear("run", "-c", "sec-unreadable", "--code", str(code), "--", "true")
+    one_line_error(result)
+    assert "sec-unreadable" not in mallory.gear("ls").stdout
+
+
+def test_not_utf8_and_a_file_size_limit_leave_nothing(mallory):
+    code = mallory.make_dir({"a.py": "print(1)\n"})
+    result = mallory.run("bash", "-c", f"gear run -c sec-utf -m $'bad\\xff' --code {code} -- true")
+    assert result.returncode == 2 and "not valid UTF-8" in one_line_error(result)
+    assert not (mallory.storage / "containers" / "sec-utf").exists()
+    big = mallory.make_dir({f"f{i}.txt": "x" * 20_000 for i in range(5)})
+    result = mallory.run("bash", "-c", f"ulimit -f 10; gear run -c sec-ulimit --code {big} -- true")
+    assert "no transaction is active" not in one_line_error(result)
+    assert not (mallory.storage / "containers" / "sec-ulimit").exists()
+    assert "sec-ulimit" not in mallory.gear("ls").stdout
+
+
+def test_a_full_storage_is_said_and_delete_is_the_way_out():
+    user = User("secfull")
+    code = user.make_dir({"a.py": "open('/hyperai/home/out.bin', 'wb').write(b'x' * 300_000)\n"})
+    uid = user.pw.pw_uid
+    root = User.__new__(User)
+    root.name = "root"
+    mounted = root.run("mount", "-t", "tmpfs", "-o", f"size=1m,uid={uid},gid={user.pw.pw_gid},mode=0700",
+                       "tmpfs", str(user.storage), check=True)
+    assert mounted.returncode == 0
+    try:
+        assert user.gear("run", "-c", "sec-big", "--code", str(code), "-f", "--", "python3", "a.py").returncode == 0
+        user.run("bash", "-c", f"head -c 2000000 /dev/zero > {user.storage}/filler")   # ENOSPC, on purpose
+        for args in (["ls"], ["status"], ["history", "sec-big"], ["show", "sec-big/1"]):
+            result = user.gear(*args)
+            assert "Traceback" not in result.stderr, (args, result.stderr)
+        result = user.gear("delete", "sec-big", "--yes")
+        assert result.returncode == 0, result.stderr
+        assert "sec-big" not in user.gear("ls").stdout
+        assert not (user.storage / "containers" / "sec-big").exists()
+    finally:
+        root.run("umount", str(user.storage))
