@@ -254,9 +254,17 @@ def _prepare(site: Site, storage: UserStorage, exec_dir: Path, container: str, n
         (exec_dir / "code" / relative).write_text(text)
     (exec_dir / "gear_params.json").write_text(json.dumps(request.params, indent=2) + "\n")
     (exec_dir / "empty").mkdir(mode=0o500)
+    kept = True
+    if home_layer is not None:
+        from .sealing import is_sealed, seal
+
+        # A parent closed before saved directories were sealed is sealed now,
+        # before anything can share its files.
+        home = Path(home_layer.workdir)
+        kept = is_sealed(home) or seal(home)
     (exec_dir / "job.sh").write_text(job_script(site, exec_dir, container, number, token, compute_type,
                                                 image, request.command, storage.user, bindings,
-                                                home_layer, workspace=request.workspace))
+                                                home_layer, workspace=request.workspace, layer_modes_kept=kept))
     if site.mail.enabled:
         # The proof gear-mailprog asks for before it sends gear's mail about this job (notify.py).
         notify.register_execution(storage, container, number, token)
@@ -265,8 +273,12 @@ def _prepare(site: Site, storage: UserStorage, exec_dir: Path, container: str, n
 def job_script(site: Site, exec_dir: Path, container: str, number: int, token: str,
                compute_type: ComputeType, image: Image, command: list[str], user: str,
                bindings: list[Binding] = (),  # type: ignore[assignment]
-               home_layer: Execution | None = None, workspace: dict[str, Any] | None = None) -> str:
+               home_layer: Execution | None = None, workspace: dict[str, Any] | None = None,
+               layer_modes_kept: bool = True) -> str:
     """The batch script of one execution (a pure function of its inputs).
+
+    `layer_modes_kept`: the parent of a continuation was sealed with its modes
+    kept (sealing.py), so an overlay can show them; without, it is copied.
 
     A `workspace` (mode jupyter, see workspaces.py) renders jupyter.sh.j2, which
     extends job.sh.j2 and only replaces how the payload starts.
@@ -282,8 +294,9 @@ def job_script(site: Site, exec_dir: Path, container: str, number: int, token: s
     home_binding = next((b for b in bindings if b.target == HOME), None)
     layer = None
     if home_layer is not None:
-        if scratch:
-            # On node-local scratch the parent's directory is copied in.
+        if scratch or not layer_modes_kept:
+            # On node-local scratch (or where the parent's modes could not be
+            # kept for an overlay to show) the parent's directory is copied in.
             home_binding = Binding(home_layer.id, HOME, False, "execution", home_layer.workdir)
         else:
             # On shared storage it is the read-only lower layer of an overlay

@@ -113,6 +113,14 @@ def refresh(ledger: Ledger, query: Callable[[], dict[str, SlurmJob]] | None = No
             discard(ledger, Path(execution.workdir).parent, execution.container, execution.number)
             continue
         if changes.get("status") in CLOSED_STATUSES:
+            # Sealed before the ledger says closed: an interrupted seal is finished
+            # by the next refresh, which still sees the execution open.
+            from .sealing import seal
+
+            try:
+                seal(Path(execution.workdir))
+            except OSError:
+                pass   # sealed again (and any error told) when it is continued or shared
             changes["size_bytes"] = tree_size(Path(execution.workdir))
         ledger.update_execution(execution.container, execution.number, **changes)
         updated = ledger.get_execution(execution.container, execution.number)
