@@ -15,8 +15,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .errors import NotFound, SlurmError
-from .ledger import CLOSED_STATUSES, Execution, Ledger, utc_now
+from .errors import GearError, NotFound, SlurmError
+from .ledger import CLOSED_STATUSES, OPEN_STATUSES, Execution, Ledger, utc_now
 from .storage import tree_size
 
 if TYPE_CHECKING:
@@ -30,6 +30,22 @@ PENDING, RUNNING, ENDED = "pending", "running", "ended"
 FINAL_RECORD_GRACE = timedelta(seconds=30)
 # A row still "submitting" after this long belongs to a command that died.
 SUBMITTING_EXPIRY = timedelta(minutes=5)
+
+# "lost" needs confirmed evidence: squeue does not list the job AND scontrol
+# says it knows no such job (Slurm keeps ended jobs for MinJobAge, 300 s by
+# default), at two looks at least this far apart. The first look only notes
+# the time in the execution's note (MISSING_NOTE); a squeue that misses a
+# job once (a slow or restarting controller) decides nothing.
+LOST_CONFIRM_AFTER = timedelta(seconds=30)
+MISSING_NOTE = ("missing since {since}: squeue no longer lists job {job} and scontrol does not know it; "
+                "gear calls it lost if Slurm still does not know it {seconds} s later")
+_MISSING_PREFIX = "missing since "
+# scontrol takes one job id; at most this many calls in one refresh (any others
+# wait for the next one). squeue leaves out a job of ours only in a fault.
+MAX_SCONTROL_CALLS = 5
+# A final record that arrives after its execution was called lost corrects it,
+# if it arrives within this long (the executions `gear status` shows: a day).
+LOST_CORRECTION_WINDOW = timedelta(hours=24)
 
 
 def get(ledger: Ledger, container: str, number: int) -> Execution:
@@ -82,31 +98,47 @@ def _progress(record: dict[str, Any] | None) -> dict[str, Any] | None:
     return done
 
 
-def refresh(ledger: Ledger, query: Callable[[], dict[str, SlurmJob]] | None = None) -> RefreshReport:
-    """Bring every open execution of the user up to date.
+def refresh(ledger: Ledger, query: Callable[[], dict[str, SlurmJob]] | None = None,
+            lookup: Callable[[str], SlurmJob | None] | None = None) -> RefreshReport:
+    """Bring every open execution of the user up to date, and correct recent "lost" ones.
 
-    Costs one Slurm query, whatever the number of executions, and none when
-    nothing is open. Slurm is asked first and status records are read after,
-    so a job missing from Slurm's answer has already written its last record.
+    Costs one squeue, whatever the number of executions, and none when
+    nothing is open; scontrol only for a job squeue did not list (`lookup`).
+    Slurm is asked first and status records are read after, so a job missing
+    from Slurm's answer has already written its last record. When Slurm does
+    not answer, nothing changes: report.slurm_error says why.
     """
     report = RefreshReport()
-    open_executions = ledger.open_executions()
-    if not open_executions:
-        return report
-    if query is None:
-        from .slurm import query_jobs as query  # imported only when something is open
-    try:
-        jobs: dict[str, SlurmJob] | None = query()
-    except SlurmError as exc:
-        jobs = None
-        report.slurm_error = str(exc)
     now = datetime.now(timezone.utc)
-    for execution in open_executions:
+    # Open executions, and those called lost within the window: a final record
+    # that arrives late corrects them (a file read each, no Slurm call).
+    rows = ledger.executions(statuses=OPEN_STATUSES, ended_since=_stamp(now - LOST_CORRECTION_WINDOW))
+    open_executions = [e for e in rows if e.is_open]
+    lost = [e for e in rows if e.status == "lost"]
+    if not open_executions and not lost:
+        return report
+    jobs: dict[str, SlurmJob] = {}
+    unknown: set[str] = set()
+    if open_executions:
+        if query is None:
+            from .slurm import query_jobs as query  # imported only when something is open
+        try:
+            jobs = dict(query())
+        except SlurmError as exc:
+            # No answer is no evidence: no verdict, and no other change either.
+            report.slurm_error = str(exc)
+            return report
+        unknown = _ask_scontrol(open_executions, jobs, lookup)
+    now = datetime.now(timezone.utc)
+    for execution in open_executions + lost:
         record = read_status_record(execution.workdir)
-        progress = _progress(record)
-        if progress:
-            report.progress[execution.id] = progress
-        changes = fold(execution, record, jobs, now)
+        if execution.is_open:
+            progress = _progress(record)
+            if progress:
+                report.progress[execution.id] = progress
+            changes = fold(execution, record, jobs, now, unknown)
+        else:
+            changes = fold_lost(execution, record)
         if changes is None:
             continue
         if changes.get("_discard"):
@@ -129,6 +161,42 @@ def refresh(ledger: Ledger, query: Callable[[], dict[str, SlurmJob]] | None = No
     return report
 
 
+def _ask_scontrol(open_executions: list[Execution], jobs: dict[str, SlurmJob],
+                  lookup: Callable[[str], SlurmJob | None] | None) -> set[str]:
+    """Ask scontrol about the jobs squeue did not list: add those it knows to `jobs`,
+    return the ids it says it does not know (the evidence `fold` needs for "lost")."""
+    missing = list(dict.fromkeys(e.slurm_job_id for e in open_executions
+                                 if e.status != "submitting" and e.slurm_job_id and e.slurm_job_id not in jobs))
+    if not missing:
+        return set()
+    if lookup is None:
+        from .slurm import show_job as lookup
+    unknown = set()
+    for job_id in missing[:MAX_SCONTROL_CALLS]:
+        try:
+            job = lookup(job_id)
+        except GearError:
+            break  # scontrol did not answer: no verdict on these this time
+        if job is None:
+            unknown.add(job_id)
+        else:
+            jobs[job_id] = job
+    return unknown
+
+
+def _stamp(moment: datetime) -> str:
+    """The ledger's form of a time (ledger.utc_now)."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def missing_since(execution: Execution) -> datetime | None:
+    """When a look first found the execution's job unknown to Slurm (its note says), if it did."""
+    note = execution.note or ""
+    if not execution.is_open or not note.startswith(_MISSING_PREFIX):
+        return None
+    return _parse_time(note[len(_MISSING_PREFIX):].split(": ", 1)[0])
+
+
 def _parse_time(text: str | None) -> datetime | None:
     if not text or text in ("N/A", "Unknown", "None"):
         return None
@@ -141,12 +209,15 @@ def _parse_time(text: str | None) -> datetime | None:
 
 
 def fold(execution: Execution, record: dict[str, Any] | None, jobs: dict[str, SlurmJob] | None,
-         now: datetime) -> dict[str, Any] | None:
+         now: datetime, unknown: set[str] | frozenset[str] = frozenset()) -> dict[str, Any] | None:
     """The ledger changes for one open execution, from its record and Slurm's view.
 
-    `jobs` is None when Slurm could not be asked: then only the status record
-    counts, and nothing is declared lost.
+    `jobs`: what squeue listed, plus what scontrol knew of the jobs squeue
+    left out; `unknown`: the job ids scontrol said it does not know. `jobs`
+    is None when Slurm did not answer: then nothing changes at all.
     """
+    if jobs is None:
+        return None   # no answer is no evidence (a requeued job's old final record, a job called lost)
     changes: dict[str, Any] = {}
     if record and record.get("started_at"):
         changes["started_at"] = record["started_at"]
@@ -154,7 +225,10 @@ def fold(execution: Execution, record: dict[str, Any] | None, jobs: dict[str, Sl
     if execution.status == "submitting":
         return _fold_submitting(execution, record, jobs, now)
 
-    job = jobs.get(execution.slurm_job_id or "") if jobs is not None else None
+    job = jobs.get(execution.slurm_job_id or "")
+    since = missing_since(execution)
+    if since is not None:
+        changes["note"] = None   # the first look's mark: gone unless still missing (below)
     # A final record while Slurm still runs or queues the job belongs to an
     # earlier run of a requeued job (or the job is just exiting): wait.
     final_is_current = job is None or job.phase == ENDED
@@ -170,17 +244,23 @@ def fold(execution: Execution, record: dict[str, Any] | None, jobs: dict[str, Sl
         return _only_changes(execution, changes)
 
     phase = record.get("phase") if record else None
-    if jobs is None:
-        if phase in ("syncing", "running", "saving"):
-            changes["status"] = phase
-        return _only_changes(execution, changes)
-
     if job is None:
+        if execution.slurm_job_id not in unknown:
+            # squeue left it out, but scontrol was not asked (or did not answer): no evidence.
+            changes.pop("note", None)
+            return _only_changes(execution, changes)
+        if since is None or now - since < LOST_CONFIRM_AFTER:
+            # The first look that finds it unknown (or one too soon after it): note when, decide later.
+            changes["note"] = execution.note if since is not None else MISSING_NOTE.format(
+                since=_stamp(now), job=execution.slurm_job_id, seconds=int(LOST_CONFIRM_AFTER.total_seconds()))
+            return _only_changes(execution, changes)
         last = f" (its last status record said {phase!r})" if phase else " (it left no status record)"
         changes.update(
-            status="lost", ended_at=utc_now(),
-            note=f"Slurm no longer knows job {execution.slurm_job_id} and it wrote no final status record{last}; "
-                 "the working directory holds whatever the program wrote before it stopped")
+            status="lost", ended_at=_stamp(now),
+            note=f"Slurm no longer knows job {execution.slurm_job_id} (squeue does not list it and scontrol does "
+                 f"not know it, since {_stamp(since)}) and it wrote no final status record{last}; the working "
+                 "directory holds whatever the program wrote before it stopped; a final record that arrives "
+                 "later corrects this")
         return _only_changes(execution, changes)
 
     if job.phase == PENDING:
@@ -206,6 +286,29 @@ def fold(execution: Execution, record: dict[str, Any] | None, jobs: dict[str, Sl
             note=f"the job ended (Slurm state {job.state}) without a final status record"
                  + (f" during phase {phase!r}" if phase else "")
                  + "; the save may be incomplete")
+    return _only_changes(execution, changes)
+
+
+def fold_lost(execution: Execution, record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A "lost" execution whose final record arrived after all: what really happened.
+
+    Its directory may already be sealed (it was closed); it stays so.
+    """
+    if not record or record.get("phase") != "final":
+        return None
+    if record.get("slurm_job_id") and execution.slurm_job_id and str(record["slurm_job_id"]) != execution.slurm_job_id:
+        return None   # not this job's record
+    status = record.get("status", "failed")
+    exit_code = record.get("exit_code")
+    saved = ("the working directory was saved" if record.get("saved")
+             else record.get("note") or "the working directory was not saved completely")
+    changes: dict[str, Any] = {
+        "status": status, "exit_code": exit_code, "ended_at": record.get("at") or execution.ended_at,
+        "note": f"was marked lost at {execution.ended_at}; its final record arrived later: {status}"
+                + ("" if exit_code is None else f", exit code {exit_code}") + f"; {saved}",
+    }
+    if record.get("started_at"):
+        changes["started_at"] = record["started_at"]
     return _only_changes(execution, changes)
 
 

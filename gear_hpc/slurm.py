@@ -1,4 +1,4 @@
-"""The only module that runs Slurm's commands (sbatch, squeue, scancel).
+"""The only module that runs Slurm's commands (sbatch, squeue, scontrol, scancel).
 
 pyslurm has no release matching Debian's Slurm, so gear talks to Slurm
 through its commands, with fields separated by characters a field cannot
@@ -107,6 +107,42 @@ def query_jobs() -> dict[str, SlurmJob]:
         job = SlurmJob(*parts)
         jobs[job.job_id] = job
     return jobs
+
+
+# "Invalid job id specified": scontrol's words for a job the controller does not
+# know (never submitted, or ended more than MinJobAge ago).
+_UNKNOWN_JOB = "Invalid job id"
+_SHOW_FIELDS = ("JobState", "Reason", "Comment", "EndTime", "NodeList")
+
+
+def show_job(job_id: str) -> SlurmJob | None:
+    """What the controller knows of one job (`scontrol show job ID`), or None if it knows no such job.
+
+    Asked only about jobs that squeue did not list, before gear calls one
+    lost: squeue's answer alone is not proof that Slurm forgot a job.
+    Raises SlurmError when Slurm does not answer or answers something else.
+    """
+    if not re.fullmatch(r"[0-9]+", job_id):
+        raise SlurmError(f"not a Slurm job id: {job_id!r}")
+    try:
+        result = run([_bin("scontrol"), "--oneliner", "show", "job", job_id], timeout=QUERY_TIMEOUT)
+    except CommandFailed as exc:
+        if _UNKNOWN_JOB in exc.stderr or _UNKNOWN_JOB in exc.stdout:
+            return None
+        raise SlurmError(f"cannot ask Slurm about job {job_id}: "
+                         f"{(exc.stderr or exc.stdout).strip() or 'timed out'}") from None
+    for line in result.stdout.splitlines():
+        if not re.match(rf"JobId={job_id}(\s|$)", line):
+            continue
+        # Key=value pairs; only values without spaces are read (a comment may
+        # hold spaces, and only a "submitting" row, never asked here, reads it).
+        values = {key: match.group(1) if (match := re.search(rf"(?:^|\s){key}=(\S*)", line)) else ""
+                  for key in _SHOW_FIELDS}
+        if not values["JobState"]:
+            break
+        return SlurmJob(job_id, values["JobState"], values["Reason"], values["Comment"], values["EndTime"],
+                        "" if values["NodeList"] == "(null)" else values["NodeList"])
+    raise SlurmError(f"scontrol printed no state for job {job_id}: {result.stdout.strip()[:200]!r}")
 
 
 def cancel(job_id: str, signal: str | None = None, batch_only: bool = False) -> bool:

@@ -124,30 +124,75 @@ def test_sbatch_timeout_after_slurm_took_the_job_keeps_it(gear_env, fake_slurm, 
     assert execution.slurm_job_id == "55" and execution.status == "queued"
 
 
+# sbatch answers 101, 102, ... (a counter beside the fake commands).
+SEQUENTIAL_SBATCH = 'n=$(cat "$(dirname "$0")/n" 2>/dev/null || echo 100); n=$((n + 1)); echo $n > "$(dirname "$0")/n"; echo $n'
+
+
+def _pending(*job_ids: int) -> str:
+    """A fake squeue's body listing these jobs as pending."""
+    return "".join(f"printf '{j}\\x1fPENDING\\x1fPriority\\x1fx\\x1fN/A\\x1f\\x1e\\n'; " for j in job_ids) + "true"
+
+
+def _ledger_rows(gear_env) -> list[tuple]:
+    ledger = next((gear_env["storage"] / "users").iterdir()) / "ledger.sqlite"
+    with sqlite3.connect(ledger) as conn:
+        return conn.execute("SELECT * FROM executions ORDER BY container, number").fetchall()
+
+
 def test_status_costs_one_slurm_query_for_many_open_executions(gear_env, fake_slurm):
-    fake_slurm("sbatch", "echo $((RANDOM + 100))")
+    fake_slurm("sbatch", SEQUENTIAL_SBATCH)
     for _ in range(5):
         assert gear("run", "-c", "many", "--code", str(gear_env["code"]), "--", "true").returncode == 0
-    fake_slurm("squeue", "exit 0")
+    fake_slurm("squeue", _pending(101, 102, 103, 104, 105))
+    fake_slurm("scontrol", "exit 99")
     before = len(fake_slurm.calls())
     result = gear("status", "--json")
-    calls = fake_slurm.calls()[before:]
-    assert [c.split()[0] for c in calls] == ["squeue"]
-    # Slurm answered and knows none of them, and none wrote a record: lost, never completed.
-    assert {e["status"] for e in json.loads(result.stdout)} == {"lost"}
+    assert [c.split()[0] for c in fake_slurm.calls()[before:]] == ["squeue"]
+    assert {e["status"] for e in json.loads(result.stdout)} == {"queued"}
+
+
+def test_only_two_looks_apart_at_a_job_slurm_does_not_know_make_it_lost(gear_env, fake_slurm):
+    """squeue leaves jobs out: scontrol is asked about those alone, and one look decides nothing."""
+    fake_slurm("sbatch", SEQUENTIAL_SBATCH)
+    for _ in range(3):
+        assert gear("run", "-c", "gone", "--code", str(gear_env["code"]), "--", "true").returncode == 0
+    fake_slurm("squeue", _pending(101))
+    fake_slurm("scontrol", "echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1")
     before = len(fake_slurm.calls())
-    gear("status")
-    assert fake_slurm.calls()[before:] == []  # nothing open: no Slurm call at all
+    first = {e["id"]: e for e in json.loads(gear("status", "--json").stdout)}
+    calls = fake_slurm.calls()[before:]
+    assert [c.split()[0] for c in calls] == ["squeue", "scontrol", "scontrol"]
+    assert calls[1:] == ["scontrol --oneliner show job 102", "scontrol --oneliner show job 103"]
+    assert {e["status"] for e in first.values()} == {"queued"}
+    assert first["gone/1"]["note"] is None and first["gone/2"]["note"].startswith("missing since ")
+    # A later look, past the wait (the first look's time moved back an hour), still finds them unknown.
+    ledger = next((gear_env["storage"] / "users").iterdir()) / "ledger.sqlite"
+    with sqlite3.connect(ledger) as conn:
+        for (note,) in conn.execute("SELECT note FROM executions WHERE number > 1").fetchall():
+            stamp = note.split(": ", 1)[0].removeprefix("missing since ")
+            conn.execute("UPDATE executions SET note = replace(note, ?, '2000-01-01T00:00:00Z')", (stamp,))
+    second = {e["id"]: e for e in json.loads(gear("status", "--json").stdout)}
+    assert [second[f"gone/{n}"]["status"] for n in (1, 2, 3)] == ["queued", "lost", "lost"]
+    assert "no longer knows job 102" in second["gone/2"]["note"]
 
 
-def test_unreachable_slurm_is_a_warning_and_nothing_is_lost(gear_env, fake_slurm):
+def test_unreachable_slurm_is_an_error_and_nothing_changes(gear_env, fake_slurm):
     fake_slurm("sbatch", "echo 77")
     assert gear("run", "-c", "x", "--code", str(gear_env["code"]), "--", "true").returncode == 0
-    fake_slurm("squeue", "echo 'squeue: error: Unable to contact slurm controller' >&2; exit 1")
-    result = gear("status", "--json")
-    assert result.returncode == 0
-    assert "Unable to contact slurm controller" in result.stderr
-    assert json.loads(result.stdout)[0]["status"] == "queued"
+    # Its final record is there, but without Slurm's word nothing is decided.
+    workdir = next((gear_env["storage"] / "users").iterdir()) / "containers" / "x" / "1"
+    (workdir / "status.json").write_text('{"phase": "final", "status": "completed", "exit_code": 0, '
+                                         '"saved": true, "at": "2026-01-01T00:00:00Z"}')
+    fake_slurm("squeue", "echo 'squeue: error: Unable to contact slurm controller (connect failure)' >&2; exit 1")
+    before = _ledger_rows(gear_env)
+    for args in (["status", "--json"], ["status"], ["status", "x/1"], ["ls"]):
+        result = gear(*args)
+        assert result.returncode == 1, args
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("gear: error: Slurm did not answer (")
+        assert "Unable to contact slurm controller" in lines[0] and "nothing was changed" in lines[0]
+    assert json.loads(gear("status", "--json").stdout)[0]["status"] == "queued"  # the ledger, as it was
+    assert _ledger_rows(gear_env) == before
 
 
 def test_show_and_history_of_missing_things(gear_env):

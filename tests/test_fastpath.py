@@ -56,7 +56,7 @@ def _fill(storage: UserStorage) -> None:
     _add(storage, "mnist", "failed", exit_code=3, ended_at=_ago(1800), size_bytes=2048, message="trial two",
          note="the working directory was not saved completely")
     _add(storage, "old", "timeout", ended_at=_ago(3 * 86400), size_bytes=None)
-    _add(storage, "résumé", "lost", ended_at=_ago(60), note="Slurm forgot it \x1b[31mred\x1b[0m — ünïcode")
+    _add(storage, "résumé", "failed", ended_at=_ago(60), note="Slurm forgot it \x1b[31mred\x1b[0m — ünïcode")
     _add(storage, "stopped", "terminated", exit_code=143, ended_at=_ago(10))
     with Ledger(storage.ledger_path) as ledger:
         ledger.ensure_container("empty")  # a container without executions (a LEFT JOIN's NULLs)
@@ -109,6 +109,21 @@ def test_an_open_execution_makes_it_decline(storage, capsys, status):
     _fill(storage)
     _click(["ls"], capsys)
     _add(storage, "busy", status)
+    for args in ARGS:
+        assert _fast(args, capsys) is None
+
+
+def test_an_execution_lost_in_the_last_day_makes_it_decline(storage, capsys):
+    """refresh() reads its status record: a final record that came late corrects "lost"."""
+    from gear_hpc.cli.listing import RECENT_SECONDS
+    from gear_hpc.reconcile import LOST_CORRECTION_WINDOW
+
+    assert LOST_CORRECTION_WINDOW.total_seconds() == RECENT_SECONDS  # the window the fast path checks
+    _fill(storage)
+    _add(storage, "gone", "lost", ended_at=_ago(2 * 86400))
+    _click(["ls"], capsys)
+    assert _fast(["ls"], capsys) is not None  # lost long ago: nothing left to correct
+    _add(storage, "gone", "lost", ended_at=_ago(60))
     for args in ARGS:
         assert _fast(args, capsys) is None
 

@@ -2,7 +2,7 @@
 
 from datetime import datetime, timedelta, timezone
 
-from gear_hpc.reconcile import fold
+from gear_hpc.reconcile import LOST_CONFIRM_AFTER, fold, fold_lost
 from gear_hpc.ledger import Execution
 from gear_hpc.slurm import SlurmJob
 
@@ -45,18 +45,74 @@ def test_pending_and_running_follow_slurm_and_the_record():
     assert fold(_execution("queued"), record, {"7": _job("R")}, NOW)["status"] == "running"
 
 
-def test_a_job_slurm_forgot_without_final_record_is_lost_never_completed():
+def _missing(seconds_ago):
+    """An execution a look found unknown to Slurm `seconds_ago` (the note the first look leaves)."""
+    first = fold(_execution("running"), None, {}, NOW - timedelta(seconds=seconds_ago), {"7"})
+    return _execution("running", note=first["note"])
+
+
+def test_squeue_alone_leaving_a_job_out_is_no_evidence():
+    """squeue did not list it, and scontrol was not asked (or did not answer): nothing changes."""
+    assert fold(_execution("running"), None, {}, NOW) is None
     record = {"phase": "running", "started_at": "2026-11-29T11:59:00Z"}
-    changes = fold(_execution("running"), record, {}, NOW)
-    assert changes["status"] == "lost"
+    assert fold(_execution("running"), record, {}, NOW) == {"started_at": "2026-11-29T11:59:00Z"}
+
+
+def test_the_first_look_that_finds_a_job_unknown_only_notes_when():
+    changes = fold(_execution("running"), None, {}, NOW, {"7"})
+    assert set(changes) == {"note"} and changes["note"].startswith("missing since 2026-11-29T12:00:00Z: ")
+
+
+def test_a_second_look_too_soon_decides_nothing():
+    execution = _missing(LOST_CONFIRM_AFTER.total_seconds() - 1)
+    assert fold(execution, None, {}, NOW, {"7"}) is None
+
+
+def test_a_job_unknown_at_two_looks_apart_without_final_record_is_lost_never_completed():
+    execution = _missing(LOST_CONFIRM_AFTER.total_seconds())
+    record = {"phase": "running", "started_at": "2026-11-29T11:59:00Z"}
+    changes = fold(execution, record, {}, NOW, {"7"})
+    assert changes["status"] == "lost" and changes["ended_at"] == "2026-11-29T12:00:00Z"
     assert "no longer knows job 7" in changes["note"] and "'running'" in changes["note"]
 
 
-def test_without_slurm_nothing_is_declared_lost():
+def test_a_missing_job_slurm_lists_again_loses_its_mark():
+    """Listed by squeue, or known to scontrol (refresh adds it to `jobs`): the first look's note goes."""
+    execution = _missing(LOST_CONFIRM_AFTER.total_seconds() * 2)
+    assert fold(execution, None, {"7": _job("RUNNING")}, NOW, set()) == {"note": None}
+    # Unknown at one look, not asked at the next: the mark stays, no verdict.
+    assert fold(execution, None, {}, NOW, set()) is None
+
+
+def test_a_final_record_closes_a_missing_job_without_a_second_look():
+    execution = _missing(1)
+    record = {"phase": "final", "status": "completed", "exit_code": 0, "saved": True, "at": "2026-11-29T11:59:59Z"}
+    changes = fold(execution, record, {}, NOW, {"7"})
+    assert changes["status"] == "completed" and changes["note"] is None
+
+
+def test_without_slurm_nothing_changes_not_even_from_a_final_record():
     record = {"phase": "running", "started_at": "2026-11-29T11:59:00Z"}
-    changes = fold(_execution("syncing"), record, None, NOW)
-    assert changes["status"] == "running"
+    assert fold(_execution("syncing"), record, None, NOW) is None
     assert fold(_execution("queued"), None, None, NOW) is None
+    final = {"phase": "final", "status": "completed", "exit_code": 0, "saved": True, "at": "2026-11-29T11:59:00Z"}
+    assert fold(_execution("running"), final, None, NOW) is None
+    assert fold(_missing(3600), None, None, NOW, {"7"}) is None
+
+
+def test_a_late_final_record_corrects_lost():
+    lost = _execution("lost", ended_at="2026-11-29T11:00:01Z", note="Slurm no longer knows job 7 ...")
+    record = {"phase": "final", "status": "timeout", "exit_code": 143, "saved": True, "slurm_job_id": "7",
+              "at": "2026-11-29T11:00:24Z", "started_at": "2026-11-29T11:00:00Z"}
+    changes = fold_lost(lost, record)
+    assert changes["status"] == "timeout" and changes["exit_code"] == 143
+    assert changes["ended_at"] == "2026-11-29T11:00:24Z"
+    assert changes["note"] == ("was marked lost at 2026-11-29T11:00:01Z; its final record arrived later: "
+                               "timeout, exit code 143; the working directory was saved")
+    # No final record (yet), or another job's: it stays lost.
+    assert fold_lost(lost, None) is None
+    assert fold_lost(lost, {"phase": "running"}) is None
+    assert fold_lost(lost, dict(record, slurm_job_id="8")) is None
 
 
 def test_ended_job_without_record_waits_a_grace_then_closes_by_slurm_state():

@@ -16,10 +16,11 @@ and to leave every file as the click path would:
 - the user's directory, its containers/ and datasets/, and the ledger exist
   as UserStorage.ensure() and Ledger() would leave them (nothing to create);
 - the ledger is at the current schema (nothing to migrate);
-- no execution is open, which is the whole of refresh()'s precondition for
-  doing nothing: it returns at once when ledger.open_executions() is empty,
-  and any open row (a "submitting" row too, which it may discard once
-  expired) means one Slurm query and possible changes.
+- no execution is open, and none was called lost in the last day, which is
+  the whole of refresh()'s precondition for doing nothing: it returns at
+  once when there is neither, any open row (a "submitting" row too, which
+  it may discard once expired) means one Slurm query and possible changes,
+  and a recently lost one may be corrected by a final record that came late.
 
 Otherwise, or on any error, it returns None and the click path runs as if
 this module did not exist. The ledger is opened read-only (SQLite `mode=ro`,
@@ -140,6 +141,12 @@ def _read_ledger(path: str, command: str, as_json: bool) -> str | None:
         if conn.execute(sql, params).fetchone() is not None:
             return None
         from . import listing
+
+        # refresh() also reads the status record of each execution called lost in the
+        # last day (reconcile.LOST_CORRECTION_WINDOW, a test checks): a late final record corrects it.
+        if conn.execute("SELECT 1 FROM executions WHERE ended_at >= ? AND status = 'lost' LIMIT 1",
+                        (listing.recent_since(),)).fetchone() is not None:
+            return None
 
         if command == "ls":
             return listing.ls_text(rows.container_summaries(conn), as_json)

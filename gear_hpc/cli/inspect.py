@@ -13,14 +13,24 @@ from .output import echo, human_size, print_json, table, warn
 
 
 def _refreshed_ledger(with_report: bool = False) -> Any:
+    """The ledger, brought up to date. With `with_report`, the caller tells a Slurm error."""
     from .. import reconcile
 
     _, storage = load_context()
     ledger = open_ledger(storage)
     report = reconcile.refresh(ledger)
-    if report.slurm_error:
-        warn(f"{report.slurm_error}; statuses come from the jobs' own records only")
+    if report.slurm_error and not with_report:
+        warn(f"{report.slurm_error}; statuses are as last recorded (nothing was changed)")
     return (ledger, report) if with_report else ledger
+
+
+def _fail_if_slurm_did_not_answer(report: Any) -> None:
+    """`gear status`/`gear ls` print the ledger as it is, then fail: a status Slurm could not confirm is no answer."""
+    if report.slurm_error:
+        from ..errors import SlurmError
+
+        raise SlurmError(f"Slurm did not answer ({report.slurm_error}); nothing was changed, and the statuses "
+                         "shown are as last recorded")
 
 
 @click.command()
@@ -56,9 +66,11 @@ def status(execution_id: str | None, as_json: bool) -> None:
     data = [as_json_with_progress(e) for e in items]
     if as_json and target:
         print_json(data[0])
+        _fail_if_slurm_did_not_answer(report)
         return
     # The fast path (fastpath.py) prints `gear status` [--json] through the same status_text.
     echo(status_text(data, as_json))
+    _fail_if_slurm_did_not_answer(report)
 
 
 @click.command(name="ls")
@@ -70,10 +82,12 @@ def ls(as_json: bool) -> None:
     Example:
       gear ls
     """
-    with _refreshed_ledger() as ledger:
+    ledger, report = _refreshed_ledger(with_report=True)
+    with ledger:
         summaries = ledger.container_summaries()
     # The fast path (fastpath.py) prints `gear ls` [--json] through the same ls_text.
     echo(ls_text(summaries, as_json))
+    _fail_if_slurm_did_not_answer(report)
 
 
 @click.command()
