@@ -50,6 +50,7 @@ import sqlite3
 import stat
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import notify, slurm
@@ -72,6 +73,7 @@ class ExecutionUsage:
     status: str
     ended_at: str | None
     size_bytes: int | None   # None: its directory is missing
+    disk_bytes: int | None = None   # blocks it holds that no earlier execution holds (as `du -s` of the container)
 
 
 @dataclass
@@ -81,6 +83,7 @@ class Leftover:
     name: str                # entry in containers/
     container: str           # the container it belonged to
     size_bytes: int
+    disk_bytes: int = 0
 
 
 @dataclass
@@ -92,6 +95,10 @@ class DeletePlan:
     size_bytes: int                       # apparent size of every file, as `gear du` counts
     frees_bytes: int                      # each file once, without files also linked from outside
     shared_bytes: int                     # files with a hard link outside the container: they stay
+    # The same three as the disk holds them (blocks, as `du -s` and `df`; what the text shows).
+    disk_bytes: int = 0
+    frees_disk_bytes: int = 0
+    shared_disk_bytes: int = 0
     leftovers: list[Leftover] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)   # directories whose files are not counted
     identity: tuple[str, int, int] = ("missing", 0, 0)   # what containers/C was when planned
@@ -100,10 +107,15 @@ class DeletePlan:
     def total_frees_bytes(self) -> int:
         return self.frees_bytes + sum(item.size_bytes for item in self.leftovers)
 
+    @property
+    def total_frees_disk_bytes(self) -> int:
+        return self.frees_disk_bytes + sum(item.disk_bytes for item in self.leftovers)
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("identity")
         data["total_frees_bytes"] = self.total_frees_bytes
+        data["total_frees_disk_bytes"] = self.total_frees_disk_bytes
         return data
 
 
@@ -113,11 +125,12 @@ class DeleteResult:
     removed: list[str]                    # paths removed (the container, and leftovers of earlier deletes)
     freed_bytes: int                      # measured while removing: files whose last link went
     link_not_followed: bool = False       # containers/C had become a symlink: only the link went
+    freed_disk_bytes: int = 0             # the blocks of those files and of the directories, as `df` sees
 
     def to_json(self) -> dict[str, Any]:
         data = self.plan.to_json()
-        data.update(deleted=True, freed_bytes=self.freed_bytes, removed=self.removed,
-                    link_not_followed=self.link_not_followed)
+        data.update(deleted=True, freed_bytes=self.freed_bytes, freed_disk_bytes=self.freed_disk_bytes,
+                    removed=self.removed, link_not_followed=self.link_not_followed)
         return data
 
 
@@ -153,21 +166,46 @@ def plan_delete(ledger: Ledger, storage: UserStorage, name: str,
         if identity[0] == "other":
             raise GearError(f"{path} is not a directory; nothing was deleted")
         usage = _Usage(os.fstat(cfd).st_dev, str(path))
-        sizes: dict[str, int] = {}
+        sizes: dict[str, tuple[int, int]] = {}
         if identity[0] == "dir":
+            usage.add_directory(cfd, name)
             fd = os.open(name, _DIR_FLAGS, dir_fd=cfd)
             try:
-                for entry in _list_fd(fd):
+                # In number order, so a block shared by hard link counts in the earliest execution.
+                for entry in sorted(_list_fd(fd), key=lambda e: (not e.isdigit(), int(e) if e.isdigit() else 0, e)):
                     sizes[entry] = usage.add(fd, entry)
             finally:
                 os.close(fd)
     frees, shared = usage.frees()
+    frees_disk, shared_disk = usage.frees_disk()
     return DeletePlan(
         container=name, path=str(path), in_ledger=in_ledger,
-        executions=[ExecutionUsage(e.id, e.number, e.status, e.ended_at, sizes.get(str(e.number)))
+        executions=[ExecutionUsage(e.id, e.number, e.status, e.ended_at, *sizes.get(str(e.number), (None, None)))
                     for e in rows],
-        size_bytes=sum(sizes.values()), frees_bytes=frees, shared_bytes=shared,
+        size_bytes=sum(apparent for apparent, _ in sizes.values()), frees_bytes=frees, shared_bytes=shared,
+        disk_bytes=usage.disk, frees_disk_bytes=frees_disk, shared_disk_bytes=shared_disk,
         leftovers=leftovers, unreadable=usage.unreadable, identity=identity)
+
+
+def measure_unmeasured(ledger: Ledger) -> int:
+    """Record the disk figure of closed executions that have none (closed before gear kept one).
+
+    Returns how many were measured. Oldest first, so that each sees its
+    earlier executions as they are (storage.execution_usage).
+    """
+    from .storage import execution_usage
+
+    measured = 0
+    for execution in ledger.executions():
+        if execution.is_open or execution.disk_bytes is not None:
+            continue
+        exec_dir = Path(execution.workdir).parent
+        if not exec_dir.is_dir():
+            continue
+        ledger.update_execution(execution.container, execution.number,
+                                disk_bytes=execution_usage(exec_dir).disk)
+        measured += 1
+    return measured
 
 
 def _refuse_if_in_use(ledger: Ledger, name: str, rows: list[Execution], slurm_error: str | None = None) -> None:
@@ -193,33 +231,54 @@ def _refuse_if_in_use(ledger: Ledger, name: str, rows: list[Execution], slurm_er
 class _Usage:
     """Sizes below a container, never following a symlink; hard links counted once.
 
-    A file counts as freed only if all its links are inside the container (a
-    continued execution hard-links its parent's unchanged files; a link
-    from outside keeps the file alive).
+    Apparent bytes (st_size) and what the disk holds (st_blocks × 512, the
+    directories' own blocks too, as `du -s` and `df` count). A file counts
+    as freed only if all its links are inside the container (a continued
+    execution hard-links its parent's unchanged files; a link from outside
+    keeps the file alive).
     """
 
     def __init__(self, device: int, root: str):
         self.device = device
         self.root = root
-        self.inodes: dict[tuple[int, int], list[int]] = {}   # (dev, ino) -> [size, nlink, links seen]
+        # (dev, ino) -> [size, nlink, links seen, blocks × 512]
+        self.inodes: dict[tuple[int, int], list[int]] = {}
+        self.directories = 0   # bytes the directories themselves take
         self.unreadable: list[str] = []
 
-    def add(self, parent: int, name: str) -> int:
-        """Apparent bytes of `name` (in the open directory `parent`) and all below it."""
-        apparent = 0
+    @property
+    def disk(self) -> int:
+        return self.directories + sum(seen[3] for seen in self.inodes.values())
+
+    def add_directory(self, parent: int, name: str) -> None:
+        """Count the blocks of the directory `name` itself (not what is below it)."""
+        try:
+            self.directories += os.stat(name, dir_fd=parent, follow_symlinks=False).st_blocks * 512
+        except OSError:
+            pass
+
+    def add(self, parent: int, name: str) -> tuple[int, int]:
+        """(apparent bytes, disk bytes not counted by an earlier add) of `name` (in the open
+        directory `parent`) and all below it."""
+        apparent = disk = 0
         stack: list[tuple[int, list[str], str]] = []   # (open directory, entries left, its path)
 
         def visit(parent_fd: int, entry: str, path: str) -> None:
-            nonlocal apparent
+            nonlocal apparent, disk
             try:
                 info = os.stat(entry, dir_fd=parent_fd, follow_symlinks=False)
             except OSError:
                 return
             if not stat.S_ISDIR(info.st_mode):
                 apparent += info.st_size
-                seen = self.inodes.setdefault((info.st_dev, info.st_ino), [info.st_size, info.st_nlink, 0])
+                key = (info.st_dev, info.st_ino)
+                if key not in self.inodes:
+                    disk += info.st_blocks * 512
+                seen = self.inodes.setdefault(key, [info.st_size, info.st_nlink, 0, info.st_blocks * 512])
                 seen[2] += 1
                 return
+            disk += info.st_blocks * 512
+            self.directories += info.st_blocks * 512
             if info.st_dev != self.device:
                 raise GearError(f"{path} is a mount point (another file system inside {self.root}); "
                                 "unmount it first. Nothing was deleted")
@@ -249,15 +308,26 @@ class _Usage:
         finally:
             for fd, _, _ in stack:
                 os.close(fd)
-        return apparent
+        return apparent, disk
 
     def frees(self) -> tuple[int, int]:
+        """(apparent bytes freed, apparent bytes of files that stay through an outside link)."""
         freed = shared = 0
-        for size, nlink, seen in self.inodes.values():
+        for size, nlink, seen, _ in self.inodes.values():
             if seen >= nlink:
                 freed += size
             else:
                 shared += size
+        return freed, shared
+
+    def frees_disk(self) -> tuple[int, int]:
+        """The same on disk: (blocks freed, directories included; blocks that stay)."""
+        freed, shared = self.directories, 0
+        for _, nlink, seen, blocks in self.inodes.values():
+            if seen >= nlink:
+                freed += blocks
+            else:
+                shared += blocks
         return freed, shared
 
 
@@ -311,9 +381,10 @@ def delete(ledger: Ledger, storage: UserStorage, plan: DeletePlan) -> DeleteResu
         link = moved is not None and _identity(cfd, moved)[0] == "link"
         doomed = sorted(set(([moved] if moved else []) + swept
                             + [entry for entry in _list_fd(cfd) if entry.startswith(TRASH_PREFIX)]))
-        removed, failures, freed = [], [], 0
+        removed, failures, freed, freed_disk = [], [], 0, 0
         for entry in doomed:
             try:
+                freed_disk += _frees_disk(cfd, entry)
                 freed += _remove_entry(cfd, entry)
                 removed.append(str(storage.root / "containers" / entry))
             except (OSError, GearError) as exc:
@@ -326,7 +397,7 @@ def delete(ledger: Ledger, storage: UserStorage, plan: DeletePlan) -> DeleteResu
         where = os.path.dirname(plan.path)
         raise GearError(f"{name} was deleted from your ledger, but some files could not be removed "
                         f"({'; '.join(failures)}); they are in {where} and the next `gear delete` tries again")
-    return DeleteResult(plan, removed, freed, link_not_followed=link)
+    return DeleteResult(plan, removed, freed, link_not_followed=link, freed_disk_bytes=freed_disk)
 
 
 def _disk_full(exc: BaseException) -> bool:
@@ -353,9 +424,10 @@ def _delete_files_first(ledger: Ledger, storage: UserStorage, cfd: int, plan: De
     """
     name = plan.container
     conn = ledger.conn
-    removed, freed = [], 0
+    removed, freed, freed_disk = [], 0, 0
     for entry in _list_fd(cfd):
         if entry.startswith(TRASH_PREFIX):
+            freed_disk += _frees_disk(cfd, entry)
             freed += _remove_entry(cfd, entry)
             removed.append(str(storage.root / "containers" / entry))
     moved = None
@@ -364,6 +436,7 @@ def _delete_files_first(ledger: Ledger, storage: UserStorage, cfd: int, plan: De
         _recheck(ledger, cfd, plan)
         moved = _move_aside(cfd, name, trash) if plan.identity[0] == "dir" else None
         if moved is not None:
+            freed_disk += _frees_disk(cfd, moved)
             freed += _remove_entry(cfd, moved)
             removed.append(plan.path)
         conn.execute("DELETE FROM executions WHERE container = ?", (name,))
@@ -377,7 +450,17 @@ def _delete_files_first(ledger: Ledger, storage: UserStorage, cfd: int, plan: De
         raise GearError(f"your gear storage is full: the files of {name} were removed, but its ledger rows could "
                         f"not be (still no space: {exc}); free space (`gear data rm NAME@V`) and run "
                         f"`gear delete {name}` again") from None
-    return DeleteResult(plan, removed, freed)
+    return DeleteResult(plan, removed, freed, freed_disk_bytes=freed_disk)
+
+
+def _frees_disk(cfd: int, entry: str) -> int:
+    """The blocks removing `entry` gives back, measured right before it goes (never raises)."""
+    usage = _Usage(os.fstat(cfd).st_dev, "containers")
+    try:
+        usage.add(cfd, entry)
+    except (OSError, GearError):
+        return 0   # a mount point: the removal refuses it, and reports why
+    return usage.frees_disk()[0]
 
 
 def _recheck(ledger: Ledger, cfd: int, plan: DeletePlan) -> None:
@@ -433,11 +516,12 @@ def _find_leftovers(cfd: int, names: set[str]) -> list[Leftover]:
             owner = entry
         else:
             continue
+        usage = _Usage(os.fstat(cfd).st_dev, "containers")
         try:
-            size = _Usage(os.fstat(cfd).st_dev, "containers").add(cfd, entry)
+            size = usage.add(cfd, entry)[0]
         except GearError:
             size = 0
-        found.append(Leftover(entry, owner, size))
+        found.append(Leftover(entry, owner, size, usage.frees_disk()[0]))
     return found
 
 

@@ -54,6 +54,7 @@ class Execution:
     size_bytes: int | None = None
     note: str | None = None
     created_at: str | None = None
+    disk_bytes: int | None = None
 
     @property
     def id(self) -> str:
@@ -165,8 +166,46 @@ def _m004_ended_at_index(db: Any) -> Iterator[str]:
     yield "CREATE INDEX idx_executions_ended_at ON executions (ended_at)"
 
 
+def _m005_disk_bytes(db: Any) -> Iterator[str]:
+    # What the disk holds for each execution (storage.execution_usage: blocks,
+    # hard links once, each block in the earliest execution holding it), and
+    # its container's total for `gear ls`: the triggers of migration 3 again,
+    # each keeping both sums. Executions closed before this have none (NULL,
+    # counted as 0) until `gear du` measures them.
+    yield "ALTER TABLE executions ADD COLUMN disk_bytes INTEGER"
+    yield "ALTER TABLE containers ADD COLUMN disk_bytes INTEGER NOT NULL DEFAULT 0"
+    last_of = "(SELECT number, status FROM executions WHERE container = {0} ORDER BY number DESC LIMIT 1)"
+    add = """UPDATE containers SET execution_count = execution_count + 1,
+                                  size_bytes = size_bytes + COALESCE({0}.size_bytes, 0),
+                                  disk_bytes = disk_bytes + COALESCE({0}.disk_bytes, 0)
+                WHERE name = {0}.container;"""
+    remove = """UPDATE containers SET execution_count = execution_count - 1,
+                                  size_bytes = size_bytes - COALESCE({0}.size_bytes, 0),
+                                  disk_bytes = disk_bytes - COALESCE({0}.disk_bytes, 0)
+                WHERE name = {0}.container;"""
+    for name in ("insert", "delete", "update"):
+        yield f"DROP TRIGGER executions_totals_{name}"
+    yield f"""CREATE TRIGGER executions_totals_insert AFTER INSERT ON executions BEGIN
+        {add.format("NEW")}
+        UPDATE containers SET (last_number, last_status) = (NEW.number, NEW.status)
+            WHERE name = NEW.container AND (last_number IS NULL OR last_number < NEW.number);
+    END"""
+    yield f"""CREATE TRIGGER executions_totals_delete AFTER DELETE ON executions BEGIN
+        {remove.format("OLD")}
+        UPDATE containers SET (last_number, last_status) = {last_of.format("OLD.container")}
+            WHERE name = OLD.container AND last_number = OLD.number;
+    END"""
+    yield f"""CREATE TRIGGER executions_totals_update
+            AFTER UPDATE OF container, number, status, size_bytes, disk_bytes ON executions BEGIN
+        {remove.format("OLD")}
+        {add.format("NEW")}
+        UPDATE containers SET (last_number, last_status) = {last_of.format("containers.name")}
+            WHERE name IN (OLD.container, NEW.container);
+    END"""
+
+
 MIGRATIONS: list[Callable[[Any], Iterator[str]]] = [_m001_initial, _m002_datasets, _m003_container_totals,
-                                                    _m004_ended_at_index]
+                                                    _m004_ended_at_index, _m005_disk_bytes]
 
 
 class DatasetLedger:

@@ -22,28 +22,32 @@ BUSY_TIMEOUT_MS = 5_000
 OPEN_STATUSES = ("submitting", "queued", "syncing", "running", "saving")
 CLOSED_STATUSES = ("completed", "failed", "terminated", "timeout", "lost")
 # The schema a ledger has after every migration: len(ledger.MIGRATIONS) (a test checks).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # The fields of an execution in ledger.Execution's order (a test checks):
 # the order of the keys of its JSON.
 EXECUTION_FIELDS = (
     "container", "number", "mode", "status", "compute_type", "image", "command", "params", "bindings",
     "workdir", "token", "message", "exit_code", "parent", "slurm_job_id", "submitted_at", "started_at",
-    "ended_at", "size_bytes", "note", "created_at",
+    "ended_at", "size_bytes", "note", "created_at", "disk_bytes",
 )
 JSON_COLUMNS = ("command", "params", "bindings")
 
 # Each container's totals are columns of its row, kept up to date by triggers
-# on `executions` (ledger.py, migration 3): 100 rows to read, not 10,000.
+# on `executions` (ledger.py, migrations 3 and 5): 100 rows to read, not 10,000.
+# size_bytes: apparent bytes of the working directories; disk_bytes: what the
+# disk holds for the container (storage.execution_usage).
+CONTAINER_SUMMARY_FIELDS = ("name", "created_at", "visibility", "executions", "last_number", "size_bytes",
+                            "disk_bytes", "last_status")
 CONTAINER_SUMMARIES_SQL = """
-    SELECT name, created_at, visibility, execution_count AS executions, last_number, size_bytes, last_status
+    SELECT name, created_at, visibility, execution_count AS executions, last_number, size_bytes, disk_bytes,
+           last_status
     FROM containers ORDER BY name"""
 
 
 def container_summaries(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Each container with its number of executions, last one, total size and visibility."""
-    return [dict(zip(("name", "created_at", "visibility", "executions", "last_number", "size_bytes",
-                      "last_status"), row)) for row in conn.execute(CONTAINER_SUMMARIES_SQL)]
+    """Each container with its number of executions, last one, total sizes and visibility."""
+    return [dict(zip(CONTAINER_SUMMARY_FIELDS, row)) for row in conn.execute(CONTAINER_SUMMARIES_SQL)]
 
 
 def executions_query(container: str | None = None, statuses: tuple[str, ...] | None = None,

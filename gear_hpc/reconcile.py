@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import GearError, NotFound, SlurmError
 from .ledger import CLOSED_STATUSES, OPEN_STATUSES, Execution, Ledger, utc_now
-from .storage import tree_size
+from .storage import execution_usage, tree_size
 
 if TYPE_CHECKING:
     from .slurm import SlurmJob
@@ -93,7 +93,9 @@ def _progress(record: dict[str, Any] | None) -> dict[str, Any] | None:
     done = dict(record["progress"])
     seconds = max(float(done.get("seconds") or 0), 1.0)
     done["phase"] = record.get("phase")
-    done["mb_per_s"] = round((done.get("bytes") or 0) / seconds / 1e6, 1)
+    # Many small files move few bytes: at 0.04 MB/s one decimal would read 0.0
+    # while thousands of files a second arrive (listing.py prints KB/s then).
+    done["mb_per_s"] = round((done.get("bytes") or 0) / seconds / 1e6, 3)
     done["files_per_s"] = round((done.get("files") or 0) / seconds, 1)
     return done
 
@@ -153,7 +155,8 @@ def refresh(ledger: Ledger, query: Callable[[], dict[str, SlurmJob]] | None = No
                 seal(Path(execution.workdir))
             except OSError:
                 pass   # sealed again (and any error told) when it is continued or shared
-            changes["size_bytes"] = tree_size(Path(execution.workdir))
+            changes.update(size_bytes=tree_size(Path(execution.workdir)),
+                           disk_bytes=execution_usage(Path(execution.workdir).parent).disk)
         ledger.update_execution(execution.container, execution.number, **changes)
         updated = ledger.get_execution(execution.container, execution.number)
         if updated is not None and not updated.is_open:

@@ -61,6 +61,10 @@ class SourceStats:
     entries: dict[str, int]
     size: int
 
+    def files(self) -> int:
+        """Entries of the list that are not directories."""
+        return sum(count for kind, count in self.entries.items() if kind != "dir")
+
     def totals(self) -> tuple[int, int] | None:
         """(bytes, files) of the copied tree, or None when the list alone cannot say.
 
@@ -151,8 +155,15 @@ def rsync_with_progress(sources: Sequence[str], target: str, on_progress: Callab
         raise _copy_error(", ".join(sources), target, exc) from None
     seconds = time.monotonic() - started
     last = parse_progress(last_line, seconds) or Progress(0, 0, 0, 0, seconds)
+    stats = parse_stats(stats_lines)
+    if stats is not None:
+        # rsync's to-chk counts every entry of the file list, directories too
+        # (the top one included: 3001 files show as 3002): the last report
+        # counts files, as the version records them (SourceStats.totals).
+        files = stats.files()
+        last = Progress(last.bytes_done, last.percent, files, files, seconds)
     on_progress(last)
-    return last, parse_stats(stats_lines)
+    return last, stats
 
 
 def _copy_error(source: str, target: str, exc: CommandFailed) -> GearError:

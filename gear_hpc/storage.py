@@ -26,6 +26,7 @@ import os
 import pwd
 import stat
 from pathlib import Path
+from typing import Iterator
 
 from .errors import GearError
 from .sizes import human_size  # noqa: F401  (importable from here)
@@ -122,23 +123,127 @@ class UserStorage:
 
 
 def tree_size(path: Path) -> int:
-    """Bytes used by the files below `path`, never following a symlink."""
+    """Apparent bytes of the files below `path` (st_size, every name counted), never following a symlink.
+
+    Not what the disk holds: see `usage` for that.
+    """
     total = 0
-    stack = [str(path)]
+    for info, is_dir in walk_entries(str(path)):
+        if not is_dir:
+            total += info.st_size
+    return total
+
+
+# --- what the disk holds (docs/design.md, "Storage figures") ---
+
+BLOCK = 512   # st_blocks is in 512-byte units, whatever the file system's block size
+
+
+class Usage:
+    """What a walk found: `disk` (allocated blocks × 512, as `du`), `apparent` (st_size of the
+    files) and `files` (every entry that is not a directory)."""
+
+    __slots__ = ("disk", "apparent", "files")
+
+    def __init__(self, disk: int = 0, apparent: int = 0, files: int = 0):
+        self.disk, self.apparent, self.files = disk, apparent, files
+
+    def __repr__(self) -> str:
+        return f"Usage(disk={self.disk}, apparent={self.apparent}, files={self.files})"
+
+
+def walk_entries(top: str) -> Iterator[tuple[os.stat_result, bool]]:
+    """(lstat, is a directory) of `top` and everything below it; never follows a symlink,
+    skips what cannot be read (as `du` does, minus its complaint)."""
+    try:
+        info = os.lstat(top)
+    except OSError:
+        return
+    yield info, stat.S_ISDIR(info.st_mode)
+    if not stat.S_ISDIR(info.st_mode):
+        return
+    stack = [top]
     while stack:
         try:
             with os.scandir(stack.pop()) as entries:
                 for entry in entries:
                     try:
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(entry.path)
-                        else:
-                            total += entry.stat(follow_symlinks=False).st_size
+                        info = entry.stat(follow_symlinks=False)
                     except OSError:
                         continue
+                    is_dir = stat.S_ISDIR(info.st_mode)
+                    if is_dir:
+                        stack.append(entry.path)
+                    yield info, is_dir
         except OSError:
             continue
-    return total
+
+
+def usage(path: Path, seen: set[tuple[int, int]] | None = None) -> Usage:
+    """What the disk holds for `path` and everything below it, as `du -s` counts it.
+
+    Allocated blocks, not bytes (a 1-byte file takes a whole block); each
+    inode once, by (st_dev, st_ino), however many hard links name it; a
+    symlink counts its own blocks and is never followed; directories count
+    their own blocks. Pass the same `seen` to several calls to count an
+    inode only in the first that meets it (as `du -s A B` does).
+    """
+    seen = set() if seen is None else seen
+    found = Usage()
+    for info, is_dir in walk_entries(str(path)):
+        if not is_dir:
+            found.files += 1
+        key = (info.st_dev, info.st_ino)
+        if key in seen:
+            continue
+        if info.st_nlink > 1 or is_dir:
+            seen.add(key)
+        found.disk += info.st_blocks * BLOCK
+        if not is_dir:
+            found.apparent += info.st_size
+    return found
+
+
+def execution_usage(exec_dir: Path) -> Usage:
+    """What the disk holds for one execution that no earlier execution of its container holds.
+
+    A continuation hard-links its parent's unchanged files: those blocks
+    count in the earliest execution that holds them, so the figures of a
+    container's executions add up to `du -s` of the container. Only files
+    with a link outside `exec_dir` are looked for in the earlier executions
+    (the numbered directories beside it), nearest first, and only until
+    each is found.
+    """
+    found = Usage()
+    linked: dict[tuple[int, int], list[int]] = {}   # (dev, ino) -> [links, links seen here, blocks, size]
+    for info, is_dir in walk_entries(str(exec_dir)):
+        if not is_dir:
+            found.files += 1
+        if is_dir or info.st_nlink == 1:
+            found.disk += info.st_blocks * BLOCK
+            found.apparent += 0 if is_dir else info.st_size
+            continue
+        entry = linked.setdefault((info.st_dev, info.st_ino), [info.st_nlink, 0, info.st_blocks * BLOCK, info.st_size])
+        entry[1] += 1
+    # Links all inside this execution: its own. The rest may be an earlier execution's.
+    wanted = {key for key, (links, here, _, _) in linked.items() if here < links}
+    try:
+        number = int(exec_dir.name)
+        earlier = sorted((int(name) for name in os.listdir(exec_dir.parent)
+                          if name.isdigit() and name.isascii() and int(name) < number), reverse=True)
+    except (OSError, ValueError):
+        earlier = []
+    for other in earlier:
+        if not wanted:
+            break
+        for info, is_dir in walk_entries(str(exec_dir.parent / str(other))):
+            if not is_dir and info.st_nlink > 1:
+                wanted.discard((info.st_dev, info.st_ino))
+    for key, (links, here, blocks, size) in linked.items():
+        if here >= links or key in wanted:
+            found.disk += blocks
+            found.apparent += size
+    return found
 
 
 def make_read_only(path: Path) -> None:

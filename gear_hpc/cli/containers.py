@@ -16,25 +16,30 @@ def _stdin_is_terminal() -> bool:
 
 
 def _plan_lines(plan: Any) -> list[str]:
-    """What will go, for a person: every execution with its status and size, then the totals."""
+    """What will go, for a person: every execution with its status and size, then the totals.
+
+    Sizes are what the disk holds (blocks, hard links once: what `du -s` and
+    `df` show); an execution's SIZE leaves out what an earlier one holds.
+    """
     lines = []
     if plan.executions:
         rows = [["EXECUTION", "STATUS", "ENDED", "SIZE"]]
         rows += [[e.id, e.status, e.ended_at or "",
-                  "missing" if e.size_bytes is None else human_size(e.size_bytes)] for e in plan.executions]
+                  "missing" if e.disk_bytes is None else human_size(e.disk_bytes)] for e in plan.executions]
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     if plan.in_ledger:
-        lines.append(f"{len(plan.executions)} execution(s), {human_size(plan.size_bytes)} in {plan.path}; "
-                     f"deleting frees {human_size(plan.frees_bytes)}")
-        if plan.shared_bytes:
-            lines.append(f"({human_size(plan.shared_bytes)} of it are files also linked from outside the "
+        lines.append(f"{len(plan.executions)} execution(s), {human_size(plan.disk_bytes)} on disk "
+                     f"({human_size(plan.size_bytes)} of file contents) in {plan.path}; "
+                     f"deleting frees {human_size(plan.frees_disk_bytes)}")
+        if plan.shared_disk_bytes:
+            lines.append(f"({human_size(plan.shared_disk_bytes)} of it are files also linked from outside the "
                          "container: those links keep them)")
         if plan.unreadable:
             lines.append(f"({len(plan.unreadable)} directories have no read permission, so their files are "
                          f"not counted: {', '.join(plan.unreadable[:3])}{' …' if len(plan.unreadable) > 3 else ''})")
     for item in plan.leftovers:
-        lines.append(f"also removes {human_size(item.size_bytes)} left by an interrupted delete of "
+        lines.append(f"also removes {human_size(item.disk_bytes)} left by an interrupted delete of "
                      f"{item.container}")
     return lines
 
@@ -83,4 +88,4 @@ def delete(container: str, yes: bool, as_json: bool) -> None:
         click.echo(f"gear: {plan.path} had been replaced by a symbolic link; the link was removed, "
                    "its target was not touched", err=True)
     what = f"{len(plan.executions)} execution(s)" if plan.in_ledger else "what an interrupted delete left"
-    click.echo(f"deleted {container}: {what}, freed {human_size(result.freed_bytes)}")
+    click.echo(f"deleted {container}: {what}, freed {human_size(result.freed_disk_bytes)}")

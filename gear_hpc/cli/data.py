@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..sizes import human_count, human_rate
 from .group import json_option, load_context, open_ledger
 from .output import human_size, print_json, table
 
@@ -43,7 +44,7 @@ def create(name: str, as_json: bool) -> None:
 
 
 class _Bar:
-    """One line on stderr: bar, percent, bytes, files, MB/s and files/s."""
+    """One line on stderr: bar, percent, bytes, files, speed (MB/s, or KB/s below 1 MB/s) and files/s."""
 
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
@@ -57,7 +58,7 @@ class _Bar:
         files = f"{progress.files_done}/{progress.files_total} files" if progress.files_total else ""
         line = (f"\r[{'#' * filled}{' ' * (width - filled)}] {progress.percent:3d}%  "
                 f"{human_size(progress.bytes_done)}  {files}  "
-                f"{progress.bytes_per_second / 1e6:.1f} MB/s  {progress.files_per_second:.0f} files/s")
+                f"{human_rate(progress.bytes_per_second)}  {human_count(progress.files_per_second)} files/s")
         sys.stderr.write(line.ljust(100))
         sys.stderr.flush()
         self.drawn = True
@@ -100,7 +101,7 @@ def upload(name: str, paths: tuple[Path, ...], as_json: bool) -> None:
     seconds = max(progress.seconds, 1e-9)
     click.echo(f"{name}@{version}: {record['files']} files, {human_size(record['size_bytes'])} "
                f"(sent {human_size(progress.bytes_done)} in {progress.seconds:.1f} s, "
-               f"{progress.bytes_done / seconds / 1e6:.1f} MB/s, {(progress.files_done or 0) / seconds:.0f} files/s)")
+               f"{human_rate(progress.bytes_done / seconds)}, {human_count((progress.files_done or 0) / seconds)} files/s)")
 
 
 @data.command()
@@ -202,23 +203,38 @@ def from_output(execution_id: str, dataset: str | None, from_path: str | None, a
 def du(as_json: bool) -> None:
     """Storage used, per container and per dataset.
 
-    Sizes are apparent sizes: a dataset version made with `from-output`
-    shares its files with the working directory it came from.
+    SIZE is what the disk holds, as `du -s` shows it: allocated blocks
+    (a 1-byte file takes a whole block), each hard-linked file once (a
+    continuation shares its parent's unchanged files). APPARENT is the
+    bytes of the files. A dataset version made with `from-output` is a
+    copy (`cp --reflink=auto`): where the file system shares blocks it
+    takes none of its own, though both count here, as in `du`.
 
     \b
     Example:
       gear du
     """
-    from ..storage import tree_size
+    from .. import containers as containers_module
+    from ..storage import usage
 
     _, storage = load_context()
     with open_ledger(storage) as ledger:
-        containers = [(name, tree_size(storage.container_dir(name))) for name in ledger.container_names()]
-        datasets = [(r["name"], tree_size(storage.dataset_dir(r["name"]))) for r in ledger.dataset_summaries()]
+        containers = [(name, usage(storage.container_dir(name))) for name in ledger.container_names()]
+        datasets = [(r["name"], usage(storage.dataset_dir(r["name"]))) for r in ledger.dataset_summaries()]
+        # Executions closed before gear kept a disk figure get one (`gear ls`, `gear show`).
+        containers_module.measure_unmeasured(ledger)
+    everything = containers + datasets
     if as_json:
-        print_json({"containers": dict(containers), "datasets": dict(datasets),
-                    "total_bytes": sum(s for _, s in containers + datasets)})
+        # The top-level figures stay the apparent sizes they always were; "disk" is what the disk holds.
+        print_json({"containers": {n: u.apparent for n, u in containers},
+                    "datasets": {n: u.apparent for n, u in datasets},
+                    "total_bytes": sum(u.apparent for _, u in everything),
+                    "disk": {"containers": {n: u.disk for n, u in containers},
+                             "datasets": {n: u.disk for n, u in datasets},
+                             "total_bytes": sum(u.disk for _, u in everything)}})
         return
-    table(["KIND", "NAME", "SIZE"], [["container", n, human_size(s)] for n, s in containers]
-          + [["dataset", n, human_size(s)] for n, s in datasets])
-    click.echo(f"total: {human_size(sum(s for _, s in containers + datasets))}")
+    table(["KIND", "NAME", "SIZE", "APPARENT", "FILES"],
+          [["container", n, human_size(u.disk), human_size(u.apparent), f"{u.files:,}"] for n, u in containers]
+          + [["dataset", n, human_size(u.disk), human_size(u.apparent), f"{u.files:,}"] for n, u in datasets])
+    click.echo(f"total: {human_size(sum(u.disk for _, u in everything))} on disk "
+               f"({human_size(sum(u.apparent for _, u in everything))} apparent)")

@@ -142,7 +142,7 @@ def show(execution_id: str, as_json: bool) -> None:
     for key, value in data.items():
         if key == "command":
             value = shlex.join(value)
-        elif key == "size_bytes" and value is not None:
+        elif key in ("size_bytes", "disk_bytes") and value is not None:
             value = f"{value} ({human_size(value)})"
         elif key in ("params", "bindings"):
             import json

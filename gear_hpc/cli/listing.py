@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from ..sizes import human_count, human_rate
 from .output import human_size, json_text, table_lines
 
 # Annotations only: importing typing would cost the fast path (fastpath.py) 2 ms.
@@ -29,9 +30,12 @@ def recent_since() -> str:
 
 
 def execution_rows(items: list[dict[str, Any]]) -> list[list[Any]]:
-    """Table rows of executions given as their JSON (ledger.Execution.to_json())."""
+    """Table rows of executions given as their JSON (ledger.Execution.to_json()).
+
+    SIZE is what the disk holds for the execution (disk_bytes), blank until it closes.
+    """
     return [[e["id"], e["status"], "" if e["exit_code"] is None else e["exit_code"], e["compute_type"], e["image"],
-             e["slurm_job_id"], e["submitted_at"], e["ended_at"], human_size(e["size_bytes"]), e["message"] or ""]
+             e["slurm_job_id"], e["submitted_at"], e["ended_at"], human_size(e.get("disk_bytes")), e["message"] or ""]
             for e in items]
 
 
@@ -48,7 +52,7 @@ def status_text(items: list[dict[str, Any]], as_json: bool) -> str:
             files = f", {progress['files']}/{progress['files_total']} files" if progress.get("files_total") else ""
             lines.append(f"{e['id']}: {progress['phase']} {progress.get('percent', 0)}%: "
                          f"{human_size(progress.get('bytes'))}{files}, "
-                         f"{progress['mb_per_s']} MB/s, {progress['files_per_s']} files/s")
+                         f"{human_rate(progress['mb_per_s'] * 1e6)}, {human_count(progress['files_per_s'])} files/s")
         if e["note"]:
             lines.append(f"{e['id']}: {e['note']}")
     return "\n".join(lines)
@@ -60,8 +64,10 @@ def ls_text(summaries: list[dict[str, Any]], as_json: bool) -> str:
         return json_text(summaries)
     if not summaries:
         return NO_CONTAINERS
+    # SIZE: what the disk holds (blocks, hard links once); APPARENT: the bytes of the files.
     return "\n".join(table_lines(
-        ["CONTAINER", "EXECUTIONS", "LAST", "LAST STATUS", "SIZE", "VISIBILITY", "CREATED"],
+        ["CONTAINER", "EXECUTIONS", "LAST", "LAST STATUS", "SIZE", "APPARENT", "VISIBILITY", "CREATED"],
         [[s["name"], s["executions"], f"{s['name']}/{s['last_number']}" if s["last_number"] else "",
-          s["last_status"] or "", human_size(s["size_bytes"]), s["visibility"], s["created_at"]]
+          s["last_status"] or "", human_size(s["disk_bytes"]), human_size(s["size_bytes"]), s["visibility"],
+          s["created_at"]]
          for s in summaries]))
