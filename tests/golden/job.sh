@@ -64,8 +64,15 @@ json_string() { # TEXT: as a JSON string (notes name paths, which may hold quote
 # directory: tell it the outcome through the job's Extra field. Bounded, and
 # never fatal: the notification must not hold up or fail the execution.
 report() { # STATUS EXIT_CODE SAVED
+  # size: what the saved working directory holds on disk that nothing outside
+  # it holds (blocks, each hard link once; a continuation's links to its
+  # parent's unchanged files are the parent's), as `gear show` counts.
   local size
-  size=$(timeout 20 find "$home" ! -type d -printf '%s\n' 2>/dev/null | awk '{s += $1} END {print s + 0}'
+  size=$(timeout 20 find "$home" -printf '%y %i %n %b\n' 2>/dev/null | awk '
+           $1 == "d" {s += $4; next}
+           !($2 in links) {links[$2] = $3; blocks[$2] = $4}
+           {seen[$2]++}
+           END {for (i in links) if (seen[i] >= links[i]) s += blocks[i]; printf "%.0f\n", s * 512}'
          exit "${PIPESTATUS[0]}") || size=""
   timeout 10 scontrol update "JobId=${SLURM_JOB_ID:-0}" \
     "Extra="gear";status=$1;exit=$2;saved=$3${size:+;size=$size}" >/dev/null 2>&1 || true
