@@ -125,7 +125,8 @@ def test_sbatch_timeout_after_slurm_took_the_job_keeps_it(gear_env, fake_slurm, 
 
 
 # sbatch answers 101, 102, ... (a counter beside the fake commands).
-SEQUENTIAL_SBATCH = 'n=$(cat "$(dirname "$0")/n" 2>/dev/null || echo 100); n=$((n + 1)); echo $n > "$(dirname "$0")/n"; echo $n'
+SEQUENTIAL_SBATCH = ('n=$(cat "$(dirname "$0")/n" 2>/dev/null || echo 100); n=$((n + 1)); '
+                     'echo $n > "$(dirname "$0")/n"; echo $n')
 
 
 def _pending(*job_ids: int) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import User, custom_site
+from conftest import custom_site
 from gear_hpc.devcluster import SCRIPT
 
 SLOW = ("import os, sys, time\n"
@@ -20,14 +20,6 @@ SLOW = ("import os, sys, time\n"
 
 
 OPEN = ("queued", "syncing", "running", "saving")
-
-
-@pytest.fixture(scope="module")
-def faulty() -> User:
-    # Tests that fake a Slurm command (GEAR_SLURM_BIN, or a shim on PATH) run as
-    # a user of their own: a fake squeue makes `gear status` judge *every*
-    # open execution of its user, so as alice it would close other tests' too.
-    return User("faulty1")
 
 
 def _last_id(result) -> str:
@@ -172,22 +164,3 @@ def test_stopping_a_queued_execution_closes_it_at_once(alice, container):
     finally:
         alice.gear("stop", blocker, "--now", env=env)
 
-
-def test_a_job_slurm_forgot_is_lost_not_completed(faulty, container):
-    """Fault injection: squeue that knows no job (a vanished job)."""
-    code = faulty.make_dir({"x": ""})
-    shims = faulty.make_dir({"squeue": "#!/bin/sh\nexit 0\n"})
-    (shims / "squeue").chmod(0o755)
-    result = faulty.gear("run", "-c", container, "--code", str(code), "--", "sleep", "600", check=True)
-    execution = result.stdout.strip().splitlines()[-1]
-    job_id = faulty.gear_json("show", execution)["slurm_job_id"]
-    try:
-        # The empty squeue closes every open execution of this user: this test's alone.
-        others = [r["id"] for r in faulty.gear_json("status") if r["status"] in OPEN and r["id"] != execution]
-        assert others == [], f"{faulty.name} has other open executions, which the fake squeue would close"
-        record = json.loads(faulty.gear("status", execution, "--json", check=True,
-                                        env={"GEAR_SLURM_BIN": str(shims)}).stdout)
-        assert record["status"] == "lost"
-        assert f"no longer knows job {job_id}" in record["note"]
-    finally:
-        faulty.run("scancel", job_id)
