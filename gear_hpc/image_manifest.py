@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 PREFIX = "org.gear-hpc."
 OS = PREFIX + "os"
@@ -156,7 +157,8 @@ def _debian(packages: Sequence[str]) -> dict[str, str]:
     # dpkg-query -W fails for a package that is not installed: ask one by one.
     found = {}
     for package in packages:
-        proc = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True)
+        proc = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True,
+                              check=False)
         if proc.returncode == 0 and proc.stdout.strip():
             found[package] = proc.stdout.strip()
     return found

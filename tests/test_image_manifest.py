@@ -7,10 +7,10 @@ import platform
 from pathlib import Path
 
 import pytest
+from helpers import gear, write_executable
 
 from gear_hpc import image_manifest
 from gear_hpc.image_manifest import ManifestUnavailable
-from helpers import gear, write_executable
 
 # `apptainer inspect --json /var/lib/gear-devcluster/images/python.sif`, recorded on the local cluster.
 RECORDED_PYTHON_SIF = r'''{
@@ -138,8 +138,8 @@ def test_without_apptainer_one_line_then_the_sites_text(gear_env):
     assert result.returncode == 0 and result.stderr == ""
     lines = result.stdout.splitlines()
     reason = [line for line in lines if line.startswith("contents:")]
-    assert reason == [f"contents: not read from the image: {gear_env['tmp'] / 'no-such-dir' / 'apptainer'} "
-                      "is not available on this machine"]
+    missing = gear_env["tmp"] / "no-such-dir" / "apptainer"
+    assert reason == [f"contents: not read from the image: {missing} is not available on this machine"]
     assert any(line.startswith("description (the site's images.yaml): ") for line in lines)
     assert "site's notes (images.yaml, written by hand; may differ from the image):" in lines
     data = json.loads(gear("images", "python", "--json").stdout)

@@ -70,7 +70,7 @@ def _show_image(loaded: Site, image: Image, as_json: bool) -> None:
     try:
         manifest = image_manifest.read(loaded.apptainer, image.path)
         if manifest is None:
-            unavailable = "the image carries no gear-hpc labels (docs/admin.md: labelling an image)"
+            unavailable = "the image carries no gear-hpc labels (docs/admin.md: what an image holds)"
     except image_manifest.ManifestUnavailable as exc:
         unavailable = str(exc)
     if as_json:

@@ -292,11 +292,12 @@ image_current() {  # image_current NAME RECIPE: NAME.sif exists and was built fr
 
 image_finish() {  # image_finish DIR DEBIAN_PACKAGE...: pip.conf and the labels, before apptainer build
   local dir=$1; shift
-  # PEP 668 makes Debian's pip refuse `pip install --user X` ("externally
-  # managed"); in a read-only image nothing of the system's can be broken, and
-  # a job's own packages go to its $HOME (docs/devcluster.md).
   # A && chain, not set -e: this runs under `logged`, where set -e is off.
-  # A job's pip trusts what this machine trusts (a site's TLS-inspecting proxy has its CA only here).
+  # pip.conf: PEP 668 makes Debian's pip refuse `pip install --user X`
+  # ("externally managed"); in a read-only image nothing of the system's can be
+  # broken, and a job's own packages go to its $HOME (docs/devcluster.md).
+  # The CA bundle: a job's pip trusts what this machine trusts (a site's
+  # TLS-inspecting proxy has its CA only here).
   printf '[global]\nbreak-system-packages = true\n' >"$dir/etc/pip.conf" &&
     { [[ ! -d $dir/etc/ssl/certs || ! -s /etc/ssl/certs/ca-certificates.crt ]] ||
         cp -L /etc/ssl/certs/ca-certificates.crt "$dir/etc/ssl/certs/ca-certificates.crt"; } &&
