@@ -26,6 +26,8 @@ from .reconcile import discard, get, log_path, refresh  # noqa: F401  (get, log_
 from .storage import UserStorage, remove_tree
 
 KILL_AFTER_SECONDS = 20
+# In an execution's directory: gear stop asked for this stop (the job reads it).
+STOP_MARKER = "stop_request"
 
 
 @dataclass
@@ -374,8 +376,19 @@ def stop(ledger: Ledger, container: str, number: int, now: bool = False, wait_se
     if not execution.slurm_job_id:
         raise GearError(f"{execution.id} is still being submitted; try again in a moment")
     # Plain scancel: TERM reaches the batch shell, whose trap stops the program
-    # and saves; Slurm sends KILL only after KillWait.
-    signalled = slurm.cancel(execution.slurm_job_id)
+    # and saves; Slurm sends KILL only after KillWait. The marker, written
+    # first, tells the job it was gear stop, not scancel or Slurm (its final
+    # record says who stopped it).
+    marker = Path(execution.workdir).parent / STOP_MARKER
+    try:
+        marker.write_text(f"gear stop {utc_now()}\n")
+    except OSError:
+        pass   # the stop matters more than saying who asked for it
+    try:
+        signalled = slurm.cancel(execution.slurm_job_id)
+    except BaseException:
+        marker.unlink(missing_ok=True)   # no stop was asked of Slurm: a later scancel is not gear stop's
+        raise
     if not now:
         deadline = time.monotonic() + wait_seconds
         while time.monotonic() < deadline:

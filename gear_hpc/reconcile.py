@@ -244,6 +244,9 @@ def fold(execution: Execution, record: dict[str, Any] | None, jobs: dict[str, Sl
             # Slurm checks for the warning signal about once a minute: a job can
             # reach its limit (TERM) before the warning (USR1) arrives.
             changes["status"] = "timeout"
+        stopped = stop_note(record, changes["status"])
+        if stopped:
+            changes["note"] = stopped + (f"; {changes['note']}" if changes.get("note") else "")
         return _only_changes(execution, changes)
 
     phase = record.get("phase") if record else None
@@ -290,6 +293,25 @@ def fold(execution: Execution, record: dict[str, Any] | None, jobs: dict[str, Sl
                  + (f" during phase {phase!r}" if phase else "")
                  + "; the save may be incomplete")
     return _only_changes(execution, changes)
+
+
+_SIGNALS = {"TERM": 15, "KILL": 9}
+
+
+def stop_note(record: dict[str, Any], status: str) -> str | None:
+    """Who stopped an execution and how, from its final record's `stopped_by` and
+    `signal`: "terminated by gear stop (SIGTERM); exit 143 is 128+15"."""
+    by, signal = record.get("stopped_by"), record.get("signal")
+    if not isinstance(by, str) or not isinstance(signal, str):
+        return None
+    if status == "timeout":
+        by = "time limit"   # TERM at the limit before the warning came (fold)
+    text = (f"stopped at its time limit (SIG{signal})" if by == "time limit"
+            else f"terminated by {by} (SIG{signal})")
+    code = record.get("exit_code")
+    if signal in _SIGNALS and code == 128 + _SIGNALS[signal]:
+        text += f"; exit {code} is 128+{_SIGNALS[signal]}"
+    return text
 
 
 def fold_lost(execution: Execution, record: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -23,7 +23,7 @@ def stop(execution_id: str, now: bool, as_json: bool) -> None:
       gear stop mnist-train/3
       gear stop mnist-train/3 --now
     """
-    from .. import executions
+    from .. import executions, reconcile
     from ..names import parse_execution_id
 
     target = parse_execution_id(execution_id)
@@ -45,5 +45,8 @@ def stop(execution_id: str, now: bool, as_json: bool) -> None:
         click.echo(f"{execution.id}: stop requested; the job is still {execution.status} "
                    "(see `gear status` in a moment)")
     else:
-        saved = "the working directory was saved" if not execution.note else execution.note
-        click.echo(f"{execution.id} {execution.status}: {saved}")
+        # The note says who stopped it (and what was not saved); the final record whether it was saved.
+        record = reconcile.read_status_record(execution.workdir) or {}
+        saved = "the working directory was saved" if record.get("saved") else ""
+        click.echo(f"{execution.id} {execution.status}: "
+                   + "; ".join(part for part in (execution.note, saved) if part))

@@ -134,6 +134,7 @@ def show(execution_id: str, as_json: bool) -> None:
     with _refreshed_ledger() as ledger:
         execution = reconcile.get(ledger, *target)
     data = execution.to_json()
+    data.update(_stopped(execution))
     if as_json:
         print_json(data)
         return
@@ -149,6 +150,19 @@ def show(execution_id: str, as_json: bool) -> None:
 
             value = json.dumps(value)
         click.echo(f"{key + ':':<14} {'' if value is None else value}")
+
+
+def _stopped(execution: Any) -> dict[str, Any]:
+    """Who stopped a closed execution and the signal its program got, from its final
+    record (the ledger's note says it in words); None for an execution not stopped."""
+    from .. import reconcile
+
+    record = reconcile.read_status_record(execution.workdir) if not execution.is_open else None
+    if not record or record.get("phase") != "final" or not record.get("stopped_by") \
+            or str(record.get("slurm_job_id") or "") != (execution.slurm_job_id or ""):
+        return {"stopped_by": None, "signal": None}
+    by = "time limit" if execution.status == "timeout" else record.get("stopped_by")
+    return {"stopped_by": by, "signal": record.get("signal")}
 
 
 @click.command()

@@ -161,6 +161,12 @@ done
 
 on_signal() {
   stop_reason=$1
+  # Who stopped it, for the final record (the first who did): gear stop
+  # leaves a marker before it cancels the job.
+  if [ -n "${stopped_by:-}" ]; then :
+  elif [ "$1" = timeout ]; then stopped_by="time limit"
+  elif [ -e "$exec_dir/stop_request" ]; then stopped_by="gear stop"
+  else stopped_by="scancel or Slurm"; fi
   kill -TERM "$payload" 2>/dev/null
   # A program that ignores TERM is killed before Slurm's own deadline. The
   # timer is stopped (with its sleep) once the program has gone.
@@ -213,6 +219,14 @@ case "$stop_reason" in
 esac
 # A result that was not saved is not a success, whatever the program returned.
 if [ "$saved" != true ] && [ "$status" = completed ]; then status=failed; fi
-record final "$status" "$rc" "$saved" "${note:+\"note\": $(json_string "$note")}"
+extra=""
+[ -n "$note" ] && extra="\"note\": $(json_string "$note")"
+if [ -n "${stopped_by:-}" ]; then
+  # The signal the program got: TERM, or KILL once it ignored TERM.
+  signal=TERM
+  [ "$rc" -eq 137 ] && signal=KILL
+  extra+="${extra:+, }\"signal\": \"$signal\", \"stopped_by\": \"$stopped_by\""
+fi
+record final "$status" "$rc" "$saved" "$extra"
 report "$status" "$rc" "$saved"
 exit "$rc"
