@@ -45,6 +45,12 @@ class RunRequest:
     workspace: dict[str, Any] | None = None  # mode jupyter: what workspaces.request() prepared
     parent: str | None = None        # the execution this one continues (C/N)
     home_layer: bool = False         # start from the parent's working directory (SPEC §5)
+    # The code is uploaded by this command (not the parent's, reused by
+    # continue): only then can an upload be ignored, and said so.
+    code_uploaded: bool = True
+    # The code is the current directory, not named with --code: refused above
+    # site.code_limit, so that `gear run` from $HOME does not upload all of it.
+    code_unnamed: bool = False
 
 
 def default_container_name(code: Path) -> str:
@@ -72,11 +78,13 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 
 def submit(site: Site, storage: UserStorage, request: RunRequest,
-           notice: Callable[[str], None] = lambda message: None) -> Execution:
+           notice: Callable[[str], None] = lambda message: None,
+           on_progress: Callable[[Any], None] | None = None) -> Execution:
     """Create a script execution and submit it; returns its ledger record.
 
     `notice` hears, before the job is submitted, what the user should know
     (for example uploaded files that the copied working directory overrides).
+    `on_progress` hears how the code snapshot goes (staging.Progress).
     """
     if not request.command:
         raise UsageError("no command given: put it after --, for example: gear run -- python train.py")
@@ -90,6 +98,8 @@ def submit(site: Site, storage: UserStorage, request: RunRequest,
     code = Path(request.code)
     if not code.exists():
         raise UsageError(f"code path {code} does not exist")
+    if request.code_unnamed:
+        check_code_size(site, code)
     container = check_name(request.container if request.container is not None else default_container_name(code),
                            "container name")
     compute_type = site.compute_type(request.compute_type or site.default_compute_type)
@@ -136,8 +146,9 @@ def submit(site: Site, storage: UserStorage, request: RunRequest,
         try:
             home_layer = parent if parent is not None and request.home_layer else None
             _prepare(site, storage, exec_dir, container, number, token, code, compute_type, image, request,
-                     resolved, home_layer)
-            _notice_collisions(exec_dir / "code", resolved, notice, home_layer)
+                     resolved, home_layer, on_progress)
+            if request.code_uploaded:
+                _notice_collisions(exec_dir / "code", resolved, notice, home_layer)
             job_id = slurm.submit(exec_dir / "job.sh")
         except slurm.SubmitTimeout:
             job_id = _find_job_by_token(token)
@@ -164,6 +175,20 @@ def _discard(ledger: Ledger, exec_dir: Path, container: str, number: int) -> Non
         notify.forget_execution(UserStorage(exec_dir.parents[4], exec_dir.parents[2].name), container, number)
     except Exception:
         pass
+
+
+def check_code_size(site: Site, code: Path) -> None:
+    """Refuse a current directory too big to be the code (site.yaml code_limit), counting no further than that."""
+    from .sizes import human_size
+    from .staging import count_code
+
+    limit = site.code_limit
+    counted = count_code(code, limit.files, limit.bytes)
+    if counted.over:
+        what = (f"more than {limit.files:,} files" if counted.files > limit.files
+                else f"more than {human_size(limit.bytes)} (in {counted.files:,} files)")
+        raise UsageError(f"the current directory {code.resolve()} has {what}, this site's limit for code uploaded "
+                         "without --code; name the code with --code DIR, or put data in a dataset: gear data upload")
 
 
 def _notice_collisions(code: Path, bindings: list[Binding], notice: Callable[[str], None],
@@ -224,6 +249,9 @@ def continue_request(ledger: Ledger, container: str, number: int, *, command: li
         if slot in taken:
             raise UsageError(f"--home-as {home}: {slot} is already taken by another binding")
         specs.append(f"{parent.id}:{home}")
+    # A workspace continued WITH a command runs that command as a script from
+    # its working directory; without one, it is a workspace again.
+    mode = "script" if parent.mode == "jupyter" and command else parent.mode
     return RunRequest(
         command=list(command) if command else list(parent.command),
         code=code if code is not None else Path(parent.workdir).parent / "code",
@@ -233,9 +261,10 @@ def continue_request(ledger: Ledger, container: str, number: int, *, command: li
         params={**parent.params, **(params or {})},
         message=message,
         bindings=specs,
-        mode=parent.mode,
+        mode=mode,
         parent=parent.id,
         home_layer=home == "layer",
+        code_uploaded=code is not None,
     )
 
 
@@ -247,11 +276,12 @@ def _job_comment(container: str, number: int, token: str) -> str:
 
 def _prepare(site: Site, storage: UserStorage, exec_dir: Path, container: str, number: int, token: str,
              code: Path, compute_type: ComputeType, image: Image, request: RunRequest,
-             bindings: list[Binding], home_layer: Execution | None = None) -> None:
+             bindings: list[Binding], home_layer: Execution | None = None,
+             on_progress: Callable[[Any], None] | None = None) -> None:
     """Everything the job needs on disk: code snapshot, parameters, empty input dir, script."""
     from . import staging
 
-    staging.snapshot_code(code, exec_dir / "code")
+    staging.snapshot_code(code, exec_dir / "code", on_progress)
     for relative, text in request.generated_files.items():  # e.g. a notebook's script (gear run -- x.ipynb)
         (exec_dir / "code" / relative).write_text(text)
     (exec_dir / "gear_params.json").write_text(json.dumps(request.params, indent=2) + "\n")

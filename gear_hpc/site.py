@@ -97,6 +97,15 @@ class Workdir:
 
 
 @dataclass(frozen=True)
+class CodeLimit:
+    """The `code_limit:` section of site.yaml: how much `gear run` uploads from
+    the current directory unasked (without --code) before it refuses."""
+
+    bytes: int = 1 << 30
+    files: int = 10000
+
+
+@dataclass(frozen=True)
 class Site:
     config_dir: Path
     storage_root: Path
@@ -109,6 +118,7 @@ class Site:
     images: dict[str, Image] = field(default_factory=dict)
     mail: MailConfig = field(default_factory=MailConfig)
     jupyter: "JupyterConfig" = field(default_factory=lambda: JupyterConfig())
+    code_limit: CodeLimit = field(default_factory=CodeLimit)
 
     def compute_type(self, name: str) -> ComputeType:
         from .errors import NotFound
@@ -141,7 +151,7 @@ def load(directory: Path | None = None) -> Site:
     types = _load_compute_types(directory / "compute-types.yaml", texts)
     images = _load_images(directory / "images.yaml", texts)
     site_file.only_keys({"storage_root", "apptainer", "default_compute_type", "default_image",
-                         "time_limit_warning", "workdir", "mail", "jupyter"})
+                         "time_limit_warning", "workdir", "mail", "jupyter", "code_limit"})
     storage_root = os.environ.get("GEAR_STORAGE_ROOT") or site_file.get("storage_root", _absolute_path)
     default_type = site_file.get("default_compute_type", str)
     default_image = site_file.get("default_image", str)
@@ -161,6 +171,7 @@ def load(directory: Path | None = None) -> Site:
         images=images,
         mail=_load_mail(site_file),
         jupyter=_load_jupyter(site_file),
+        code_limit=_load_code_limit(site_file),
     )
     # What validated, for the fast path of `gear ls`/`gear status` (site_memo.py).
     site_memo.remember([texts[name] for name in site_memo.SITE_FILES], str(site.storage_root))
@@ -182,6 +193,30 @@ def _load_workdir(site_file: "_Section") -> Workdir:
     if mode == "scratch" and not scratch_dir:
         section.fail("scratch_dir", "is required when mode is scratch (a node-local directory such as /local/scratch)")
     return Workdir(mode=mode, scratch_dir=scratch_dir, save_interval=section.get("save_interval", _seconds, default=300))
+
+
+def _load_code_limit(site_file: "_Section") -> CodeLimit:
+    data = site_file.data.get("code_limit")
+    if data is None:
+        return CodeLimit()
+    if not isinstance(data, dict):
+        site_file.fail("code_limit", "expected a mapping with keys bytes, files")
+    section = _Section(site_file.path, data, prefix="code_limit.")
+    section.only_keys({"bytes", "files"})
+    return CodeLimit(bytes=section.get("bytes", _byte_size, default=CodeLimit.bytes),
+                     files=section.get("files", _positive_int, default=CodeLimit.files))
+
+
+_BYTE_SIZE = re.compile(r"([0-9]+)([KMGT]?)\Z")
+
+
+def _byte_size(value: Any) -> int:
+    match = _BYTE_SIZE.match(str(value)) if not isinstance(value, bool) and isinstance(value, (int, str)) else None
+    size = int(match.group(1)) << (10 * " KMGT".index(match.group(2) or " ")) if match else 0
+    if size < 1:
+        raise ValueError(f"{value!r} must be a size of at least 1 byte: a number of bytes, or with K, M, G or T "
+                         "(powers of 1024) such as 500M or 1G")
+    return size
 
 
 def _read_yaml(path: Path, texts: dict[str, str] | None = None) -> dict[str, Any]:

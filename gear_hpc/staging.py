@@ -174,24 +174,79 @@ def _copy_error(source: str, target: str, exc: CommandFailed) -> GearError:
     return GearError(f"copy from {source} to {target} failed: {why}" + (f" ({detail[-1]})" if detail else ""))
 
 
-def snapshot_code(source: Path, target: Path) -> None:
+def snapshot_code(source: Path, target: Path, on_progress: Callable[[Progress], None] | None = None) -> None:
     """Copy the code to upload into `target`.
 
     A directory is copied whole, less the rsync exclude patterns listed in its
     `.gearignore`; a single file is copied alone. Symlinks that point outside
     the tree are dropped (--safe-links), never followed out of it.
+    `on_progress` hears how the copy goes (rsync_with_progress), if given.
     """
     target.mkdir(mode=0o700, exist_ok=True)
     source = Path(operand(source))   # a relative `--code -x` is never an option to rsync
     if source.is_dir():
-        options = []
-        if (source / IGNORE_FILE).is_file():
-            options.append(f"--exclude-from={source / IGNORE_FILE}")
-        rsync(f"{source}/", f"{target}/", *options)
+        sources, options = [f"{source}/"], _ignore_options(source)
     elif source.is_file():
-        rsync(str(source), f"{target}/")
+        sources, options = [str(source)], []
     else:
         raise UsageError(f"code path {source} does not exist")
+    if on_progress is None:
+        rsync(*sources, f"{target}/", *options)
+    else:
+        rsync_with_progress(sources, f"{target}/", on_progress, *options)
+
+
+def _ignore_options(source: Path) -> list[str]:
+    return [f"--exclude-from={source / IGNORE_FILE}"] if (source / IGNORE_FILE).is_file() else []
+
+
+@dataclass
+class CodeCount:
+    """What an upload of code holds, counted up to a limit."""
+
+    files: int
+    size: int
+    over: bool   # the count stopped at the limit: there is at least this much
+
+
+def count_code(source: Path, max_files: int, max_bytes: int) -> CodeCount:
+    """Files and bytes `snapshot_code(source)` would copy, stopping as soon as
+    either limit is passed (a home directory is never walked whole to refuse it).
+
+    rsync lists what it would copy, .gearignore and --safe-links included, so
+    the count is the upload's own.
+    """
+    source = Path(operand(source))
+    if not source.is_dir():
+        size = source.stat().st_size if source.is_file() else 0
+        return CodeCount(1, size, size > max_bytes or max_files < 1)
+    files = size = 0
+    argv = ["rsync", "-r", "-l", "--safe-links", "--list-only", "--no-h", *_ignore_options(source), "--",
+            f"{source}/"]
+
+    class Enough(Exception):
+        pass
+
+    def handle(line: str) -> None:
+        nonlocal files, size
+        # "-rw-r--r--          1234 2026/12/01 10:00:00 name": directories are not files
+        fields = line.split(None, 2)
+        if len(fields) < 2 or line[:1] == "d" or not fields[1].isdigit():
+            return
+        files += 1
+        size += int(fields[1])
+        if files > max_files or size > max_bytes:
+            raise Enough
+
+    from .runner import stream
+
+    try:
+        stream(argv, handle, timeout=COPY_TIMEOUT)
+    except Enough:
+        return CodeCount(files, size, True)
+    except CommandFailed as exc:
+        raise _copy_error(str(source), "the upload", exc) from None
+    return CodeCount(files, size, False)
 
 
 def download(source: Path, target: Path) -> None:
@@ -264,18 +319,37 @@ def _move_into(source: Path, target: Path) -> None:
 
 
 def collisions(code: Path, workdir: Path) -> list[str]:
-    """Relative paths of uploaded files that already exist in `workdir`.
+    """Relative paths of uploaded files that differ from the same path in `workdir`.
 
     The Gear rule: the working directory's file is kept and the upload is
-    ignored; gear lists these before it submits so nobody is surprised.
+    ignored; gear lists these before it submits so nobody is surprised. An
+    upload identical to what is there (same bytes, or a symlink to the same
+    place) loses nothing and is not listed.
     """
     found = []
     for directory, subdirs, files in os.walk(code):
         relative = Path(directory).relative_to(code)
         for name in files:
-            if os.path.lexists(workdir / relative / name):
+            there = workdir / relative / name
+            if os.path.lexists(there) and not _same(Path(directory) / name, there):
                 found.append(str(relative / name) if str(relative) != "." else name)
     return sorted(found)
+
+
+def _same(uploaded: Path, there: Path) -> bool:
+    """Whether the file `there` holds what `uploaded` does (read only; `there` may be sealed)."""
+    import filecmp
+    import stat
+
+    try:
+        a, b = os.lstat(uploaded), os.lstat(there)
+        if stat.S_ISLNK(a.st_mode) or stat.S_ISLNK(b.st_mode):
+            return stat.S_ISLNK(a.st_mode) and stat.S_ISLNK(b.st_mode) and os.readlink(uploaded) == os.readlink(there)
+        if not (stat.S_ISREG(a.st_mode) and stat.S_ISREG(b.st_mode)) or a.st_size != b.st_size:
+            return False
+        return filecmp.cmp(uploaded, there, shallow=False)
+    except OSError:
+        return False   # what cannot be read is not known to be the same: listed
 
 
 def clone_tree(source: Path, target: Path) -> None:

@@ -18,15 +18,16 @@ from .group import json_option, load_context, open_ledger
 @click.option("-d", "--data", "bindings", multiple=True, metavar="BINDING",
               help="Bind data (repeatable): mnist:input0, mnist@3:input1, mnist-train/3:input2, "
                    "mnist-train/3:/hyperai/home (copied in, writable).")
-@click.option("--code", type=click.Path(path_type=Path), default=".", show_default=True,
-              help="Directory (or file) to upload into /hyperai/home; honours .gearignore.")
+@click.option("--code", type=click.Path(path_type=Path), default=None,
+              help="Directory (or file) to upload into /hyperai/home; honours .gearignore. Default: the current "
+                   "directory, refused if it holds more than the site allows (gear asks for --code then).")
 @click.option("--param", "params", multiple=True, metavar="K=V",
               help="A parameter for gear_params.json (repeatable). V is read as JSON if it can be.")
 @click.option("-m", "--message", help="A note to remember this execution by.")
 @click.option("-f", "--follow", is_flag=True, help="Follow the status and log until the execution ends.")
 @json_option
 @click.argument("command", nargs=-1, required=True)
-def run(container: str | None, compute_type: str | None, image: str | None, bindings: tuple[str, ...], code: Path,
+def run(container: str | None, compute_type: str | None, image: str | None, bindings: tuple[str, ...], code: Path | None,
         params: tuple[str, ...], message: str | None, follow: bool, as_json: bool,
         command: tuple[str, ...]) -> None:
     """Run COMMAND in a new execution.
@@ -48,6 +49,10 @@ def run(container: str | None, compute_type: str | None, image: str | None, bind
 
     site, storage = load_context()
     parsed = dict(executions.parse_param(p) for p in params)
+    # Without --code the current directory is uploaded, but only up to the
+    # site's limit: `gear run` from $HOME must not upload all of it unasked.
+    code_unnamed = code is None
+    code = Path(".") if code is None else code
     generated: dict[str, str] = {}
     if os.environ.get("GEAR_WORKSPACE"):
         # Inside a Jupyter workspace: the same container and, unless -d is given, its bindings.
@@ -62,7 +67,8 @@ def run(container: str | None, compute_type: str | None, image: str | None, bind
         click.echo(f"gear: {command[1]} runs the code cells of the notebook", err=True)
     request = executions.RunRequest(command=list(command), code=code, container=container,
                                      compute_type=compute_type, image=image, params=parsed, message=message,
-                                     bindings=list(bindings), generated_files=generated)
+                                     bindings=list(bindings), generated_files=generated,
+                                     code_unnamed=code_unnamed)
     _submit_and_report(site, storage, request, follow, as_json)
 
 
@@ -71,7 +77,11 @@ def _submit_and_report(site, storage, request, follow: bool, as_json: bool) -> N
     from .. import executions
     from .output import print_json, warn
 
-    execution = executions.submit(site, storage, request, notice=warn)
+    bar = _SnapshotProgress()
+    try:
+        execution = executions.submit(site, storage, request, notice=warn, on_progress=bar)
+    finally:
+        bar.done()
     click.echo(f"gear: submitted {execution.id} as Slurm job {execution.slurm_job_id} "
                f"({execution.compute_type}, {execution.image})", err=True)
     if follow:
@@ -90,6 +100,23 @@ def _submit_and_report(site, storage, request, follow: bool, as_json: bool) -> N
         raise click.exceptions.Exit(1)
 
 
+class _SnapshotProgress:
+    """The code snapshot's progress on stderr, drawn as `gear data upload` draws
+    its own, once the copy has taken a second (small code goes by unremarked)."""
+
+    def __init__(self) -> None:
+        from .data import _Bar
+
+        self.bar = _Bar()
+
+    def __call__(self, progress) -> None:  # type: ignore[no-untyped-def]
+        if progress.seconds >= 1:
+            self.bar(progress)
+
+    def done(self) -> None:
+        self.bar.done()
+
+
 @click.command(name="continue")
 @click.argument("execution_id", metavar="CONTAINER/N")
 @click.option("-r", "--resource", "compute_type", metavar="TYPE", help="Compute type. Default: the parent's.")
@@ -98,7 +125,8 @@ def _submit_and_report(site, storage, request, follow: bool, as_json: bool) -> N
               help="Bind data (repeatable); replaces the parent's binding at the same slot.")
 @click.option("--code", type=click.Path(path_type=Path), default=None,
               help="New code to upload. Default: the parent's code. Files that already exist in the parent's "
-                   "working directory are kept and the upload ignored (listed before submitting).")
+                   "working directory are kept and the upload ignored (those that differ are listed before "
+                   "submitting).")
 @click.option("--param", "params", multiple=True, metavar="K=V", help="Override or add a parameter (repeatable).")
 @click.option("-m", "--message", help="A note to remember this execution by.")
 @click.option("--home-as", metavar="inputK", help="Bind the parent's working directory read-only at inputK "
@@ -118,11 +146,15 @@ def continue_(execution_id: str, compute_type: str | None, image: str | None, bi
     never changed: on shared storage it is the read-only lower layer of an
     overlay, so continuing costs no copy.
 
+    A Jupyter workspace continues as a workspace; given a COMMAND, that
+    command runs as a script execution from the workspace's working directory.
+
     \b
     Examples:
       gear continue mnist-train/3
       gear continue mnist-train/3 -r gpu-2 --param epochs=20 -- python3 train.py --resume
       gear continue mnist-train/3 --home-as input1 -- python3 evaluate.py
+      gear continue workspace/1 -r gpu-1 -e python -f -- python3 nb.py
     """
     from .. import executions
     from ..errors import UsageError
@@ -140,7 +172,8 @@ def continue_(execution_id: str, compute_type: str | None, image: str | None, bi
             image=image, params=parsed, message=message, bindings=list(bindings),
             home=home_as or ("none" if no_home else "layer"))
     if request.mode == "jupyter":
-        # A workspace continues as a workspace: same JupyterLab start, same report.
+        # A workspace continued without a command is a workspace again: same
+        # JupyterLab start, same report (with one, continue_request made it a script).
         from .jupyter import start_and_report
 
         start_and_report(site, storage, as_json, None, container=request.container,
