@@ -14,10 +14,11 @@ was in extended attributes that fuse-overlayfs reads with
 `-o xattr_permissions=2`, and the overlay presents that mode instead.
 fuse-overlayfs >= 1.14 reads `user.containers.override_stat`
 (`uid:gid:mode:type`) and carries it up with a file the program changes, so
-the save can give each file the mode the program saw (`_wanted_mode`);
-earlier releases read `user.fuseoverlayfs.override_stat` (`uid:gid:mode`).
-Both are written. (Measured: with only the older name on the layer, 1.14
-gives a file it copies up mode 0755.)
+the save can give each file the mode the program saw (`_wanted_mode`). One
+attribute, short: it fits in an ext4 inode, so a sealed file takes no more
+blocks than before (a second one, for older releases, took a 4 KiB block per
+file as `du` counts). An older fuse-overlayfs ignores it; the job sees that
+(the top directory is not writable through the overlay) and copies instead.
 
 Where the file system keeps no user attributes (some NFS servers), sealing
 still takes the write bits; a continuation then starts from a copy.
@@ -30,10 +31,8 @@ import os
 import stat
 from pathlib import Path
 
-# Read by fuse-overlayfs >= 1.14 (preferred, and probed on the layer's top directory).
+# Read by fuse-overlayfs >= 1.14 (and probed on the layer's top directory).
 MODE_ATTR = "user.containers.override_stat"
-# Read by earlier releases.
-OLD_MODE_ATTR = "user.fuseoverlayfs.override_stat"
 _NO_ATTR = (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP)
 
 
@@ -82,12 +81,10 @@ def _seal_one(path: str) -> bool:
     kind = "dir" if stat.S_ISDIR(info.st_mode) else "file"
     kept = True
     try:
-        # A file the program changed comes with fuse-overlayfs's newer record
-        # beside the parent's older one: both are rewritten to the wanted mode.
-        for name, value in ((MODE_ATTR, f"{info.st_uid}:{info.st_gid}:{mode:04o}:{kind}"),
-                            (OLD_MODE_ATTR, f"{info.st_uid}:{info.st_gid}:{mode:o}")):
-            if _get(path, name) != value.encode():
-                os.setxattr(path, name, value.encode(), follow_symlinks=False)
+        # fuse-overlayfs writes its record as uid:gid:100644; one form for all.
+        value = f"{info.st_uid}:{info.st_gid}:{mode:04o}:{kind}".encode()
+        if _get(path, MODE_ATTR) != value:
+            os.setxattr(path, MODE_ATTR, value, follow_symlinks=False)
     except OSError as exc:
         if exc.errno not in _NO_ATTR:
             raise
@@ -101,15 +98,14 @@ def _wanted_mode(path: str, info: os.stat_result) -> int:
     """The mode the file had for the program: fuse-overlayfs's record of it (copied
     with the file from the upper layer into the save, or kept at an earlier
     seal), else the file's own."""
-    for name in (MODE_ATTR, OLD_MODE_ATTR):
-        value = _get(path, name)
-        if value is not None:
-            parts = value.split(b":")
-            if len(parts) >= 3:
-                try:
-                    return int(parts[2], 8) & 0o7777
-                except ValueError:
-                    pass
+    value = _get(path, MODE_ATTR)
+    if value is not None:
+        parts = value.split(b":")
+        if len(parts) >= 3:
+            try:
+                return int(parts[2], 8) & 0o7777
+            except ValueError:
+                pass
     return stat.S_IMODE(info.st_mode)
 
 
