@@ -350,12 +350,12 @@ def build_email(sender: str, recipients: list[str], subject: str, body: str,
 
 # --- sending ---
 
-def send_email(mail: Any, msg: EmailMessage, recipients: list[str]) -> None:
+def send_email(mail: Any, raw: bytes, recipients: list[str]) -> None:
     """One SMTP exchange, bounded by the site's timeout; raises on any refusal."""
     import smtplib
 
     with smtplib.SMTP(mail.smtp_host, mail.smtp_port, timeout=mail.timeout) as smtp:
-        refused = smtp.send_message(msg, from_addr=mail.sender, to_addrs=recipients)
+        refused = smtp.sendmail(mail.sender, recipients, raw)
     if refused:
         raise smtplib.SMTPRecipientsRefused(refused)
 
@@ -364,7 +364,8 @@ def send_sms(mail: Any, number: str, text: str) -> str:
     """Through the site's gateway; returns where it went."""
     if mail.sms_email:
         to = check_email(mail.sms_email.format(number=number, digits=number.lstrip("+")))
-        send_email(mail, build_email(mail.sender, [to], "gear", text + "\n"), [to])
+        msg = build_email(mail.sender, [to], "gear", text + "\n")
+        send_email(mail, msg.as_bytes(policy=msg.policy.clone(linesep="\r\n")), [to])
         return to
     import urllib.request
 
@@ -373,6 +374,28 @@ def send_sms(mail: Any, number: str, text: str) -> str:
     with urllib.request.urlopen(request, timeout=mail.timeout) as response:  # raises on 4xx/5xx
         response.read(1024)
     return mail.sms_http
+
+
+def email_entry(what: str, msg: EmailMessage, recipients: list[str]) -> dict[str, Any]:
+    """One email as a delivery (and, if it must wait, a spool entry: mailspool.py)."""
+    import base64
+
+    # CRLF, as SMTP wants it (send_message converts; sendmail of bytes does not).
+    raw = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+    return {"kind": "email", "what": what, "to": recipients, "raw": base64.b64encode(raw).decode()}
+
+
+def sms_entry(number: str, text: str) -> dict[str, Any]:
+    return {"kind": "sms", "what": "sms", "to": [number], "number": number, "text": text}
+
+
+def send_entry(mail: Any, entry: dict[str, Any]) -> None:
+    import base64
+
+    if entry.get("kind") == "sms":
+        send_sms(mail, entry["number"], entry["text"])
+    else:
+        send_email(mail, base64.b64decode(entry["raw"]), list(entry["to"]))
 
 
 # --- the log ---
@@ -432,13 +455,13 @@ def handle(call: Call, mail: Any, log: Log, storage_root: Path,
     if job is None:
         # Not a proven gear execution, or a subject we do not know: Slurm's message, unchanged.
         msg = build_email(mail.sender, recipients, call.subject, "")
-        _deliver(log, "slurm's message", lambda: send_email(mail, msg, recipients), recipients)
+        _deliver(log, mail, email_entry("slurm's message", msg, recipients))
         return
     log.job = f"{call.job_id} execution={job.owner.name}:{job.id}"
     result = outcome(call, job)
     msg = build_email(mail.sender, recipients, email_subject(job, result),
                       email_body(call, job, result, storage_root), job.id)
-    _deliver(log, f"email ({result.status})", lambda: send_email(mail, msg, recipients), recipients)
+    _deliver(log, mail, email_entry(f"email ({result.status})", msg, recipients))
 
     number = job.settings.sms
     if number and call.mail_type in ("Ended", "Failed"):
@@ -454,8 +477,7 @@ def handle(call: Call, mail: Any, log: Log, storage_root: Path,
         if refusal:
             log(f"sms to {number} NOT sent: {refusal}")
             return
-        text = sms_text(job, result, call.env)
-        _deliver(log, "sms", lambda: send_sms(mail, number, text), [number])
+        _deliver(log, mail, sms_entry(number, sms_text(job, result, call.env)))
 
 
 def owner_address(mail: Any, job: GearJob) -> str:
@@ -499,13 +521,26 @@ def count_sms(mail: Any, user: str, today: str | None = None) -> str | None:
     return None
 
 
-def _deliver(log: Log, what: str, send: Callable[[], Any], to: list[str]) -> None:
+def _deliver(log: Log, mail: Any, entry: dict[str, Any]) -> None:
+    """Send now; what fails for a reason that may pass is kept and retried (mailspool.py)."""
+    from .mailspool import Spool, is_temporary
+
+    what = f"{entry['what']} to {', '.join(entry['to'])}"
     try:
-        send()
+        send_entry(mail, entry)
     except Exception as exc:  # SMTP down or refusing, gateway error, timeout: log, never raise
-        log(f"{what} to {', '.join(to)} NOT sent: {type(exc).__name__}: {one_line(exc, 300)}")
+        failure = f"{what} NOT sent: {type(exc).__name__}: {one_line(exc, 300)}"
+        if not is_temporary(exc):
+            log(failure)
+            return
+        try:
+            Spool(mail.state_dir).keep({**entry, "job": log.job})
+        except OSError as kept:
+            log(f"{failure}; and it cannot be kept to retry ({kept.strerror}: see mail.state_dir)")
+        else:
+            log(f"{failure}; kept to retry for 24 h")
     else:
-        log(f"{what} to {', '.join(to)} sent")
+        log(f"{what} sent")
 
 
 def _detach() -> bool:
@@ -557,6 +592,16 @@ def main(argv: list[str] | None = None) -> int:
             handle(call, mail, log, storage_root)
         finally:
             signal.alarm(0)
+        # Then what earlier calls could not deliver: once in the foreground,
+        # and for up to an hour in a detached child, if no other child does it.
+        from .mailspool import Spool
+
+        spool = Spool(mail.state_dir)
+        log.job = ""
+        if env.get(FOREGROUND_ENV) == "1":
+            spool.flush(lambda entry: send_entry(mail, entry), log)
+        else:
+            spool.retry(lambda entry: send_entry(mail, entry), log)
     except BaseException as exc:  # nothing may escape into slurmctld's mail thread
         try:
             log(f"error: {type(exc).__name__}: {one_line(exc)}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 import socket
 import stat
 import subprocess
@@ -167,6 +168,8 @@ def test_user_settings_reach_the_sbatch_lines_but_never_the_phone_number(gear_en
 
 
 def _set_mail(site_dir: Path, **changes) -> None:
+    # Never the real /var/spool/gear-mailprog: kept mail goes beside the test's site.
+    changes.setdefault("state_dir", str(site_dir.parent / "mailprog-state"))
     path = site_dir / "site.yaml"
     data = yaml.safe_load(path.read_text())
     mail = dict(data.get("mail") or {})
@@ -549,6 +552,96 @@ def test_smtp_down(gear_env):
     assert "NOT sent: ConnectionRefusedError" in _log(gear_env)
 
 
+# --- mail that could not be delivered is kept and retried ---
+
+def _spool(gear_env) -> list[Path]:
+    directory = gear_env["tmp"] / "mailprog-state" / "spool"
+    return sorted(directory.glob("*.json")) if directory.exists() else []
+
+
+def test_mail_the_server_could_not_take_is_kept_and_sent_when_it_is_back(gear_env):
+    """SMTP down: the email is kept (0600, SlurmUser's state_dir); the next call, once it is due, sends it."""
+    from gear_hpc import mailspool
+    from gear_hpc.mailprog import send_entry
+    from gear_hpc.site import load_mail
+
+    port = _free_port()
+    _set_mail(gear_env["site"], smtp_host="127.0.0.1", smtp_port=port, log_file=str(gear_env["tmp"] / "mail.log"),
+              state_dir=str(gear_env["tmp"] / "mailprog-state"), timeout=3)
+    _gear_proof(gear_env)
+    assert _mailprog(ENDED, "alice@example.org", _slurm_env()).returncode == 0
+    assert "NOT sent: ConnectionRefusedError" in _log(gear_env) and "kept to retry for 24 h" in _log(gear_env)
+    [kept] = _spool(gear_env)
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+
+    inbox = Inbox()
+    controller = aiosmtpd.Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        lines: list[str] = []
+        # Not due yet: nothing is tried.
+        assert mailspool.Spool(gear_env["tmp"] / "mailprog-state").flush(
+            lambda e: send_entry(load_mail(), e), lines.append) is not None
+        assert inbox.messages == [] and _spool(gear_env) == [kept]
+        # Due (the first retry comes 5 s later): sent whole, and gone from the spool.
+        mailspool.Spool(gear_env["tmp"] / "mailprog-state").flush(
+            lambda e: send_entry(load_mail(), e), lines.append, now=time.time() + 6)
+        [(to, msg)] = inbox.wait(1)
+    finally:
+        controller.stop()
+    assert to == ["alice@example.org"] and msg["Subject"] == "gear: mnist/3 completed, exit 0"
+    assert "size saved    4.0 KiB" in msg.get_content()
+    assert _spool(gear_env) == [] and "sent on try 2" in lines[-1]
+
+
+def test_a_detached_mailprog_retries_until_the_server_is_back(gear_env):
+    """As slurmctld runs it: the call returns at once, and its child sends once the server answers."""
+    port = _free_port()
+    _set_mail(gear_env["site"], smtp_host="127.0.0.1", smtp_port=port, log_file=str(gear_env["tmp"] / "mail.log"),
+              state_dir=str(gear_env["tmp"] / "mailprog-state"), timeout=3)
+    _gear_proof(gear_env)
+    started = time.monotonic()
+    assert _mailprog(ENDED, "alice@example.org", _slurm_env(), foreground=False).returncode == 0
+    assert time.monotonic() - started < 5
+    deadline = time.monotonic() + 15
+    while "kept to retry" not in _log(gear_env) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    inbox = Inbox()
+    controller = aiosmtpd.Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        [(to, msg)] = inbox.wait(1, timeout=30)
+    finally:
+        controller.stop()
+    assert msg["Subject"] == "gear: mnist/3 completed, exit 0"
+    deadline = time.monotonic() + 5
+    while _spool(gear_env) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _spool(gear_env) == []
+
+
+def test_kept_mail_is_given_up_after_a_day_and_a_refusal_is_not_kept(gear_env):
+    import smtplib
+
+    from gear_hpc import mailspool
+
+    spool = mailspool.Spool(gear_env["tmp"] / "state")
+    spool.keep({"kind": "email", "what": "email (failed)", "to": ["alice@example.org"], "raw": ""}, now=1000.0)
+    lines: list[str] = []
+    spool.flush(lambda e: None, lines.append, now=1000.0 + mailspool.KEEP_SECONDS + 1)
+    assert spool.entries() == [] and "given up: not delivered in 24 h" in lines[-1]
+
+    spool.keep({"kind": "email", "what": "email (failed)", "to": ["alice@example.org"], "raw": ""}, now=1000.0)
+
+    def refused(entry):
+        raise smtplib.SMTPRecipientsRefused({"alice@example.org": (550, b"no such user")})
+    spool.flush(refused, lines.append, now=1010.0)
+    assert spool.entries() == [] and "NOT sent, given up" in lines[-1]
+    assert not mailspool.is_temporary(smtplib.SMTPRecipientsRefused({"a@b.org": (550, b"x")}))
+    assert mailspool.is_temporary(smtplib.SMTPRecipientsRefused({"a@b.org": (451, b"try later")}))
+    assert mailspool.is_temporary(ConnectionRefusedError())
+
+
 def test_a_hanging_smtp_server_never_holds_up_slurmctld(gear_env):
     """Detached (as slurmctld runs it): the call returns at once; the child gives up after the timeout."""
     listener = socket.socket()
@@ -567,6 +660,8 @@ def test_a_hanging_smtp_server_never_holds_up_slurmctld(gear_env):
         assert "NOT sent: " in _log(gear_env) and "timed out" in _log(gear_env)
     finally:
         listener.close()
+        # The child stays to retry what it kept; with nothing kept it leaves at its next look.
+        shutil.rmtree(gear_env["tmp"] / "mailprog-state" / "spool", ignore_errors=True)
 
 
 def test_a_site_with_mail_switched_off(smtp, gear_env):

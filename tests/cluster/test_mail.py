@@ -15,6 +15,7 @@ import pytest
 from gear_hpc.devcluster import SCRIPT
 from gear_hpc.devcluster.mailcatcher import read_messages
 from gear_hpc.mailprog import human_size
+from gear_hpc.storage import usage
 
 STATE = Path(os.environ.get("GEAR_DEVCLUSTER_DIR") or "/var/lib/gear-devcluster")
 MAIL_DIR = STATE / "logs" / "mail"
@@ -83,8 +84,8 @@ def test_completed_execution_emails_its_owner(alice, container, keep_settings):
     assert f"Execution {execution} has ended: completed." in body
     assert f"container     {container}" in body and "exit code     0" in body
     assert re.search(r"run time      \d\d:\d\d:\d\d", body)
-    # The size the job reported through Slurm is the size the ledger recorded.
-    assert f"size saved    {human_size(record['size_bytes'])}" in body
+    # The size the job reported through Slurm is what its saved working directory holds on disk.
+    assert f"size saved    {human_size(usage(Path(record['workdir'])).disk)}" in body
     assert f"Slurm job     {record['slurm_job_id']}, partition cpu, state COMPLETED" in body
     assert f"gear logs {execution}" in body and f"gear continue {execution}" in body
     assert "Slurm Job_id=" in body  # Slurm's own terse line, for reference
@@ -151,9 +152,10 @@ def _catcher_pid() -> int:
     return int(found.group(1))
 
 
-def test_smtp_down_loses_no_execution_data(alice, container):
+def test_smtp_down_loses_no_execution_data_nor_the_mail(alice, container):
     """The mail server is gone: the execution completes and saves as ever, the
-    mailprog logs the failure and slurmctld carries on; `up` brings the catcher back."""
+    mailprog logs the failure, keeps the mail and slurmctld carries on; once
+    `up` brings the catcher back, the kept mail arrives."""
     os.kill(_catcher_pid(), 15)
     try:
         time.sleep(1)
@@ -171,6 +173,11 @@ def test_smtp_down_loses_no_execution_data(alice, container):
     finally:
         subprocess.run(["bash", str(SCRIPT), "up"], capture_output=True, text=True, check=True, timeout=600)
     assert _catcher_pid()
+    execution = f"{container}/1"
+    [mail] = _mail(lambda m: dict(m["headers"]).get("X-Gear-Execution") == execution, timeout=90)
+    assert mail["subject"] == f"gear: {execution} completed, exit 0"
+    retried = [line for line in MAILPROG_LOG.read_text().splitlines() if f"(job {record['slurm_job_id']} " in line]
+    assert any("sent on try" in line for line in retried), retried
 
 
 def test_devcluster_mail_shows_what_was_caught():
