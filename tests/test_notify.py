@@ -216,8 +216,11 @@ def test_the_report_function_runs_and_never_fails(gear_env, tmp_path):
                             capture_output=True, text=True, env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
                                                                  "SLURM_JOB_ID": "42"})
     assert result.returncode == 0 and result.stdout == "done\n"
+    # The size is what the saved directory holds on disk, as `du` counts it.
+    from gear_hpc.storage import usage
+
     assert calls.read_text().splitlines() == ["update", "JobId=42",
-                                              "Extra=gear;status=completed;exit=0;saved=true;size=1005"]
+                                              f"Extra=gear;status=completed;exit=0;saved=true;size={usage(home).disk}"]
 
 
 # --- the site's mail section ---

@@ -67,7 +67,8 @@ def test_time_limit_warns_the_job_which_saves_and_ends_as_timeout(alice, contain
     execution = _last_id(alice.gear("run", "-c", container, "-r", "short", "--code", str(code), "--",
                                     "python3", "slow.py", env=env))
     record = _closed(alice, execution, timeout=150)
-    assert record["status"] == "timeout" and record["note"] is None  # saved
+    # Saved (no note of a failed save), and said how it stopped.
+    assert record["status"] == "timeout" and record["note"].startswith("stopped at its time limit (SIGTERM)")
     assert (Path(record["workdir"]) / "run-0.txt").read_text() == "0"
 
 
