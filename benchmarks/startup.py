@@ -40,8 +40,8 @@ def median_seconds(argv: list[str], env: dict[str, str]) -> float:
 
 
 def fill_ledger(storage_root: Path, count: int) -> None:
-    from gear_hpc.ledger import Ledger
-    from gear_hpc.storage import UserStorage
+    from gear_hpc.ledger.db import Ledger
+    from gear_hpc.storage.disk import UserStorage
 
     storage = UserStorage(storage_root)
     storage.ensure()

@@ -103,8 +103,8 @@ def inspect_argv(apptainer: str, image_path: str) -> list[str]:
 
 def read(apptainer: str, image_path: str, timeout: float = INSPECT_TIMEOUT) -> Manifest | None:
     """The image's manifest, from one `apptainer inspect` (None: the image has no gear labels)."""
-    from . import runner
-    from .errors import GearError
+    from .base import runner
+    from .base.errors import GearError
 
     try:
         result = runner.run(inspect_argv(apptainer, image_path), timeout=timeout)

@@ -1,6 +1,6 @@
 import csv
 
-from gear_hpc.apptainer import INPUT_SLOTS, Mount, exec_argv, mount_option
+from gear_hpc.slurm.apptainer import INPUT_SLOTS, Mount, exec_argv, mount_option
 
 
 def test_paths_with_commas_and_colons_survive_the_mount_syntax():

@@ -94,12 +94,13 @@ def test_sbatch_printing_garbage_is_not_a_job(gear_env, fake_slurm):
 
 
 def test_sbatch_timeout_with_no_job_leaves_nothing(gear_env, fake_slurm, monkeypatch):
-    monkeypatch.setattr("gear_hpc.slurm.SUBMIT_TIMEOUT", 1.0)
+    monkeypatch.setattr("gear_hpc.slurm.jobs.SUBMIT_TIMEOUT", 1.0)
     fake_slurm("sbatch", "sleep 5")
     fake_slurm("squeue", "exit 0")
-    from gear_hpc import executions, site
-    from gear_hpc.errors import SlurmError
-    from gear_hpc.storage import UserStorage
+    from gear_hpc.executions import lifecycle as executions
+    from gear_hpc.site import loading as site
+    from gear_hpc.base.errors import SlurmError
+    from gear_hpc.storage.disk import UserStorage
 
     loaded = site.load()
     with pytest.raises(SlurmError, match="did not answer"):
@@ -110,13 +111,14 @@ def test_sbatch_timeout_with_no_job_leaves_nothing(gear_env, fake_slurm, monkeyp
 
 def test_sbatch_timeout_after_slurm_took_the_job_keeps_it(gear_env, fake_slurm, monkeypatch):
     """sbatch timed out, but the controller had the job: the ledger must record it."""
-    monkeypatch.setattr("gear_hpc.slurm.SUBMIT_TIMEOUT", 1.0)
+    monkeypatch.setattr("gear_hpc.slurm.jobs.SUBMIT_TIMEOUT", 1.0)
     script_copy = gear_env["tmp"] / "submitted.sh"
     fake_slurm("sbatch", f"cp \"${{@: -1}}\" {script_copy}; sleep 5")
     fake_slurm("squeue", f"c=$(sed -n 's/^#SBATCH --comment=//p' {script_copy}); "
                          "printf '55\\x1fPENDING\\x1fPriority\\x1f%s\\x1fN/A\\x1f\\x1e\\n' \"$c\"")
-    from gear_hpc import executions, site
-    from gear_hpc.storage import UserStorage
+    from gear_hpc.executions import lifecycle as executions
+    from gear_hpc.site import loading as site
+    from gear_hpc.storage.disk import UserStorage
 
     loaded = site.load()
     execution = executions.submit(loaded, UserStorage(loaded.storage_root),

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from gear_hpc import containers
-from gear_hpc import storage as storage_module
+from gear_hpc.containers import delete as containers
+from gear_hpc.storage import disk as storage_module
 from gear_hpc.cli import containers as cli_containers
 from gear_hpc.cli import main
-from gear_hpc.errors import GearError, NotFound
-from gear_hpc.ledger import Ledger, utc_now
-from gear_hpc.storage import UserStorage, make_read_only
+from gear_hpc.base.errors import GearError, NotFound
+from gear_hpc.ledger.db import Ledger, utc_now
+from gear_hpc.storage.disk import UserStorage, make_read_only
 
 from helpers import REPO
 
@@ -428,7 +428,7 @@ def test_a_removal_failure_after_the_commit_says_where_the_files_are(storage, tw
 
 
 def test_a_dataset_version_made_from_an_output_survives(storage, two):
-    from gear_hpc import datasets
+    from gear_hpc.data import datasets
 
     with Ledger(storage.ledger_path) as ledger:
         execution = ledger.get_execution("c", 2)

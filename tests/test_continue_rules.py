@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from gear_hpc import executions, site as site_module, staging
-from gear_hpc.errors import GearError, SiteConfigError, UsageError
-from gear_hpc.ledger import Execution, Ledger
-from gear_hpc.reconcile import fold, stop_note
+from gear_hpc.executions import lifecycle as executions
+from gear_hpc.site import loading as site_module
+from gear_hpc.data import staging
+from gear_hpc.base.errors import GearError, SiteConfigError, UsageError
+from gear_hpc.ledger.db import Execution, Ledger
+from gear_hpc.executions.reconcile import fold, stop_note
 from helpers import gear
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=timezone.utc)

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from gear_hpc import datasets, staging
-from gear_hpc.errors import GearError, UsageError
-from gear_hpc.ledger import Ledger
-from gear_hpc.storage import UserStorage
+from gear_hpc.data import datasets, staging
+from gear_hpc.base.errors import GearError, UsageError
+from gear_hpc.ledger.db import Ledger
+from gear_hpc.storage.disk import UserStorage
 
 
 @pytest.fixture

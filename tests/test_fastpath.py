@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from gear_hpc import ledger_rows, site, site_memo
+from gear_hpc.ledger import rows as ledger_rows
+from gear_hpc.site import loading as site, memo as site_memo
 from gear_hpc.cli import fastpath
 from gear_hpc.cli.group import run as run_click
-from gear_hpc.ledger import MIGRATIONS, OPEN_STATUSES, Execution, Ledger
-from gear_hpc.storage import UserStorage
+from gear_hpc.ledger.db import MIGRATIONS, OPEN_STATUSES, Execution, Ledger
+from gear_hpc.storage.disk import UserStorage
 
 from helpers import REPO
 
@@ -116,7 +117,7 @@ def test_an_open_execution_makes_it_decline(storage, capsys, status):
 def test_an_execution_lost_in_the_last_day_makes_it_decline(storage, capsys):
     """refresh() reads its status record: a final record that came late corrects "lost"."""
     from gear_hpc.cli.listing import RECENT_SECONDS
-    from gear_hpc.reconcile import LOST_CORRECTION_WINDOW
+    from gear_hpc.executions.reconcile import LOST_CORRECTION_WINDOW
 
     assert LOST_CORRECTION_WINDOW.total_seconds() == RECENT_SECONDS  # the window the fast path checks
     _fill(storage)
@@ -193,7 +194,7 @@ def test_the_fast_path_imports_no_click_dataclasses_or_json(storage, capsys, com
     expected = _click([command], capsys)
     assert expected.count("\n") > 3  # with recent executions: their tables
     code = (f"import sys\nfrom gear_hpc.cli import main\ncode = main([{command!r}])\n"
-            "heavy = sorted(m for m in ('click', 'dataclasses', 'typing', 'json', 'gear_hpc.site', 'gear_hpc.ledger')"
+            "heavy = sorted(m for m in ('click', 'dataclasses', 'typing', 'json', 'gear_hpc.site.loading', 'gear_hpc.ledger.db')"
             " if m in sys.modules)\nsys.stderr.write(repr(heavy))\nsys.exit(code)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO))
     assert result.returncode == 0, result.stderr

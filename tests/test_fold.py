@@ -2,9 +2,9 @@
 
 from datetime import datetime, timedelta, timezone
 
-from gear_hpc.reconcile import LOST_CONFIRM_AFTER, fold, fold_lost
-from gear_hpc.ledger import Execution
-from gear_hpc.slurm import SlurmJob
+from gear_hpc.executions.reconcile import LOST_CONFIRM_AFTER, fold, fold_lost
+from gear_hpc.ledger.db import Execution
+from gear_hpc.slurm.jobs import SlurmJob
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=timezone.utc)
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from gear_hpc.ledger import MIGRATIONS, Ledger
+from gear_hpc.ledger.db import MIGRATIONS, Ledger
 
 
 def _allocate(path: Path, root: Path, container: str = "c") -> int:
@@ -61,7 +61,7 @@ def test_two_commands_at_once_get_distinct_numbers(tmp_path):
 
 
 def test_a_crash_during_migration_leaves_the_old_schema(tmp_path, monkeypatch):
-    import gear_hpc.ledger as ledger_module
+    import gear_hpc.ledger.db as ledger_module
 
     with Ledger(tmp_path / "l.sqlite"):
         pass
@@ -80,8 +80,8 @@ def test_a_crash_during_migration_leaves_the_old_schema(tmp_path, monkeypatch):
 
 def test_open_or_recent_executions_are_found_through_indexes(tmp_path):
     # `gear status`: the ledger may hold 10,000 executions, of which it shows a few.
-    from gear_hpc import ledger_rows
-    from gear_hpc.ledger import OPEN_STATUSES
+    from gear_hpc.ledger import rows as ledger_rows
+    from gear_hpc.ledger.db import OPEN_STATUSES
 
     rows = [("queued", None), ("saving", "2026-05-02T00:00:00Z"), ("completed", "2026-05-02T00:00:00Z"),
             ("failed", "2026-04-01T00:00:00Z"), ("lost", None), ("running", "2026-04-01T00:00:00Z")]

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-import gear_hpc.ledger as ledger_module
-from gear_hpc import containers, ledger_rows, reconcile
-from gear_hpc.ledger import CLOSED_STATUSES, MIGRATIONS, OPEN_STATUSES, Ledger
-from gear_hpc.storage import UserStorage
+import gear_hpc.ledger.db as ledger_module
+from gear_hpc.containers import delete as containers
+from gear_hpc.ledger import rows as ledger_rows
+from gear_hpc.executions import reconcile
+from gear_hpc.ledger.db import CLOSED_STATUSES, MIGRATIONS, OPEN_STATUSES, Ledger
+from gear_hpc.storage.disk import UserStorage
 
 # The container summaries before migration 3: one pass over every execution;
 # with a single max(), SQLite takes the bare column e.status from the row

@@ -1,7 +1,7 @@
 import pytest
 
-from gear_hpc.errors import UsageError
-from gear_hpc.names import check_name, check_text, parse_execution_id
+from gear_hpc.base.errors import UsageError
+from gear_hpc.base.names import check_name, check_text, parse_execution_id
 
 
 @pytest.mark.parametrize("name", ["a", "mnist-train", "v1.2_x", "0", "a" * 64])

@@ -24,10 +24,11 @@ import pytest
 import yaml
 
 from helpers import REPO, gear, write_executable
-from gear_hpc import notify, site
-from gear_hpc.errors import GearError, SiteConfigError, UsageError
-from gear_hpc.executions import job_script
-from gear_hpc.storage import UserStorage
+from gear_hpc.notify import settings as notify
+from gear_hpc.site import loading as site
+from gear_hpc.base.errors import GearError, SiteConfigError, UsageError
+from gear_hpc.executions.lifecycle import job_script
+from gear_hpc.storage.disk import UserStorage
 
 aiosmtpd = pytest.importorskip("aiosmtpd.controller")
 
@@ -217,7 +218,7 @@ def test_the_report_function_runs_and_never_fails(gear_env, tmp_path):
                                                                  "SLURM_JOB_ID": "42"})
     assert result.returncode == 0 and result.stdout == "done\n"
     # The size is what the saved directory holds on disk, as `du` counts it.
-    from gear_hpc.storage import usage
+    from gear_hpc.storage.disk import usage
 
     assert calls.read_text().splitlines() == ["update", "JobId=42",
                                               f"Extra=gear;status=completed;exit=0;saved=true;size={usage(home).disk}"]
@@ -399,7 +400,7 @@ def _mailprog(subject: str, recipient: str, env: dict[str, str], foreground: boo
             "GEAR_STORAGE_ROOT": os.environ["GEAR_STORAGE_ROOT"]}
     if foreground:
         full["GEAR_MAILPROG_FOREGROUND"] = "1"
-    return subprocess.run([sys.executable, "-m", "gear_hpc.mailprog", "-s", subject, recipient],
+    return subprocess.run([sys.executable, "-m", "gear_hpc.notify.mailprog", "-s", subject, recipient],
                           capture_output=True, text=True, env=full, timeout=timeout, cwd="/")
 
 
@@ -564,9 +565,9 @@ def _spool(gear_env) -> list[Path]:
 
 def test_mail_the_server_could_not_take_is_kept_and_sent_when_it_is_back(gear_env):
     """SMTP down: the email is kept (0600, SlurmUser's state_dir); the next call, once it is due, sends it."""
-    from gear_hpc import mailspool
-    from gear_hpc.mailprog import send_entry
-    from gear_hpc.site import load_mail
+    from gear_hpc.notify import spool as mailspool
+    from gear_hpc.notify.mailprog import send_entry
+    from gear_hpc.site.loading import load_mail
 
     port = _free_port()
     _set_mail(gear_env["site"], smtp_host="127.0.0.1", smtp_port=port, log_file=str(gear_env["tmp"] / "mail.log"),
@@ -626,7 +627,7 @@ def test_a_detached_mailprog_retries_until_the_server_is_back(gear_env):
 def test_kept_mail_is_given_up_after_a_day_and_a_refusal_is_not_kept(gear_env):
     import smtplib
 
-    from gear_hpc import mailspool
+    from gear_hpc.notify import spool as mailspool
 
     spool = mailspool.Spool(gear_env["tmp"] / "state")
     spool.keep({"kind": "email", "what": "email (failed)", "to": ["alice@example.org"], "raw": ""}, now=1000.0)

@@ -10,11 +10,13 @@ import os
 import subprocess
 from pathlib import Path
 
-from gear_hpc import containers, reconcile, staging
+from gear_hpc.containers import delete as containers
+from gear_hpc.executions import reconcile
+from gear_hpc.data import staging
 from gear_hpc.cli.listing import status_text
-from gear_hpc.ledger import Ledger, utc_now
-from gear_hpc.sizes import human_rate
-from gear_hpc.storage import UserStorage, execution_usage, usage
+from gear_hpc.ledger.db import Ledger, utc_now
+from gear_hpc.base.sizes import human_rate
+from gear_hpc.storage.disk import UserStorage, execution_usage, usage
 
 
 def du(*paths: Path) -> int:

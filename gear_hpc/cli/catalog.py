@@ -10,7 +10,7 @@ from .group import json_option
 from .output import print_json, table
 
 if TYPE_CHECKING:
-    from ..site import Image, Site
+    from ..site.loading import Image, Site
 
 
 @click.command()
@@ -22,7 +22,7 @@ def types(as_json: bool) -> None:
     Example:
       gear types
     """
-    from .. import site
+    from ..site import loading as site
 
     loaded = site.load()
     if as_json:
@@ -49,7 +49,7 @@ def images(name: str | None, as_json: bool) -> None:
       gear images python
       gear images python --json
     """
-    from .. import site
+    from ..site import loading as site
 
     loaded = site.load()
     if name is not None:

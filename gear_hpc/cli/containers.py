@@ -62,8 +62,8 @@ def delete(container: str, yes: bool, as_json: bool) -> None:
       gear delete mnist-train
       gear delete mnist-train --yes --json
     """
-    from .. import containers
-    from ..errors import GearError, UsageError
+    from ..containers import delete as containers
+    from ..base.errors import GearError, UsageError
 
     _, storage = load_context()
     with open_ledger(storage) as ledger:

@@ -27,7 +27,7 @@ def convert(notebook: Path, output: Path | None) -> None:
       gear convert train.ipynb -o run_train.py
       gear run -r gpu-1 -- train.ipynb         # converts, then runs it
     """
-    from .. import notebook as notebooks
+    from ..executions import notebook as notebooks
 
     target = output or notebooks.default_output(notebook)
     if target.resolve() == notebook.resolve():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..sizes import human_count, human_rate
+from ..base.sizes import human_count, human_rate
 from .group import json_option, load_context, open_ledger
 from .output import human_size, print_json, table
 
@@ -32,7 +32,7 @@ def data() -> None:
 @json_option
 def create(name: str, as_json: bool) -> None:
     """Create an empty dataset NAME."""
-    from .. import datasets
+    from ..data import datasets
 
     _, storage = load_context()
     with open_ledger(storage) as ledger:
@@ -85,7 +85,7 @@ def upload(name: str, paths: tuple[Path, ...], as_json: bool) -> None:
       gear data upload mnist ./mnist
       gear data upload mnist train.csv test.csv
     """
-    from .. import datasets
+    from ..data import datasets
 
     _, storage = load_context()
     bar = _Bar()
@@ -109,7 +109,7 @@ def upload(name: str, paths: tuple[Path, ...], as_json: bool) -> None:
 @json_option
 def versions(name: str, as_json: bool) -> None:
     """List the versions of dataset NAME."""
-    from .. import datasets
+    from ..data import datasets
 
     _, storage = load_context()
     with open_ledger(storage) as ledger:
@@ -152,7 +152,8 @@ def rm(ref: str, as_json: bool) -> None:
       gear data rm mnist@2
       gear data rm mnist
     """
-    from .. import datasets, executions
+    from ..data import datasets
+    from ..executions import lifecycle as executions
 
     parsed = datasets.parse_ref(ref)
     _, storage = load_context()
@@ -182,8 +183,9 @@ def from_output(execution_id: str, dataset: str | None, from_path: str | None, a
     Example:
       gear data from-output prep/2 --dataset mnist-clean --from processed
     """
-    from .. import datasets, executions
-    from ..names import parse_execution_id
+    from ..data import datasets
+    from ..executions import lifecycle as executions
+    from ..base.names import parse_execution_id
 
     target = parse_execution_id(execution_id)
     _, storage = load_context()
@@ -214,8 +216,8 @@ def du(as_json: bool) -> None:
     Example:
       gear du
     """
-    from .. import containers as containers_module
-    from ..storage import usage
+    from ..containers import delete as containers_module
+    from ..storage.disk import usage
 
     _, storage = load_context()
     with open_ledger(storage) as ledger:

@@ -9,8 +9,8 @@ import click
 
 def _script(*args: str) -> None:
     from ..devcluster import SCRIPT
-    from ..errors import GearError
-    from ..runner import run_attached
+    from ..base.errors import GearError
+    from ..base.runner import run_attached
 
     if os.geteuid() != 0:
         raise GearError("gear devcluster must run as root (it installs packages and starts Slurm)")

@@ -79,7 +79,7 @@ def _locked(exc: Exception) -> bool:
 
 def _report(exc: BaseException) -> int:
     """One `gear: error: …` line, through the same translation as the click path (errors.one_line)."""
-    from ..errors import one_line
+    from ..base.errors import one_line
     from .output import echo
 
     message, code = one_line(exc)
@@ -102,7 +102,7 @@ def render(command: str, as_json: bool) -> str | None:
     """What `gear <command> [--json]` prints, or None if the click path must run."""
     import pwd
 
-    from ..site_memo import valid_storage_root
+    from ..site.memo import valid_storage_root
 
     storage_root = valid_storage_root()
     if storage_root is None:
@@ -120,10 +120,10 @@ def render(command: str, as_json: bool) -> str | None:
 def _read_ledger(path: str, command: str, as_json: bool) -> str | None:
     import sqlite3
 
-    from .. import ledger_rows as rows
+    from ..ledger import rows
 
     # A URI so that SQLite opens read-only; %, ? and # are the characters it would misread.
-    from .. import errors
+    from ..base import errors
 
     errors.ledger_in_use = path  # named by a "locked" message (errors.describe)
     uri = "file:" + path.replace("%", "%25").replace("?", "%3f").replace("#", "%23") + "?mode=ro"

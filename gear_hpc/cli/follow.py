@@ -28,7 +28,7 @@ def _print_new(path: Path, position: int) -> int:
 
 
 def follow(ledger: Any, container: str, number: int, show_status: bool = True, show_log: bool = True) -> Any:
-    from .. import reconcile
+    from ..executions import reconcile
     from .output import warn
 
     poll, last_status, position, warned = FIRST_POLL, None, 0, False

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..errors import one_line
+from ..base.errors import one_line
 from . import COMMANDS
 from .output import echo
 
@@ -90,15 +90,15 @@ def json_option(func: Any) -> Any:
 
 def load_context() -> tuple[Any, Any]:
     """The site configuration and the calling user's storage."""
-    from .. import site
-    from ..storage import UserStorage
+    from ..site import loading as site
+    from ..storage.disk import UserStorage
 
     loaded = site.load()
     return loaded, UserStorage(loaded.storage_root)
 
 
 def open_ledger(storage: Any) -> Any:
-    from ..ledger import Ledger
+    from ..ledger.db import Ledger
 
     storage.ensure()
     return Ledger(storage.ledger_path)

@@ -14,7 +14,7 @@ from .output import echo, human_size, print_json, table, warn
 
 def _refreshed_ledger(with_report: bool = False) -> Any:
     """The ledger, brought up to date. With `with_report`, the caller tells a Slurm error."""
-    from .. import reconcile
+    from ..executions import reconcile
 
     _, storage = load_context()
     ledger = open_ledger(storage)
@@ -27,7 +27,7 @@ def _refreshed_ledger(with_report: bool = False) -> Any:
 def _fail_if_slurm_did_not_answer(report: Any) -> None:
     """`gear status`/`gear ls` print the ledger as it is, then fail: a status Slurm could not confirm is no answer."""
     if report.slurm_error:
-        from ..errors import SlurmError
+        from ..base.errors import SlurmError
 
         raise SlurmError(f"Slurm did not answer ({report.slurm_error}); nothing was changed, and the statuses "
                          "shown are as last recorded")
@@ -46,9 +46,9 @@ def status(execution_id: str | None, as_json: bool) -> None:
       gear status
       gear status mnist-train/3 --json
     """
-    from .. import reconcile
-    from ..ledger import OPEN_STATUSES
-    from ..names import parse_execution_id
+    from ..executions import reconcile
+    from ..ledger.db import OPEN_STATUSES
+    from ..base.names import parse_execution_id
 
     target = parse_execution_id(execution_id) if execution_id else None
     ledger, report = _refreshed_ledger(with_report=True)
@@ -100,8 +100,8 @@ def history(container: str, as_json: bool) -> None:
     Example:
       gear history mnist-train
     """
-    from ..errors import NotFound
-    from ..names import check_name
+    from ..base.errors import NotFound
+    from ..base.names import check_name
 
     check_name(container, "container name")
     with _refreshed_ledger() as ledger:
@@ -127,8 +127,8 @@ def show(execution_id: str, as_json: bool) -> None:
     Example:
       gear show mnist-train/3
     """
-    from .. import reconcile
-    from ..names import parse_execution_id
+    from ..executions import reconcile
+    from ..base.names import parse_execution_id
 
     target = parse_execution_id(execution_id)
     with _refreshed_ledger() as ledger:
@@ -155,7 +155,7 @@ def show(execution_id: str, as_json: bool) -> None:
 def _stopped(execution: Any) -> dict[str, Any]:
     """Who stopped a closed execution and the signal its program got, from its final
     record (the ledger's note says it in words); None for an execution not stopped."""
-    from .. import reconcile
+    from ..executions import reconcile
 
     record = reconcile.read_status_record(execution.workdir) if not execution.is_open else None
     if not record or record.get("phase") != "final" or not record.get("stopped_by") \
@@ -176,8 +176,8 @@ def logs(execution_id: str, follow: bool) -> None:
       gear logs mnist-train/3
       gear logs mnist-train/3 -f
     """
-    from .. import reconcile
-    from ..names import parse_execution_id
+    from ..executions import reconcile
+    from ..base.names import parse_execution_id
 
     target = parse_execution_id(execution_id)
     _, storage = load_context()
@@ -212,9 +212,10 @@ def download(execution_id: str, target: Path | None, from_path: str | None) -> N
       gear download mnist-train/3 -t results
       gear download mnist-train/3 --from checkpoints/best.pt
     """
-    from .. import paths, reconcile, staging
-    from ..errors import GearError
-    from ..names import parse_execution_id
+    from ..data import paths, staging
+    from ..executions import reconcile
+    from ..base.errors import GearError
+    from ..base.names import parse_execution_id
 
     target_id = parse_execution_id(execution_id)
     with _refreshed_ledger() as ledger:

@@ -47,9 +47,9 @@ def jupyter(container: str | None, compute_type: str | None, image: str | None, 
       gear jupyter -c mnist -r gpu-1 -e jupyter -d mnist:input0
       gear jupyter --url mnist/4        # print the URL of a running workspace again
     """
-    from .. import executions, workspaces
-    from ..errors import NotFound
-    from ..names import parse_execution_id
+    from ..executions import lifecycle as executions, workspaces
+    from ..base.errors import NotFound
+    from ..base.names import parse_execution_id
 
     site, storage = load_context()
     if url_of:
@@ -71,8 +71,8 @@ def jupyter(container: str | None, compute_type: str | None, image: str | None, 
 
 def start_and_report(site, storage, as_json: bool, wait_seconds: float | None, **options) -> None:  # type: ignore[no-untyped-def]
     """Start a workspace (options as workspaces.build_request takes them), wait, say how to reach it."""
-    from .. import executions, workspaces
-    from ..errors import GearError
+    from ..executions import lifecycle as executions, workspaces
+    from ..base.errors import GearError
     from .output import warn
 
     execution, token = workspaces.start(site, storage, notice=warn, **options)

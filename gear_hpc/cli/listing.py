@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from ..sizes import human_count, human_rate
+from ..base.sizes import human_count, human_rate
 from .output import human_size, json_text, table_lines
 
 # Annotations only: importing typing would cost the fast path (fastpath.py) 2 ms.

@@ -31,8 +31,8 @@ def notify(email: str | None, sms: str | None, no_sms: bool, events: str | None,
       gear notify --sms +15551234567
       gear notify --no-sms --email default
     """
-    from .. import notify as notifications
-    from ..errors import GearError, UsageError
+    from ..notify import settings as notifications
+    from ..base.errors import GearError, UsageError
     from .output import print_json, warn
 
     site, storage = load_context()

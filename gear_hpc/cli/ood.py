@@ -28,7 +28,7 @@ def ood_submit(sbatch_args: tuple[str, ...]) -> None:
       gear ood-submit -D ~/ondemand/data/sys/dashboard/batch_connect/sys/gear-jupyter/output/ID \\
           -J sys/dashboard/sys/gear-jupyter -o ID/output.log -t 01:00:00 --export NONE --parsable
     """
-    from .. import ood
+    from ..ood import submit as ood
     from .output import warn
 
     argv = list(sbatch_args)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from ..sizes import human_size  # noqa: F401  (re-exported for the commands)
+from ..base.sizes import human_size  # noqa: F401  (re-exported for the commands)
 
 # Annotations only: importing typing would cost the fast path (fastpath.py) 2 ms.
 TYPE_CHECKING = False

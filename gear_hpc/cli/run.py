@@ -45,7 +45,7 @@ def run(container: str | None, compute_type: str | None, image: str | None, bind
       gear run -d mnist:input0 -d prep/2:input1 -- python3 train.py
       gear run -r gpu-1 -- train.ipynb      # runs the notebook's code cells (gear convert)
     """
-    from .. import executions
+    from ..executions import lifecycle as executions
 
     site, storage = load_context()
     parsed = dict(executions.parse_param(p) for p in params)
@@ -60,7 +60,7 @@ def run(container: str | None, compute_type: str | None, image: str | None, bind
         if not bindings:
             bindings = tuple(json.loads(os.environ.get("GEAR_BINDINGS") or "[]"))
     if command and command[0].endswith(".ipynb"):
-        from .. import notebook
+        from ..executions import notebook
 
         # A notebook runs as its converted script (gear convert), added beside it in the upload.
         command, generated = notebook.prepare_run(list(command), code)
@@ -74,7 +74,7 @@ def run(container: str | None, compute_type: str | None, image: str | None, bind
 
 def _submit_and_report(site, storage, request, follow: bool, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     """Submit, say so on stderr, optionally follow, and print the id (or JSON) last."""
-    from .. import executions
+    from ..executions import lifecycle as executions
     from .output import print_json, warn
 
     bar = _SnapshotProgress()
@@ -156,9 +156,9 @@ def continue_(execution_id: str, compute_type: str | None, image: str | None, bi
       gear continue mnist-train/3 --home-as input1 -- python3 evaluate.py
       gear continue workspace/1 -r gpu-1 -e python -f -- python3 nb.py
     """
-    from .. import executions
-    from ..errors import UsageError
-    from ..names import parse_execution_id
+    from ..executions import lifecycle as executions
+    from ..base.errors import UsageError
+    from ..base.names import parse_execution_id
 
     if home_as and no_home:
         raise UsageError("--home-as and --no-home cannot be used together")

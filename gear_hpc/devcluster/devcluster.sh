@@ -427,7 +427,7 @@ install_gear() {
   chroot "$ROOT" python3 -m compileall -q /opt/gear-hpc/lib/gear_hpc >/dev/null
   local name mod
   for name in gear gear-mailprog; do
-    mod=gear_hpc.cli; [[ $name == gear-mailprog ]] && mod=gear_hpc.mailprog
+    mod=gear_hpc.cli; [[ $name == gear-mailprog ]] && mod=gear_hpc.notify.mailprog
     printf '#!/usr/bin/python3\nimport sys\nsys.path.insert(0, "/opt/gear-hpc/lib")\nfrom %s import main\nsys.exit(main())\n' \
       "$mod" >"$ROOT/usr/local/bin/$name.new"
     chmod 0755 "$ROOT/usr/local/bin/$name.new"

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import User
-from gear_hpc.reconcile import LOST_CONFIRM_AFTER
+from gear_hpc.executions.reconcile import LOST_CONFIRM_AFTER
 
 OPEN = ("submitting", "queued", "syncing", "running", "saving")
 REAL = {"squeue": '#!/bin/sh\nexec /usr/bin/squeue "$@"\n', "scontrol": '#!/bin/sh\nexec /usr/bin/scontrol "$@"\n'}

@@ -14,8 +14,8 @@ import pytest
 
 from gear_hpc.devcluster import SCRIPT
 from gear_hpc.devcluster.mailcatcher import read_messages
-from gear_hpc.mailprog import human_size
-from gear_hpc.storage import usage
+from gear_hpc.notify.mailprog import human_size
+from gear_hpc.storage.disk import usage
 
 STATE = Path(os.environ.get("GEAR_DEVCLUSTER_DIR") or "/var/lib/gear-devcluster")
 MAIL_DIR = STATE / "logs" / "mail"

@@ -22,9 +22,10 @@ from typing import Any, Callable, Iterator
 
 # The read side (queries, constants) lives in ledger_rows, which the fast
 # path of `gear ls`/`gear status` imports without this module's dataclass.
-from . import errors, ledger_rows
-from .errors import GearError
-from .ledger_rows import BUSY_TIMEOUT_MS, CLOSED_STATUSES, OPEN_STATUSES  # noqa: F401  (importable from here)
+from ..base import errors
+from . import rows as ledger_rows
+from ..base.errors import GearError
+from .rows import BUSY_TIMEOUT_MS, CLOSED_STATUSES, OPEN_STATUSES  # noqa: F401  (importable from here)
 
 
 def utc_now() -> str:

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import paths, staging
-from .errors import GearError, NotFound, UsageError
-from .ledger import Execution, Ledger
-from .names import check_name, check_text
-from .storage import UserStorage, make_read_only, remove_tree
-from .storage import walk_entries
+from ..base.errors import GearError, NotFound, UsageError
+from ..ledger.db import Execution, Ledger
+from ..base.names import check_name, check_text
+from ..storage.disk import UserStorage, make_read_only, remove_tree
+from ..storage.disk import walk_entries
 
 
 @dataclass

@@ -22,6 +22,8 @@ import sys
 DEFAULT_CONFIG_DIR = "/etc/gear"
 SITE_FILES = ("site.yaml", "compute-types.yaml", "images.yaml")
 _FORMAT = "gear-site-memo-1"
+# The validation rules, under gear_hpc/: a change to any of them invalidates the record.
+_RULES = ("site/loading.py", "notify/settings.py")  # notify checks addresses
 
 
 def config_dir_name() -> str:
@@ -36,10 +38,10 @@ def memo_path() -> str | None:
 
 
 def _record(texts: list[str], storage_root: str | None) -> tuple[object, ...]:
-    here = os.path.dirname(os.path.abspath(__file__))
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # gear_hpc/
     code: list[object] = [sys.version]
-    for name in ("site.py", "notify.py"):  # the validation rules (notify checks addresses)
-        info = os.stat(os.path.join(here, name))
+    for name in _RULES:
+        info = os.stat(os.path.join(package, name))
         code += [info.st_mtime_ns, info.st_size]
     return (_FORMAT, os.environ.get("GEAR_STORAGE_ROOT") or "", tuple(code), tuple(texts), storage_root)
 

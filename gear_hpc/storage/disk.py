@@ -28,8 +28,8 @@ import stat
 from pathlib import Path
 from typing import Iterator
 
-from .errors import GearError
-from .sizes import human_size  # noqa: F401  (importable from here)
+from ..base.errors import GearError
+from ..base.sizes import human_size  # noqa: F401  (importable from here)
 
 
 def current_user() -> str:

@@ -28,13 +28,13 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from . import executions, workspaces
-from .apptainer import Mount
-from .errors import UsageError
-from .ledger import Execution
-from .names import check_name
-from .site import Site
-from .storage import UserStorage
+from ..executions import lifecycle as executions, workspaces
+from ..slurm.apptainer import Mount
+from ..base.errors import UsageError
+from ..ledger.db import Execution
+from ..base.names import check_name
+from ..site.loading import Site
+from ..storage.disk import UserStorage
 
 MARKER = "gear-ood.json"
 SCRIPT = "script.sh"
@@ -186,7 +186,7 @@ def sbatch_output(job_id: str, argv: list[str]) -> str:
 
 def passthrough(argv: list[str]) -> Any:
     """Not an OnDemand session of this app: the real sbatch, unchanged (stdin untouched)."""
-    from .slurm import _bin
+    from ..slurm.jobs import _bin
 
     sbatch = _bin("sbatch")
     os.execvp(sbatch, [sbatch, *argv])

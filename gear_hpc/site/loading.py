@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import site_memo
-from .errors import SiteConfigError
-from .site_memo import DEFAULT_CONFIG_DIR
+from . import memo as site_memo
+from ..base.errors import SiteConfigError
+from .memo import DEFAULT_CONFIG_DIR
 
 _SLURM_WORD = re.compile(r"[A-Za-z0-9_.+-]+\Z")  # partition, qos, account, gres type
 _MEMORY = re.compile(r"[0-9]+[KMGT]?\Z")
@@ -121,14 +121,14 @@ class Site:
     code_limit: CodeLimit = field(default_factory=CodeLimit)
 
     def compute_type(self, name: str) -> ComputeType:
-        from .errors import NotFound
+        from ..base.errors import NotFound
         try:
             return self.compute_types[name]
         except KeyError:
             raise NotFound(f"unknown compute type {name!r}; this site has: {', '.join(sorted(self.compute_types))}") from None
 
     def image(self, name: str) -> Image:
-        from .errors import NotFound
+        from ..base.errors import NotFound
         try:
             return self.images[name]
         except KeyError:
@@ -484,8 +484,8 @@ def _bool(value: Any) -> bool:
 
 
 def _email(value: Any) -> str:
-    from .errors import UsageError
-    from .notify import check_email
+    from ..base.errors import UsageError
+    from ..notify.settings import check_email
 
     try:
         return check_email(_str(value))

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import GearError, UsageError
+from ..base.errors import GearError, UsageError
 
 # Where the prelude goes: after nbconvert's "#!/usr/bin/env python" and coding lines.
 PRELUDE = r'''

@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import notify, slurm
-from .errors import GearError, SlurmError, UsageError
-from .bindings import Binding
-from .ledger import Execution, Ledger, utc_now
-from .names import check_name, check_text
-from .site import ComputeType, Image, Site
+from ..notify import settings as notify
+from ..slurm import jobs as slurm
+from ..base.errors import GearError, SlurmError, UsageError
+from ..data.bindings import Binding
+from ..ledger.db import Execution, Ledger, utc_now
+from ..base.names import check_name, check_text
+from ..site.loading import ComputeType, Image, Site
 from .reconcile import discard, get, log_path, refresh  # noqa: F401  (get, log_path: used through this module too)
-from .storage import UserStorage, remove_tree
+from ..storage.disk import UserStorage, remove_tree
 
 KILL_AFTER_SECONDS = 20
 # In an execution's directory: gear stop asked for this stop (the job reads it).
@@ -92,7 +93,7 @@ def submit(site: Site, storage: UserStorage, request: RunRequest,
         check_text(arg, "the command")
     if request.message is not None:
         check_text(request.message, "the message")
-    from . import bindings as binding_specs
+    from ..data import bindings as binding_specs
 
     specs = binding_specs.parse_all(request.bindings)
     code = Path(request.code)
@@ -179,8 +180,8 @@ def _discard(ledger: Ledger, exec_dir: Path, container: str, number: int) -> Non
 
 def check_code_size(site: Site, code: Path) -> None:
     """Refuse a current directory too big to be the code (site.yaml code_limit), counting no further than that."""
-    from .sizes import human_size
-    from .staging import count_code
+    from ..base.sizes import human_size
+    from ..data.staging import count_code
 
     limit = site.code_limit
     counted = count_code(code, limit.files, limit.bytes)
@@ -193,8 +194,8 @@ def check_code_size(site: Site, code: Path) -> None:
 
 def _notice_collisions(code: Path, bindings: list[Binding], notice: Callable[[str], None],
                        home_layer: Execution | None) -> None:
-    from .apptainer import HOME
-    from .staging import collisions
+    from ..slurm.apptainer import HOME
+    from ..data.staging import collisions
 
     sources = [(b.source, b.path) for b in bindings if b.target == HOME]
     if home_layer is not None:
@@ -209,7 +210,7 @@ def _notice_collisions(code: Path, bindings: list[Binding], notice: Callable[[st
 def _resolve_parent(ledger: Ledger, request: RunRequest, container: str) -> Execution | None:
     if request.parent is None:
         return None
-    from .names import parse_execution_id
+    from ..base.names import parse_execution_id
 
     parent_container, number = parse_execution_id(request.parent)
     if parent_container != container:
@@ -234,7 +235,7 @@ def continue_request(ledger: Ledger, container: str, number: int, *, command: li
     `home` is "layer" (start from C/N's working directory), "none" (start
     empty) or "inputK" (bind C/N's working directory read-only there).
     """
-    from . import bindings as binding_specs
+    from ..data import bindings as binding_specs
 
     parent = get(ledger, container, number)
     given = binding_specs.parse_all(bindings or [])
@@ -279,7 +280,7 @@ def _prepare(site: Site, storage: UserStorage, exec_dir: Path, container: str, n
              bindings: list[Binding], home_layer: Execution | None = None,
              on_progress: Callable[[Any], None] | None = None) -> None:
     """Everything the job needs on disk: code snapshot, parameters, empty input dir, script."""
-    from . import staging
+    from ..data import staging
 
     staging.snapshot_code(code, exec_dir / "code", on_progress)
     for relative, text in request.generated_files.items():  # e.g. a notebook's script (gear run -- x.ipynb)
@@ -315,8 +316,8 @@ def job_script(site: Site, exec_dir: Path, container: str, number: int, token: s
     A `workspace` (mode jupyter, see workspaces.py) renders jupyter.sh.j2, which
     extends job.sh.j2 and only replaces how the payload starts.
     """
-    from .apptainer import HOME, exec_argv
-    from .render import render
+    from ..slurm.apptainer import HOME, exec_argv
+    from ..slurm.render import render
 
     home = exec_dir / "home"
     scratch = site.workdir.mode == "scratch"

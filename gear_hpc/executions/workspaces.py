@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import executions
-from .apptainer import HOME, Mount
-from .errors import UsageError
-from .ledger import Execution, Ledger
-from .site import Site
-from .storage import UserStorage
+from . import lifecycle as executions
+from ..slurm.apptainer import HOME, Mount
+from ..base.errors import UsageError
+from ..ledger.db import Execution, Ledger
+from ..site.loading import Site
+from ..storage.disk import UserStorage
 
 DEFAULT_CONTAINER = "workspace"
 
@@ -71,7 +71,7 @@ def new_token(storage: UserStorage) -> tuple[str, Path]:
 
 def inner_bindings(site: Site, storage: UserStorage, specs: list[str]) -> list[str]:
     """The workspace's read-only bindings, canonical (mnist@3:/hyperai/input/input0), for `gear run` inside."""
-    from . import bindings as binding_specs
+    from ..data import bindings as binding_specs
 
     parsed = binding_specs.parse_all(specs)
     if not parsed:

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SlurmError
-from .runner import CommandFailed, run
+from ..base.errors import SlurmError
+from ..base.runner import CommandFailed, run
 
 UNIT, RECORD = "\x1f", "\x1e"
 SUBMIT_TIMEOUT = 60.0

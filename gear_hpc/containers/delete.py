@@ -53,11 +53,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from . import notify, slurm
-from .errors import GearError, NotFound
-from .ledger import Execution, Ledger
-from .names import check_name
-from .storage import DIR_FLAGS as _DIR_FLAGS, UserStorage, list_fd as _list_fd, remove_entry as _remove_entry
+from ..notify import settings as notify
+from ..slurm import jobs as slurm
+from ..base.errors import GearError, NotFound
+from ..ledger.db import Execution, Ledger
+from ..base.names import check_name
+from ..storage.disk import DIR_FLAGS as _DIR_FLAGS, UserStorage, list_fd as _list_fd, remove_entry as _remove_entry
 
 MARKER = ".gear-deleting"
 TRASH_PREFIX = ".trash-"    # never a container name: names start with [a-z0-9]
@@ -145,7 +146,7 @@ def plan_delete(ledger: Ledger, storage: UserStorage, name: str,
     open execution of another container reads, and a container directory
     that is a symlink, not a directory, or holds a mount point.
     """
-    from . import executions
+    from ..executions import lifecycle as executions
 
     check_name(name, "container name")
     report = executions.refresh(ledger, query)
@@ -193,7 +194,7 @@ def measure_unmeasured(ledger: Ledger) -> int:
     Returns how many were measured. Oldest first, so that each sees its
     earlier executions as they are (storage.execution_usage).
     """
-    from .storage import execution_usage
+    from ..storage.disk import execution_usage
 
     measured = 0
     for execution in ledger.executions():

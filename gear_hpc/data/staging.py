@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import GearError, UsageError
+from ..base.errors import GearError, UsageError
 from .paths import operand
-from .runner import CommandFailed, run
+from ..base.runner import CommandFailed, run
 
 IGNORE_FILE = ".gearignore"
 COPY_TIMEOUT = 3600.0
@@ -122,7 +122,7 @@ def rsync_with_progress(sources: Sequence[str], target: str, on_progress: Callab
     """
     import time
 
-    from .runner import stream
+    from ..base.runner import stream
 
     started = time.monotonic()
     due = started
@@ -238,7 +238,7 @@ def count_code(source: Path, max_files: int, max_bytes: int) -> CodeCount:
         if files > max_files or size > max_bytes:
             raise Enough
 
-    from .runner import stream
+    from ..base.runner import stream
 
     try:
         stream(argv, handle, timeout=COPY_TIMEOUT)

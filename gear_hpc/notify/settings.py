@@ -36,11 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import GearError, UsageError
+from ..base.errors import GearError, UsageError
 
 if TYPE_CHECKING:
-    from .site import MailConfig, Site
-    from .storage import UserStorage
+    from ..site.loading import MailConfig, Site
+    from ..storage.disk import UserStorage
 
 EVENTS = ("begin", "end", "fail")
 ALWAYS_ON = ("end", "fail")  # email cannot be turned off (SPEC §6)
@@ -180,7 +180,7 @@ def forget_execution(storage: "UserStorage", container: str, number: int) -> Non
 
 def forget_container(storage: "UserStorage", container: str) -> None:
     """Remove the proofs of a deleted container's executions."""
-    from .storage import remove_tree
+    from ..storage.disk import remove_tree
 
     directory = storage.notify_dir / "executions" / container
     if directory.exists() or directory.is_symlink():
@@ -293,7 +293,7 @@ def for_job(site: "Site", user: str) -> JobMail:
     mail = site.mail
     if not mail.enabled:
         return JobMail()  # a site with mail switched off loses only the message
-    from .storage import UserStorage
+    from ..storage.disk import UserStorage
 
     try:
         settings = load_settings(UserStorage(site.storage_root, user))

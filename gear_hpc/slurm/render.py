@@ -10,7 +10,7 @@ import shlex
 from functools import lru_cache
 from typing import Any
 
-from .errors import GearError
+from ..base.errors import GearError
 
 
 def shell_quote(value: Any) -> str:

@@ -13,7 +13,7 @@ import os
 import stat
 from pathlib import Path, PurePosixPath
 
-from .errors import UsageError
+from ..base.errors import UsageError
 
 
 def inside(base: Path, relative: str | None, where: str) -> tuple[Path, os.stat_result]:

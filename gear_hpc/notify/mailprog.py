@@ -41,9 +41,9 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .errors import UsageError
-from .notify import NotReadable, Settings, check_email, check_phone, parse_extra, parse_settings, read_owned
-from .storage import human_size
+from ..base.errors import UsageError
+from .settings import NotReadable, Settings, check_email, check_phone, parse_extra, parse_settings, read_owned
+from ..storage.disk import human_size
 
 DEADLINE_SECONDS = 90      # the whole child, whatever hangs; Slurm itself allows 120
 FOREGROUND_ENV = "GEAR_MAILPROG_FOREGROUND"  # "1": do not detach (tests, debugging)
@@ -523,7 +523,7 @@ def count_sms(mail: Any, user: str, today: str | None = None) -> str | None:
 
 def _deliver(log: Log, mail: Any, entry: dict[str, Any]) -> None:
     """Send now; what fails for a reason that may pass is kept and retried (mailspool.py)."""
-    from .mailspool import Spool, is_temporary
+    from .spool import Spool, is_temporary
 
     what = f"{entry['what']} to {', '.join(entry['to'])}"
     try:
@@ -571,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     log = Log(None, env.get("SLURM_JOB_ID", ""))
     try:
-        from .site import load_for_mailprog
+        from ..site.loading import load_for_mailprog
 
         mail, storage_root = load_for_mailprog()
         log.path = mail.log_file
@@ -594,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
             signal.alarm(0)
         # Then what earlier calls could not deliver: once in the foreground,
         # and for up to an hour in a detached child, if no other child does it.
-        from .mailspool import Spool
+        from .spool import Spool
 
         spool = Spool(mail.state_dir)
         log.job = ""

@@ -15,12 +15,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .errors import GearError, NotFound, SlurmError
-from .ledger import CLOSED_STATUSES, OPEN_STATUSES, Execution, Ledger, utc_now
-from .storage import execution_usage, tree_size
+from ..base.errors import GearError, NotFound, SlurmError
+from ..ledger.db import CLOSED_STATUSES, OPEN_STATUSES, Execution, Ledger, utc_now
+from ..storage.disk import execution_usage, tree_size
 
 if TYPE_CHECKING:
-    from .slurm import SlurmJob
+    from ..slurm.jobs import SlurmJob
 
 # Slurm's job phases (as slurm.SlurmJob.phase gives them).
 PENDING, RUNNING, ENDED = "pending", "running", "ended"
@@ -123,7 +123,7 @@ def refresh(ledger: Ledger, query: Callable[[], dict[str, SlurmJob]] | None = No
     unknown: set[str] = set()
     if open_executions:
         if query is None:
-            from .slurm import query_jobs as query  # imported only when something is open
+            from ..slurm.jobs import query_jobs as query  # imported only when something is open
         try:
             jobs = dict(query())
         except SlurmError as exc:
@@ -173,7 +173,7 @@ def _ask_scontrol(open_executions: list[Execution], jobs: dict[str, SlurmJob],
     if not missing:
         return set()
     if lookup is None:
-        from .slurm import show_job as lookup
+        from ..slurm.jobs import show_job as lookup
     unknown = set()
     for job_id in missing[:MAX_SCONTROL_CALLS]:
         try:
