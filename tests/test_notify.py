@@ -200,7 +200,10 @@ def test_a_site_can_keep_gear_out_of_the_extra_field(gear_env):
 
 
 def test_the_report_function_runs_and_never_fails(gear_env, tmp_path):
-    """The script's report() with a scontrol that fails: the job goes on, the size is measured."""
+    """The script's report (set_job_extra, templates/lib/report.sh) with a scontrol that fails: the job
+    goes on, the size is measured."""
+    from test_render import _source
+
     home = tmp_path / "home"
     home.mkdir()
     (home / "a.bin").write_bytes(b"x" * 1000)
@@ -210,10 +213,10 @@ def test_the_report_function_runs_and_never_fails(gear_env, tmp_path):
     bin_dir.mkdir()
     calls = tmp_path / "calls"
     write_executable(bin_dir / "scontrol", f"#!/bin/bash\nprintf '%s\\n' \"$@\" > {calls}\nexit 1\n")
-    script = _script()
-    start = script.index("report() {")
-    function = script[start:script.index("\n}\n", start) + 3]
-    result = subprocess.run(["bash", "-c", f"set -u\nhome={home}\n{function}\nreport completed 0 true\necho done"],
+    # What the rendered report() passes for `report completed 0 true`.
+    assert 'set_job_extra "Extra="gear";status=$1;exit=$2;saved=$3"' in _script()
+    result = subprocess.run(["bash", "-c", f"set -u\nhome={home}\n" + _source("report.sh")
+                             + "set_job_extra 'Extra=gear;status=completed;exit=0;saved=true'\necho done"],
                             capture_output=True, text=True, env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
                                                                  "SLURM_JOB_ID": "42"})
     assert result.returncode == 0 and result.stdout == "done\n"

@@ -1,17 +1,27 @@
-"""The rendered batch script: golden file, quoting, and refusals."""
+"""The rendered batch script: golden files, bash -n and shellcheck of every
+variant, quoting, refusals; and its functions (templates/lib/*.sh), sourced
+as they are."""
 
 import os
+import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from gear_hpc import site
-from gear_hpc.errors import GearError
-from gear_hpc.executions import job_script
-from gear_hpc.render import sbatch_value, shell_quote
+from gear_hpc.base.errors import GearError
+from gear_hpc.executions.lifecycle import job_script
+from gear_hpc.site import loading as site
+from gear_hpc.slurm.render import sbatch_value, shell_quote
 
-GOLDEN = Path(__file__).parent / "golden" / "job.sh"
+GOLDEN = Path(__file__).parent / "golden"
+LIB = Path(__file__).resolve().parent.parent / "gear_hpc" / "templates" / "lib"
+def _source(name: str) -> str:
+    """A line of bash that sources lib/NAME, as a host test runs the job's functions."""
+    return f"source {shlex.quote(str(LIB / name))}\n"
+
+
 NASTY = ["python3", "train.py", "$(touch pwned)", "`id`", "a;b", "it's", '"q"', "%j", "a b", "*", "~", "-x"]
 
 
@@ -21,13 +31,101 @@ def _script(command=("python3", "train.py")):
                       loaded.compute_type("gpu-1"), loaded.image("python"), list(command), "alice")
 
 
-def test_script_matches_golden_file(gear_env):
-    text = _script().replace(str(gear_env["tmp"]), "<tmp>")
+def _continuation_script(layer_modes_kept=True) -> str:
+    from types import SimpleNamespace
+
+    loaded = site.load()
+    parent = SimpleNamespace(id="mnist/2", workdir="/srv/gear/users/alice/containers/mnist/2/home")
+    return job_script(loaded, Path("/srv/gear/users/alice/containers/mnist/3"), "mnist", 3, "0123456789abcdef",
+                      loaded.compute_type("cpu-small"), loaded.image("python"), ["true"], "alice",
+                      home_layer=parent, layer_modes_kept=layer_modes_kept)
+
+
+def _scratch_script() -> str:
+    import yaml
+
+    path = Path(os.environ["GEAR_SITE_CONFIG"]) / "site.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["workdir"] = {"mode": "scratch", "scratch_dir": "/local/scratch", "save_interval": 600}
+    path.write_text(yaml.safe_dump(data))
+    return _script()
+
+
+def _workspace_script() -> str:
+    from gear_hpc.executions import workspaces
+    from gear_hpc.slurm.apptainer import Mount
+
+    loaded = site.load()
+    workspace = {"token_file": "/srv/gear/users/alice/workspaces/token-x", "preferred_ports": [8888],
+                 "port_low": 20000, "port_high": 20010, "start_timeout": 30, "idle_timeout": 600,
+                 "base_url": "/", "environment": [("GEAR_WORKSPACE", "1")],
+                 "mounts": [Mount("/etc/slurm", "/etc/slurm")]}
+    return job_script(loaded, Path("/srv/gear/users/alice/containers/ws/1"), "ws", 1, "0123456789abcdef",
+                      loaded.compute_type("cpu-small"), loaded.image("python"), workspaces.jupyter_command(600),
+                      "alice", workspace=workspace)
+
+
+# Every variant of the batch script, each with its golden file: a script on
+# shared storage, a continuation over an overlay, one that copies its parent
+# (modes not kept), a script on node-local scratch, a Jupyter workspace.
+VARIANTS = {
+    "job.sh": _script,
+    "continuation.sh": _continuation_script,
+    "continuation-copy.sh": lambda: _continuation_script(layer_modes_kept=False),
+    "scratch.sh": _scratch_script,
+    "jupyter.sh": _workspace_script,
+}
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_script_matches_golden_file(gear_env, name):
+    text = VARIANTS[name]().replace(str(gear_env["tmp"]), "<tmp>")
+    golden = GOLDEN / name
     if os.environ.get("GEAR_UPDATE_GOLDEN"):
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text(), (
-        "the rendered batch script changed; if that is intended, refresh the golden file with "
-        "GEAR_UPDATE_GOLDEN=1 python3 -m pytest tests/test_render.py and review the diff")
+        golden.write_text(text)
+    assert golden.exists() and text == golden.read_text(), (
+        f"the rendered batch script ({name}) changed; if that is intended, accept it with "
+        "GEAR_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_render.py, review `git diff tests/golden` "
+        "and commit the golden files with the change")
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_variant_is_valid_bash(gear_env, tmp_path, name):
+    path = tmp_path / name
+    path.write_text(VARIANTS[name]())
+    result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, f"bash -n {name}:\n{result.stderr}"
+
+
+# Left out, for every variant: SC2317 (a function "unreachable": it runs from a
+# trap or an exit hook, which shellcheck cannot see) and SC2015 (`a && b || c`,
+# written where c must run when either a or b fails).
+SHELLCHECK_EXCLUDE = "SC2317,SC2015"
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_variant_passes_shellcheck(gear_env, tmp_path, name):
+    assert shutil.which("shellcheck"), (
+        "shellcheck is missing: scripts/setup-host installs it (Debian package shellcheck)")
+    path = tmp_path / name
+    path.write_text(VARIANTS[name]())
+    result = subprocess.run(["shellcheck", "--shell=bash", f"--exclude={SHELLCHECK_EXCLUDE}", "--format=gcc",
+                             str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, (
+        f"shellcheck {name} (line numbers are the rendered script's; render it with GEAR_UPDATE_GOLDEN=1 "
+        f"and see tests/golden/{name}):\n{result.stdout}{result.stderr}")
+
+
+def test_lib_files_are_plain_bash():
+    """Jinja includes them, so a Jinja delimiter there (`${#x}` opens a comment) would change what
+    the job runs; and tests source them as they are."""
+    files = sorted(LIB.glob("*.sh"))
+    assert files
+    for path in files:
+        text = path.read_text()
+        for mark in ("{{", "{%", "{#"):
+            assert mark not in text, f"{path.name} holds {mark!r}: lib files must be plain bash (write ${{x}} as \"$x\")"
+        subprocess.run(["bash", "-n", str(path)], check=True)
 
 
 def test_script_is_valid_bash(gear_env, tmp_path):
@@ -67,34 +165,17 @@ def test_nul_cannot_reach_the_script():
         shell_quote("a\x00b")
 
 
-def test_workspace_script_is_valid_bash_and_keeps_the_token_off_command_lines(gear_env, tmp_path):
-    from gear_hpc import workspaces
-    from gear_hpc.apptainer import Mount
-
-    loaded = site.load()
-    workspace = {"token_file": "/srv/gear/users/alice/workspaces/token-x", "preferred_ports": [8888],
-                 "port_low": 20000, "port_high": 20010, "start_timeout": 30, "idle_timeout": 600,
-                 "base_url": "/", "environment": [("GEAR_WORKSPACE", "1")],
-                 "mounts": [Mount("/etc/slurm", "/etc/slurm")]}
-    text = job_script(loaded, Path("/srv/gear/users/alice/containers/ws/1"), "ws", 1, "0123456789abcdef",
-                      loaded.compute_type("cpu-small"), loaded.image("python"), workspaces.jupyter_command(600),
-                      "alice", workspace=workspace)
-    path = tmp_path / "job.sh"
-    path.write_text(text)
-    subprocess.run(["bash", "-n", str(path)], check=True)
+def test_workspace_script_keeps_the_token_off_command_lines(gear_env):
+    text = _workspace_script()
     assert "APPTAINERENV_JUPYTER_TOKEN=$(cat /srv/gear/users/alice/workspaces/token-x)" in text
     assert "--ServerApp.shutdown_no_activity_timeout=600" in text and "dst=/etc/slurm" in text
     assert "for p in 8888;" in text and "JUPYTER_PORT=$port" in text
-    # The script part of a script execution is unchanged (golden file above).
 
 
 def test_rsync_progress_becomes_status_records(gear_env, tmp_path):
     """The script's progress() turns rsync --info=progress2 output into records with bytes and files."""
-    script = _script()
-    start = script.index("progress() {")
-    end = script.index("\n}\n", start) + 3
     harness = tmp_path / "progress.sh"
-    harness.write_text("record() { echo \"$1|$5\"; }\n" + script[start:end] +
+    harness.write_text(_source("copy.sh") + f"record() {{ echo \"$1|$5\"; }}\n"
                        "printf '      1,024  10%%  1.00MB/s  0:00:01 (xfr#1, to-chk=9/10)\\r"
                        "     10,240 100%%  2.00MB/s  0:00:02 (xfr#10, to-chk=0/10)\\n' | progress syncing 0\n")
     out = subprocess.run(["bash", str(harness)], capture_output=True, text=True, check=True).stdout
@@ -108,7 +189,7 @@ def test_rsync_progress_becomes_status_records(gear_env, tmp_path):
 
 
 def test_status_shows_amount_and_speed_of_a_copy(gear_env):
-    from gear_hpc.reconcile import _progress
+    from gear_hpc.executions.reconcile import _progress
 
     record = {"phase": "saving", "progress": {"bytes": 50_000_000, "percent": 50, "files": 200,
                                               "files_total": 400, "seconds": 10}}
@@ -117,46 +198,22 @@ def test_status_shows_amount_and_speed_of_a_copy(gear_env):
     assert _progress({"phase": "final", "progress": {"bytes": 1}}) is None
 
 
-def _bash_function(script: str, name: str) -> str:
-    start = script.index(f"{name}() {{")
-    return script[start:script.index("\n}\n", start) + 3]
-
-
 def test_notes_in_status_records_are_valid_json(gear_env, tmp_path):
     """A note names paths (scratch, exec dir), which may hold quotes or backslashes."""
     import json
 
     harness = tmp_path / "note.sh"
-    harness.write_text(_bash_function(_script(), "json_string") + 'printf "{\\"note\\": %s}" "$(json_string "$1")"\n')
+    harness.write_text(_source("record.sh") + 'printf "{\\"note\\": %s}" "$(json_string "$1")"\n')
     for text in ['kept in /scratch/a "b"/c', "back\\slash", "tab\there", "new\nline", "$(id) `id`"]:
         out = subprocess.run(["bash", str(harness), text], capture_output=True, text=True, check=True).stdout
         assert json.loads(out) == {"note": text}
 
 
-def _continuation_script() -> str:
-    from types import SimpleNamespace
-
-    loaded = site.load()
-    parent = SimpleNamespace(id="mnist/2", workdir="/srv/gear/users/alice/containers/mnist/2/home")
-    return job_script(loaded, Path("/srv/gear/users/alice/containers/mnist/3"), "mnist", 3, "0123456789abcdef",
-                      loaded.compute_type("cpu-small"), loaded.image("python"), ["true"], "alice",
-                      home_layer=parent)
-
-
-def test_continuation_script_is_valid_bash(gear_env, tmp_path):
-    path = tmp_path / "job.sh"
-    path.write_text(_continuation_script())
-    subprocess.run(["bash", "-n", str(path)], check=True)
-
-
 def test_applying_an_upper_layer_never_reaches_through_a_symlink(gear_env, tmp_path):
     """apply_upper on a tree of hard links: whiteouts and opaque directories remove what they hide,
     changed files replace their links, and a symlink in the tree is never followed."""
-    script = _continuation_script()
     harness = tmp_path / "apply.sh"
-    harness.write_text("exec_dir=$3\n" + "".join(_bash_function(script, name) for name in
-                                                 ("apply_upper", "unlink_below", "inside"))
-                       + 'apply_upper "$1" "$2"\n')
+    harness.write_text("exec_dir=$3\n" + _source("upper.sh") + 'apply_upper "$1" "$2"\n')
     lower, upper, tree, outside = (tmp_path / name for name in ("lower", "upper", "tree", "outside"))
     for directory in (lower / "d", lower / "opaque", upper / "d", upper / "opaque", upper / "link", outside):
         directory.mkdir(parents=True)

@@ -142,17 +142,22 @@ def test_status_never_reads_zero_mb_per_second_while_files_move(gear_env):
 
 
 def test_the_job_reports_blocks_it_alone_holds(gear_env, tmp_path):
-    """report() in the batch script: the disk figure of the saved working directory, never fatal."""
-    from test_render import _bash_function, _script
+    """The batch script's report (set_job_extra, templates/lib/report.sh): the disk figure of the saved
+    working directory, never fatal."""
+    from helpers import write_executable
+    from test_render import _source
 
     container = tmp_path / "C"
     continuation(container)
+    calls = tmp_path / "scontrol.args"
+    (tmp_path / "bin").mkdir()
+    write_executable(tmp_path / "bin" / "scontrol", f"#!/bin/bash\nprintf '%s\\n' \"$@\" > {calls}\n")
     harness = tmp_path / "report.sh"
-    body = _bash_function(_script(), "report").replace("timeout 10 scontrol update", "echo")
-    body = body.replace(" >/dev/null 2>&1 || true", "")
-    harness.write_text(f"home={container / '2' / 'home'}\n{body}report completed 0 true\n")
-    out = subprocess.run(["bash", str(harness)], capture_output=True, text=True, check=True).stdout
-    size = int(out.split("size=")[1].split()[0])
+    harness.write_text(f"home={container / '2' / 'home'}\n" + _source("report.sh")
+                       + "set_job_extra 'Extra=gear;status=completed;exit=0;saved=true'\n")
+    subprocess.run(["bash", str(harness)], check=True,
+                   env={**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"})
+    size = int(calls.read_text().split("size=")[1].split()[0])
     assert size == du(container / "1", container / "2" / "home") - du(container / "1")
 
 

@@ -29,6 +29,9 @@ status_file="$exec_dir/status.json"
 started_at=""
 stop_reason=""
 last_save=""
+kill_after=20   # seconds a stopped program gets before it is killed
+
+# lib/hooks.sh (the template sets the trap: trap on_exit EXIT).
 
 # What must be undone however the script ends (an exit on an error, a
 # signal that ends bash): at_exit CMD adds CMD; each runs once, in order.
@@ -40,6 +43,9 @@ on_exit() {
   exit_hooks=()
 }
 trap on_exit EXIT
+
+# lib/record.sh: the status records gear folds into the ledger.
+# Uses status_file, started_at and last_save, set by the template.
 
 now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 
@@ -59,10 +65,13 @@ json_string() { # TEXT: as a JSON string (notes name paths, which may hold quote
   printf '"%s"' "$text"
 }
 
+# lib/report.sh: the outcome, for the mail. Uses home, set by the template,
+# which defines report STATUS EXIT_CODE SAVED: the field gear-mailprog reads.
+
 # gear-mailprog runs on the controller as SlurmUser and cannot read this
 # directory: tell it the outcome through the job's Extra field. Bounded, and
 # never fatal: the notification must not hold up or fail the execution.
-report() { # STATUS EXIT_CODE SAVED
+set_job_extra() { # Extra=VALUE: sets the job's Extra field, with the size saved added
   # size: what the saved working directory holds on disk that nothing outside
   # it holds (blocks, each hard link once; a continuation's links to its
   # parent's unchanged files are the parent's), as `gear show` counts.
@@ -74,8 +83,14 @@ report() { # STATUS EXIT_CODE SAVED
            END {for (i in links) if (seen[i] >= links[i]) s += blocks[i]; printf "%.0f\n", s * 512}'
          exit "${PIPESTATUS[0]}") || size=""
   timeout 10 scontrol update "JobId=${SLURM_JOB_ID:-0}" \
-    "Extra="gear";status=$1;exit=$2;saved=$3${size:+;size=$size}" >/dev/null 2>&1 || true
+    "$1${size:+;size=$size}" >/dev/null 2>&1 || true
 }
+report() { # STATUS EXIT_CODE SAVED
+  # shellcheck disable=SC2140  # gear quotes the value it renders between the quotes
+  set_job_extra "Extra="gear";status=$1;exit=$2;saved=$3"
+}
+
+# lib/copy.sh: rsync copies that report their progress as status records.
 
 # rsync's --info=progress2 lines ("1,234  45%  1.2MB/s  0:00:01 (xfr#3, to-chk=7/10)")
 # become status records, at most one a second, so `gear status` shows speed.
@@ -110,6 +125,9 @@ copy() {
   return "${PIPESTATUS[0]}"
 }
 
+# lib/overlay.sh: the fuse-overlayfs mount of a continuation, and its end.
+# Uses work (the mount point) and overlay_daemon (its daemon's pid, or empty).
+
 mounted() { # MOUNTPOINT: whether it is one (as /proc/self/mountinfo escapes it)
   local want=${1//\\/\\134} point _
   want=${want// /\\040}
@@ -134,7 +152,6 @@ overlay_daemon_of() { # MOUNTPOINT: the pid of this user's fuse-overlayfs that s
 # Whatever ends the job (a failed copy-in, a failed save, a signal), its
 # overlay must not outlive it: a mount left behind holds the execution's
 # directory (gear delete refuses a mount point) and its daemon runs on.
-overlay_daemon=""
 release_overlay() { # idempotent
   local i
   if mounted "$work"; then unmount "$work"; fi
@@ -149,7 +166,6 @@ release_overlay() { # idempotent
     overlay_daemon=""
   fi
 }
-at_exit release_overlay
 
 unmount() { # MOUNTPOINT: the upper layer is final only once the overlay is gone
   fusermount3 -u "$1" 2>/dev/null || fusermount -u "$1" 2>/dev/null && return 0
@@ -167,6 +183,11 @@ wait_for() { # PID: its exit code, even when a trapped signal interrupts the wai
     kill -0 "$1" 2>/dev/null || return "$rc"
   done
 }
+overlay_daemon=""
+at_exit release_overlay
+
+# lib/upper.sh: a continuation's save, the overlay's upper layer applied to
+# a tree of hard links to its parent. Uses exec_dir (for a scratch list).
 
 # apply_upper UPPER TREE: make TREE (hard links to the lower layer) what the
 # overlay showed. fuse-overlayfs marks a deleted name with a whiteout (a
@@ -222,6 +243,7 @@ unlink_below() { # TREE REL: remove TREE/REL (its directory may be read-only; rs
   local parent=$1
   case "$2" in */*) parent+=/${2%/*} ;; esac
   [ -e "$1/$2" ] || [ -L "$1/$2" ] || return 0
+  # shellcheck disable=SC2115  # TREE is the absolute path of a tree being saved, never empty
   chmod u+w -- "$parent" && rm -rf -- "$1/$2"
 }
 
@@ -336,6 +358,10 @@ for name in $(compgen -e); do
   esac
 done
 
+# lib/stop.sh: a stop (TERM) or the time-limit warning (USR1) reaches the
+# program. Uses exec_dir, payload (the program's pid) and kill_after (the
+# seconds it gets before KILL), set by the template.
+
 on_signal() {
   stop_reason=$1
   # Who stopped it, for the final record (the first who did): gear stop
@@ -349,7 +375,7 @@ on_signal() {
   # timer is stopped (with its sleep) once the program has gone.
   if [ -z "${kill_timer:-}" ]; then
     ( trap 'kill "$nap" 2>/dev/null; exit 0' TERM
-      sleep 20 & nap=$!
+      sleep "$kill_after" & nap=$!
       wait "$nap" && kill -KILL "$payload" 2>/dev/null ) &
     kill_timer=$!
   fi
@@ -400,6 +426,7 @@ if [ "$layered" = true ]; then
     rm -rf "$linked"
     copy "$work/" "$home/" saving --link-dest="$layer" && unmount "$work"
   fi
+  # shellcheck disable=SC2181  # whichever of the two saves above ran
   if [ $? -eq 0 ]; then
     rm -rf "$exec_dir/upper" "$exec_dir/overlay-work"
     rmdir "$work" 2>/dev/null

@@ -30,6 +30,9 @@ status_file="$exec_dir/status.json"
 started_at=""
 stop_reason=""
 last_save=""
+kill_after=20   # seconds a stopped program gets before it is killed
+
+# lib/hooks.sh (the template sets the trap: trap on_exit EXIT).
 
 # What must be undone however the script ends (an exit on an error, a
 # signal that ends bash): at_exit CMD adds CMD; each runs once, in order.
@@ -41,6 +44,9 @@ on_exit() {
   exit_hooks=()
 }
 trap on_exit EXIT
+
+# lib/record.sh: the status records gear folds into the ledger.
+# Uses status_file, started_at and last_save, set by the template.
 
 now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 
@@ -60,10 +66,13 @@ json_string() { # TEXT: as a JSON string (notes name paths, which may hold quote
   printf '"%s"' "$text"
 }
 
+# lib/report.sh: the outcome, for the mail. Uses home, set by the template,
+# which defines report STATUS EXIT_CODE SAVED: the field gear-mailprog reads.
+
 # gear-mailprog runs on the controller as SlurmUser and cannot read this
 # directory: tell it the outcome through the job's Extra field. Bounded, and
 # never fatal: the notification must not hold up or fail the execution.
-report() { # STATUS EXIT_CODE SAVED
+set_job_extra() { # Extra=VALUE: sets the job's Extra field, with the size saved added
   # size: what the saved working directory holds on disk that nothing outside
   # it holds (blocks, each hard link once; a continuation's links to its
   # parent's unchanged files are the parent's), as `gear show` counts.
@@ -75,8 +84,14 @@ report() { # STATUS EXIT_CODE SAVED
            END {for (i in links) if (seen[i] >= links[i]) s += blocks[i]; printf "%.0f\n", s * 512}'
          exit "${PIPESTATUS[0]}") || size=""
   timeout 10 scontrol update "JobId=${SLURM_JOB_ID:-0}" \
-    "Extra="gear";status=$1;exit=$2;saved=$3${size:+;size=$size}" >/dev/null 2>&1 || true
+    "$1${size:+;size=$size}" >/dev/null 2>&1 || true
 }
+report() { # STATUS EXIT_CODE SAVED
+  # shellcheck disable=SC2140  # gear quotes the value it renders between the quotes
+  set_job_extra "Extra="gear";status=$1;exit=$2;saved=$3"
+}
+
+# lib/copy.sh: rsync copies that report their progress as status records.
 
 # rsync's --info=progress2 lines ("1,234  45%  1.2MB/s  0:00:01 (xfr#3, to-chk=7/10)")
 # become status records, at most one a second, so `gear status` shows speed.
@@ -159,6 +174,10 @@ for name in $(compgen -e); do
   esac
 done
 
+# lib/stop.sh: a stop (TERM) or the time-limit warning (USR1) reaches the
+# program. Uses exec_dir, payload (the program's pid) and kill_after (the
+# seconds it gets before KILL), set by the template.
+
 on_signal() {
   stop_reason=$1
   # Who stopped it, for the final record (the first who did): gear stop
@@ -172,7 +191,7 @@ on_signal() {
   # timer is stopped (with its sleep) once the program has gone.
   if [ -z "${kill_timer:-}" ]; then
     ( trap 'kill "$nap" 2>/dev/null; exit 0' TERM
-      sleep 20 & nap=$!
+      sleep "$kill_after" & nap=$!
       wait "$nap" && kill -KILL "$payload" 2>/dev/null ) &
     kill_timer=$!
   fi
