@@ -14,8 +14,11 @@ import pytest
 from gear_hpc.ledger import rows as ledger_rows
 from gear_hpc.site import loading as site, memo as site_memo
 from gear_hpc.cli import fastpath
+from gear_hpc.storage import layout
 from gear_hpc.cli.group import run as run_click
-from gear_hpc.ledger.db import MIGRATIONS, OPEN_STATUSES, Execution, Ledger
+from gear_hpc.base.statuses import OPEN_STATUSES
+from gear_hpc.ledger.db import Execution, Ledger
+from gear_hpc.ledger.migrations import MIGRATIONS
 from gear_hpc.storage.disk import UserStorage
 
 from helpers import REPO
@@ -231,7 +234,7 @@ def test_what_the_fast_path_assumes_about_the_library(gear_env):
     assert ledger_rows.SCHEMA_VERSION == len(MIGRATIONS)
     assert ledger_rows.EXECUTION_FIELDS == tuple(f.name for f in dataclasses.fields(Execution))
     storage = UserStorage(Path("/srv/x"), user="alice")
-    paths = fastpath.user_paths("/srv/x", "alice")
+    paths = layout.user_paths("/srv/x", "alice")
     assert paths == {"users": "/srv/x/users", "root": str(storage.root), "ledger": str(storage.ledger_path),
                      "containers": str(storage.root / "containers"), "datasets": str(storage.root / "datasets")}
     assert site.config_dir() == Path(site_memo.config_dir_name())

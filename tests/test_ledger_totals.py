@@ -17,7 +17,9 @@ import gear_hpc.ledger.db as ledger_module
 from gear_hpc.containers import delete as containers
 from gear_hpc.ledger import rows as ledger_rows
 from gear_hpc.executions import reconcile
-from gear_hpc.ledger.db import CLOSED_STATUSES, MIGRATIONS, OPEN_STATUSES, Ledger
+from gear_hpc.base.statuses import CLOSED_STATUSES, OPEN_STATUSES
+from gear_hpc.ledger.db import Ledger
+from gear_hpc.ledger.migrations import MIGRATIONS
 from gear_hpc.storage.disk import UserStorage
 
 # The container summaries before migration 3: one pass over every execution;

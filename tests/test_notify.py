@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from helpers import REPO, gear, write_executable
+from gear_hpc.base import names
 from gear_hpc.notify import settings as notify
 from gear_hpc.site import loading as site
 from gear_hpc.base.errors import GearError, SiteConfigError, UsageError
@@ -37,7 +38,7 @@ aiosmtpd = pytest.importorskip("aiosmtpd.controller")
 
 @pytest.mark.parametrize("address", ["alice@example.org", "a.b+tag@lab.example.co.uk", "x_y-z@a1.io"])
 def test_good_email_addresses(address):
-    assert notify.check_email(address) == address
+    assert names.check_email(address) == address
 
 
 @pytest.mark.parametrize("address", [
@@ -48,20 +49,20 @@ def test_good_email_addresses(address):
     "a%b@example.org", "x" * 65 + "@example.org"])
 def test_bad_email_addresses(address):
     with pytest.raises(UsageError):
-        notify.check_email(address)
+        names.check_email(address)
 
 
 @pytest.mark.parametrize("text,number", [("+15551234567", "+15551234567"), ("+1 (555) 123-4567", "+15551234567"),
                                          ("+44.20.7946.0958", "+442079460958")])
 def test_good_phone_numbers(text, number):
-    assert notify.check_phone(text) == number
+    assert names.check_phone(text) == number
 
 
 @pytest.mark.parametrize("text", ["", "5551234567", "+0123456789", "+1555", "+1234567890123456", "+1555x1234567",
                                   "+15551234567\n", "+1555;rm -rf", "++15551234567"])
 def test_bad_phone_numbers(text):
     with pytest.raises(UsageError):
-        notify.check_phone(text)
+        names.check_phone(text)
 
 
 def test_events_always_include_end_and_fail():

@@ -51,3 +51,40 @@ def check_text(value: str, what: str) -> str:
     except UnicodeEncodeError:
         raise UsageError(f"{what} is not valid UTF-8 text ({ascii(value)}); use UTF-8") from None
     return value
+
+
+# Deliberately narrower than RFC 5321: the address reaches an #SBATCH line and
+# a mail header, so no quotes, spaces, commas (a second recipient) or '%'.
+_LOCAL = re.compile(r"[A-Za-z0-9_+-]+(\.[A-Za-z0-9_+-]+)*\Z")
+_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+_PHONE_SEPARATORS = re.compile(r"[ ().-]")
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}\Z")
+
+
+def check_email(value: str, what: str = "email address") -> str:
+    """Return `value` if it is a plain, sane email address, else raise UsageError."""
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"{what} must not be empty")
+    if re.search(r"[\x00-\x20\x7f]", value) or not value.isascii():
+        raise UsageError(f"invalid {what} {value!r}: no spaces, line breaks or non-ASCII characters")
+    if len(value) > 254 or value.count("@") != 1:
+        raise UsageError(f"invalid {what} {value!r}: expected exactly one '@', as in alice@example.org")
+    local, domain = value.split("@")
+    if not local or len(local) > 64 or not _LOCAL.match(local):
+        raise UsageError(f"invalid {what} {value!r}: the part before '@' may use letters, digits and . _ + -")
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels) or not labels[-1].isalpha():
+        raise UsageError(f"invalid {what} {value!r}: {domain!r} is not a domain name such as example.org")
+    return value
+
+
+def check_phone(value: str) -> str:
+    """A phone number in E.164 form (+ country code, then digits); spaces, dashes,
+    dots and parentheses are dropped. Returns the normalised number."""
+    if not isinstance(value, str) or re.search(r"[\x00-\x1f\x7f]", value):
+        raise UsageError(f"invalid phone number {value!r}: it contains a control character")
+    number = _PHONE_SEPARATORS.sub("", value)
+    if not _E164.match(number):
+        raise UsageError(f"invalid phone number {value!r}: use the international form, "
+                         "+ then the country code and number, for example +15551234567")
+    return number

@@ -90,24 +90,15 @@ def _report(exc: BaseException) -> int:
     return code
 
 
-def user_paths(storage_root: str, user: str) -> dict[str, str]:
-    """The paths of storage.UserStorage(storage_root, user) that the fast path looks at (a test checks)."""
-    root = os.path.join(storage_root, "users", user)
-    return {"users": os.path.join(storage_root, "users"), "root": root,
-            "containers": os.path.join(root, "containers"), "datasets": os.path.join(root, "datasets"),
-            "ledger": os.path.join(root, "ledger.sqlite")}
-
-
 def render(command: str, as_json: bool) -> str | None:
     """What `gear <command> [--json]` prints, or None if the click path must run."""
-    import pwd
-
     from ..site.memo import valid_storage_root
+    from ..storage.layout import current_user, user_paths
 
     storage_root = valid_storage_root()
     if storage_root is None:
         return None
-    paths = user_paths(storage_root, pwd.getpwuid(os.getuid()).pw_name)  # storage.current_user()
+    paths = user_paths(storage_root, current_user())
     # What UserStorage.ensure() checks, and nothing for it to create.
     info = os.lstat(paths["root"])
     if not (os.path.isdir(paths["users"]) and stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
@@ -120,6 +111,7 @@ def render(command: str, as_json: bool) -> str | None:
 def _read_ledger(path: str, command: str, as_json: bool) -> str | None:
     import sqlite3
 
+    from ..base.statuses import OPEN_STATUSES
     from ..ledger import rows
 
     # A URI so that SQLite opens read-only; %, ? and # are the characters it would misread.
@@ -137,7 +129,7 @@ def _read_ledger(path: str, command: str, as_json: bool) -> str | None:
         conn.execute("BEGIN")  # one snapshot for the check and the reads
         if conn.execute("PRAGMA user_version").fetchone()[0] != rows.SCHEMA_VERSION:
             return None
-        sql, params = rows.executions_query(statuses=rows.OPEN_STATUSES)  # ledger.open_executions()
+        sql, params = rows.executions_query(statuses=OPEN_STATUSES)  # ledger.open_executions()
         if conn.execute(sql, params).fetchone() is not None:
             return None
         from . import listing
@@ -150,7 +142,7 @@ def _read_ledger(path: str, command: str, as_json: bool) -> str | None:
 
         if command == "ls":
             return listing.ls_text(rows.container_summaries(conn), as_json)
-        sql, params = rows.executions_query(statuses=rows.OPEN_STATUSES, ended_since=listing.recent_since())
+        sql, params = rows.executions_query(statuses=OPEN_STATUSES, ended_since=listing.recent_since())
         items: list[dict[str, Any]] = []
         for row in conn.execute(sql, params):
             item = rows.execution_json(rows.execution_values(row, decode=as_json))  # a table shows no JSON column

@@ -47,7 +47,7 @@ def status(execution_id: str | None, as_json: bool) -> None:
       gear status mnist-train/3 --json
     """
     from ..executions import reconcile
-    from ..ledger.db import OPEN_STATUSES
+    from ..base.statuses import OPEN_STATUSES
     from ..base.names import parse_execution_id
 
     target = parse_execution_id(execution_id) if execution_id else None

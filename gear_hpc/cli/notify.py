@@ -33,6 +33,7 @@ def notify(email: str | None, sms: str | None, no_sms: bool, events: str | None,
     """
     from ..notify import settings as notifications
     from ..base.errors import GearError, UsageError
+    from ..base.names import check_email, check_phone
     from .output import print_json, warn
 
     site, storage = load_context()
@@ -47,9 +48,9 @@ def notify(email: str | None, sms: str | None, no_sms: bool, events: str | None,
             raise
         settings = notifications.Settings()  # a broken file is replaced by the new settings
     if email is not None:
-        settings.email = None if email == "default" else notifications.check_email(email)
+        settings.email = None if email == "default" else check_email(email)
     if sms is not None:
-        number = notifications.check_phone(sms)
+        number = check_phone(sms)
         if not notifications.sms_possible(mail):
             raise GearError("this site sends no text messages (no SMS gateway in its configuration); "
                             "ask your admin")

@@ -16,14 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..base.errors import GearError, NotFound, SlurmError
-from ..ledger.db import CLOSED_STATUSES, OPEN_STATUSES, Execution, Ledger, utc_now
+from ..base.statuses import (CLOSED_STATUSES, JOB_ENDED, JOB_PENDING, JOB_PHASES, JOB_RUNNING, OPEN_STATUSES, QUEUED,
+                             SUBMITTING)
+from ..ledger.db import Execution, Ledger, utc_now
 from ..storage.disk import execution_usage, tree_size
 
 if TYPE_CHECKING:
     from ..slurm.jobs import SlurmJob
 
 # Slurm's job phases (as slurm.SlurmJob.phase gives them).
-PENDING, RUNNING, ENDED = "pending", "running", "ended"
+PENDING, RUNNING, ENDED = JOB_PENDING, JOB_RUNNING, JOB_ENDED
 
 # A job that Slurm says has ended gets this long to show its final record
 # (a shared file system may show the file a little later than Slurm knows).
@@ -272,8 +274,8 @@ def fold(execution: Execution, record: dict[str, Any] | None, jobs: dict[str, Sl
     if job.phase == PENDING:
         changes["status"] = "queued"
     elif job.phase == RUNNING:
-        changes["status"] = phase if phase in ("syncing", "running", "saving") else execution.status
-        if changes["status"] in ("queued", "submitting"):
+        changes["status"] = phase if phase in JOB_PHASES else execution.status
+        if changes["status"] in (QUEUED, SUBMITTING):
             changes["status"] = "syncing"
     else:
         status = {"CANCELLED": "terminated", "TIMEOUT": "timeout", "DEADLINE": "timeout"}.get(job.state, "failed")
@@ -285,7 +287,7 @@ def fold(execution: Execution, record: dict[str, Any] | None, jobs: dict[str, Sl
             return _only_changes(execution, changes)
         ended = _parse_time(job.end_time)
         if ended is not None and now - ended < FINAL_RECORD_GRACE:
-            changes["status"] = phase if phase in ("syncing", "running", "saving") else execution.status
+            changes["status"] = phase if phase in JOB_PHASES else execution.status
             return _only_changes(execution, changes)
         changes.update(
             status=status, ended_at=utc_now(),

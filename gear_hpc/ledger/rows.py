@@ -15,14 +15,12 @@ if TYPE_CHECKING:
     import sqlite3
     from typing import Any
 
+from .migrations import SCHEMA_VERSION  # noqa: F401  (the fast path reads it from here)
+
 # How long a command waits for another one's write lock. Writes hold it for
 # milliseconds; a lock held longer is a stuck program, and the user is told
 # so (errors.describe) rather than left waiting.
 BUSY_TIMEOUT_MS = 5_000
-OPEN_STATUSES = ("submitting", "queued", "syncing", "running", "saving")
-CLOSED_STATUSES = ("completed", "failed", "terminated", "timeout", "lost")
-# The schema a ledger has after every migration: len(ledger.MIGRATIONS) (a test checks).
-SCHEMA_VERSION = 5
 
 # The fields of an execution in ledger.Execution's order (a test checks):
 # the order of the keys of its JSON.

@@ -42,7 +42,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..base.errors import UsageError
-from .settings import NotReadable, Settings, check_email, check_phone, parse_extra, parse_settings, read_owned
+from ..base.statuses import REPORTED_BY_JOB
+from ..storage.layout import CONTAINERS, USERS
+from ..base.names import check_email, check_phone
+from .settings import NotReadable, Settings, parse_extra, parse_settings, read_owned
 from ..storage.disk import human_size
 
 DEADLINE_SECONDS = 90      # the whole child, whatever hangs; Slurm itself allows 120
@@ -60,7 +63,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 # No folding below RFC 5322's 998: Python's folder moves a 70-odd character
 # subject to a continuation line, which some readers show with a leading space.
 _POLICY = default_policy.clone(max_line_length=998)
-_CLOSED = ("completed", "failed", "terminated", "timeout")
 _EXIT_CODE = re.compile(r"[0-9]{1,3}\Z")   # ASCII digits only: str.isdigit() takes '²', int() does not
 _SIZE = re.compile(r"[0-9]{1,19}\Z")
 _UID = re.compile(r"[0-9]{1,10}\Z")
@@ -254,7 +256,7 @@ def outcome(call: Call, job: GearJob) -> Outcome:
     if call.mail_type == "Began":
         return Outcome("running", None, None, False, None)
     status = extra.get("status", "")
-    if status in _CLOSED:
+    if status in REPORTED_BY_JOB:  # what a job's final record says: never lost
         code = extra.get("exit", "")
         size = extra.get("size", "")
         return Outcome(status, code if _EXIT_CODE.match(code) else None, int(size) if _SIZE.match(size) else None,
@@ -298,7 +300,7 @@ def email_body(call: Call, job: GearJob, result: Outcome, storage_root: Path) ->
         slurm += f", state {one_line(env['SLURM_JOB_STATE'], 40)}"
     rows.append(("Slurm job", slurm))
     # Computed from what was proven, never the job's own work dir (which its owner sets freely).
-    rows.append(("directory", str(Path(storage_root) / "users" / job.owner.name / "containers" / job.container
+    rows.append(("directory", str(Path(storage_root) / USERS / job.owner.name / CONTAINERS / job.container
                                   / str(job.number) / "home")))
 
     if result.status == "running":

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..base.errors import GearError, UsageError
+from ..base.names import check_email, check_phone
+from ..storage.layout import NOTIFY, USERS
 
 if TYPE_CHECKING:
     from ..site.loading import MailConfig, Site
@@ -48,43 +50,6 @@ SETTINGS_FILE = "settings.json"
 OLD_SETTINGS_FILE = "notify.json"   # before settings moved into notify/ (read, then replaced)
 MAX_FILE_BYTES = 4096               # anything gear-mailprog reads is at most this
 EXTRA_TAG = "gear"  # first word of the job's Extra field when gear wrote it
-
-# Deliberately narrower than RFC 5321: the address reaches an #SBATCH line and
-# a mail header, so no quotes, spaces, commas (a second recipient) or '%'.
-_LOCAL = re.compile(r"[A-Za-z0-9_+-]+(\.[A-Za-z0-9_+-]+)*\Z")
-_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
-_PHONE_SEPARATORS = re.compile(r"[ ().-]")
-_E164 = re.compile(r"\+[1-9][0-9]{6,14}\Z")
-
-
-def check_email(value: str, what: str = "email address") -> str:
-    """Return `value` if it is a plain, sane email address, else raise UsageError."""
-    if not isinstance(value, str) or not value:
-        raise UsageError(f"{what} must not be empty")
-    if re.search(r"[\x00-\x20\x7f]", value) or not value.isascii():
-        raise UsageError(f"invalid {what} {value!r}: no spaces, line breaks or non-ASCII characters")
-    if len(value) > 254 or value.count("@") != 1:
-        raise UsageError(f"invalid {what} {value!r}: expected exactly one '@', as in alice@example.org")
-    local, domain = value.split("@")
-    if not local or len(local) > 64 or not _LOCAL.match(local):
-        raise UsageError(f"invalid {what} {value!r}: the part before '@' may use letters, digits and . _ + -")
-    labels = domain.split(".")
-    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels) or not labels[-1].isalpha():
-        raise UsageError(f"invalid {what} {value!r}: {domain!r} is not a domain name such as example.org")
-    return value
-
-
-def check_phone(value: str) -> str:
-    """A phone number in E.164 form (+ country code, then digits); spaces, dashes,
-    dots and parentheses are dropped. Returns the normalised number."""
-    if not isinstance(value, str) or re.search(r"[\x00-\x1f\x7f]", value):
-        raise UsageError(f"invalid phone number {value!r}: it contains a control character")
-    number = _PHONE_SEPARATORS.sub("", value)
-    if not _E164.match(number):
-        raise UsageError(f"invalid phone number {value!r}: use the international form, "
-                         "+ then the country code and number, for example +15551234567")
-    return number
-
 
 def parse_events(text: str) -> tuple[str, ...]:
     """`begin,end,fail` -> the events, with end and fail always included."""
@@ -236,9 +201,9 @@ def read_owned(storage_root: Path, user: str, uid: int, parts: list[str]) -> str
     """
     fds: list[int] = []
     try:
-        fd = os.open(Path(storage_root) / "users", _NOFOLLOW_DIR)
+        fd = os.open(Path(storage_root) / USERS, _NOFOLLOW_DIR)
         fds.append(fd)
-        for name in [user, "notify", *parts[:-1]]:
+        for name in [user, NOTIFY, *parts[:-1]]:
             fd = os.open(name, _NOFOLLOW_DIR, dir_fd=fd)
             fds.append(fd)
             if os.fstat(fd).st_uid != uid:

@@ -485,7 +485,7 @@ def _bool(value: Any) -> bool:
 
 def _email(value: Any) -> str:
     from ..base.errors import UsageError
-    from ..notify.settings import check_email
+    from ..base.names import check_email
 
     try:
         return check_email(_str(value))

@@ -23,7 +23,7 @@ DEFAULT_CONFIG_DIR = "/etc/gear"
 SITE_FILES = ("site.yaml", "compute-types.yaml", "images.yaml")
 _FORMAT = "gear-site-memo-1"
 # The validation rules, under gear_hpc/: a change to any of them invalidates the record.
-_RULES = ("site/loading.py", "notify/settings.py")  # notify checks addresses
+_RULES = ("site/loading.py", "base/names.py")  # names.py checks addresses
 
 
 def config_dir_name() -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..base.errors import SlurmError
+from ..base.statuses import JOB_ENDED, JOB_PENDING, JOB_RUNNING
 from ..base.runner import CommandFailed, run
 
 UNIT, RECORD = "\x1f", "\x1e"
@@ -20,9 +21,7 @@ SUBMIT_TIMEOUT = 60.0
 QUERY_TIMEOUT = 30.0
 
 # Slurm's long and short state codes, mapped to what gear needs to know.
-PENDING = "pending"
-RUNNING = "running"
-ENDED = "ended"
+PENDING, RUNNING, ENDED = JOB_PENDING, JOB_RUNNING, JOB_ENDED
 _STATES = {
     "PENDING": PENDING, "PD": PENDING, "CONFIGURING": PENDING, "CF": PENDING,
     "REQUEUED": PENDING, "RQ": PENDING, "REQUEUE_HOLD": PENDING, "REQUEUE_FED": PENDING,

@@ -23,38 +23,33 @@ from __future__ import annotations
 
 import errno
 import os
-import pwd
 import stat
 from pathlib import Path
 from typing import Iterator
 
 from ..base.errors import GearError
 from ..base.sizes import human_size  # noqa: F401  (importable from here)
-
-
-def current_user() -> str:
-    """The login name of the real uid (not $USER, which anyone can set)."""
-    return pwd.getpwuid(os.getuid()).pw_name
+from .layout import CONTAINERS, DATASETS, LEDGER, NOTIFY, USERS, current_user
 
 
 class UserStorage:
     def __init__(self, storage_root: Path, user: str | None = None):
         self.storage_root = Path(storage_root)
         self.user = user or current_user()
-        self.root = self.storage_root / "users" / self.user
+        self.root = self.storage_root / USERS / self.user
 
     @property
     def ledger_path(self) -> Path:
-        return self.root / "ledger.sqlite"
+        return self.root / LEDGER
 
     def container_dir(self, container: str) -> Path:
-        return self.root / "containers" / container
+        return self.root / CONTAINERS / container
 
     def execution_dir(self, container: str, number: int) -> Path:
         return self.container_dir(container) / str(number)
 
     def dataset_dir(self, dataset: str) -> Path:
-        return self.root / "datasets" / dataset
+        return self.root / DATASETS / dataset
 
     def version_dir(self, dataset: str, version: int) -> Path:
         return self.dataset_dir(dataset) / "versions" / str(version)
@@ -65,12 +60,12 @@ class UserStorage:
 
     @property
     def notify_dir(self) -> Path:
-        return self.root / "notify"
+        return self.root / NOTIFY
 
     def ensure(self) -> Path:
         """Check that the user's directory is theirs alone (creating it where the user may) and
         create what gear keeps in it."""
-        users = self.storage_root / "users"
+        users = self.storage_root / USERS
         try:
             users_info = users.stat()
         except OSError:
@@ -93,8 +88,8 @@ class UserStorage:
         if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
             raise GearError(f"{self.root} is not a directory owned by you; refusing to use it "
                             "(ask your admin to remove it and create yours: docs/admin.md)")
-        (self.root / "containers").mkdir(mode=0o700, exist_ok=True)
-        (self.root / "datasets").mkdir(mode=0o700, exist_ok=True)
+        (self.root / CONTAINERS).mkdir(mode=0o700, exist_ok=True)
+        (self.root / DATASETS).mkdir(mode=0o700, exist_ok=True)
         return self.root
 
     def ensure_notify_dir(self) -> Path:
