@@ -1,4 +1,4 @@
-"""The local single-machine cluster (SPEC §12), driven by devcluster.sh."""
+"""The local single-machine cluster (docs/devcluster.md), driven by devcluster.sh and its parts/."""
 
 from __future__ import annotations
 

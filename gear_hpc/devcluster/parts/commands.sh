@@ -1,0 +1,147 @@
+# shellcheck shell=bash
+# parts/commands.sh: the subcommands (up, down, exec, mail; status is in
+# health.sh) and main.
+
+usage() {
+  cat <<EOF
+usage: devcluster.sh up                       build (if needed) and start the cluster; re-sync gear
+       devcluster.sh down                     stop everything the cluster runs
+       devcluster.sh status                   exit 0 if up, 3 if down, 1 if up but unhealthy
+       devcluster.sh exec [--user NAME] [--cwd DIR] [--] [COMMAND...]
+                                              run COMMAND in the cluster as NAME (default root;
+                                              created on first use); no COMMAND: a bash shell
+       devcluster.sh mail [--last N] [--json] [--clear]
+                                              the mail the cluster sent (caught on 127.0.0.1:$SMTP_PORT)
+environment: GEAR_DEVCLUSTER_DIR (state, default /var/lib/gear-devcluster)
+             GEAR_REPO (gear-hpc checkout, default: two levels above this script)
+             GEAR_DEVCLUSTER_MIRROR (Debian mirror, default http://deb.debian.org/debian)
+EOF
+}
+
+cmd_up() {
+  need_root up
+  local t0=$SECONDS node pid
+  take_lock
+  mkdir -p "$CACHE" "$IMAGES" "$LOGS"
+  if healthy; then
+    # Packages added to the lists since the cluster started are installed in
+    # place (apt --no-upgrade: what the running daemons use is left alone).
+    root_packages
+    # In subshells: a failed image build must not stop the cluster (the old SIF stays in place).
+    (ensure_python_image) || say "warning: the python image was not rebuilt; the old one stays"
+    (ensure_jupyter_image) || say "warning: the jupyter image was not built; gear jupyter will not work"
+    install_gear
+    mailprog_dirs
+    storage_layout
+    update_config
+    start_mailcatcher
+    say "already up and healthy (holder pid $(holder_pid)): only re-synced gear and site-config"
+    say "devcluster up in $((SECONDS - t0)) s"
+    return 0
+  fi
+  if holder_pid >/dev/null || [[ -e $NSFILE ]]; then
+    say "a previous cluster is not healthy: stopping it"
+    stop_cluster
+  fi
+  ensure_host_packages
+  ensure_root_and_image
+  (ensure_jupyter_image) || say "warning: the jupyter image was not built; gear jupyter will not work"
+  install_gear      # before the config: MailProg points at gear-mailprog when it exists
+  node=$(hostname -s)
+  write_config "$node"
+  storage_layout
+  # The namespace shares the host's network: a Slurm already listening here
+  # would answer our sinfo and make our slurmctld die ("Address already in use").
+  local port
+  for port in 6817 6818; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      die "port $port is in use: another Slurm runs on this machine (stop it first)"
+    fi
+  done
+  start_holder
+  pid=$(holder_pid)
+  if ! start_daemons "$node"; then
+    stop_cluster
+    die "the cluster did not come up; it was stopped again (logs: $LOGS)"
+  fi
+  say "started munged, slurmctld, slurmd (holder pid $pid); node $node idle; partitions cpu, gpu"
+  start_mailcatcher
+  say "devcluster up in $((SECONDS - t0)) s"
+}
+
+cmd_down() {
+  need_root down
+  take_lock
+  if ! holder_pid >/dev/null && [[ ! -e $NSFILE ]]; then
+    rm -f "$PIDFILE"
+    say "already down"
+    return 0
+  fi
+  stop_cluster
+  say "down: all processes of the cluster namespace stopped"
+}
+
+cmd_exec() {
+  local user=root cwd="" strict=0
+  while (($#)); do
+    case $1 in
+      --user) [[ $# -ge 2 ]] || die "--user needs a name"; user=$2; shift 2 ;;
+      --user=*) user=${1#--user=}; shift ;;
+      --cwd) [[ $# -ge 2 ]] || die "--cwd needs a directory"; cwd=$2; strict=1; shift 2 ;;
+      --cwd=*) cwd=${1#--cwd=}; strict=1; shift ;;
+      --) shift; break ;;
+      -*) die "exec: unknown option $1 (usage: exec [--user NAME] [--cwd DIR] -- COMMAND...)" 2 ;;
+      *) break ;;
+    esac
+  done
+  [[ $user =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || die "invalid user name '$user' (allowed: [a-z_][a-z0-9_-]{0,31})" 2
+  [[ $EUID -eq 0 ]] || die "exec must run as root: only root may enter the cluster's mount namespace" 2
+  local pid; pid=$(holder_pid) || die "the devcluster is not up (run: devcluster.sh up)" 3
+  (($#)) || set -- /bin/bash -l
+  # Serialise user creation: two first uses at once must not both useradd.
+  (flock -w 60 8; ensure_user "$user") 8>"$STATE/.users.lock"
+  [[ -z $cwd ]] && cwd=$PWD
+  local home; home=$(chroot "$ROOT" getent passwd "$user" | cut -d: -f6)
+  local envs=(HOME="$home" USER="$user" LOGNAME="$user" PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8) v
+  for v in $(compgen -e); do
+    [[ $v == GEAR_* && $v != GEAR_DEVCLUSTER_DIR && $v != GEAR_REPO ]] && envs+=("$v=${!v}")
+  done
+  # The command travels as argv ("$@" of sh), never re-parsed as a shell string.
+  # shellcheck disable=SC2016
+  local launch='d=$1 strict=$2; shift 2
+if [ -d "$d" ] && [ -r "$d" ] && [ -x "$d" ] && cd -- "$d"; then :
+elif [ "$strict" = 1 ]; then echo "devcluster exec: cannot enter directory $d as $(id -un)" >&2; exit 125
+else cd -- "$HOME" 2>/dev/null || cd /; fi
+exec "$@"'
+  exec nsenter -t "$pid" -m -r -w -- runuser -u "$user" -- \
+    /usr/bin/env -i "${envs[@]}" /bin/sh -c "$launch" devcluster-exec "$cwd" "$strict" "$@" 9>&-
+}
+
+cmd_mail() {  # show (or clear) what the mail catcher caught; works while the cluster is down too
+  local action=show args=()
+  while (($#)); do
+    case $1 in
+      --last) [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || die "--last needs a number" 2; args+=(--last "$2"); shift 2 ;;
+      --json) args+=(--json); shift ;;
+      --clear) action=clear; shift ;;
+      *) die "mail: unknown option $1 (usage: mail [--last N] [--json] [--clear])" 2 ;;
+    esac
+  done
+  [[ $action == clear ]] && args=()
+  command -v python3 >/dev/null || die "mail needs python3 on this machine"
+  python3 "$(dirname "$SELF")/mailcatcher.py" "$action" --dir "$MAILDIR" "${args[@]}"
+}
+
+main() {
+  local cmd=${1:-help}; (($#)) && shift
+  case $cmd in
+    up) cmd_up "$@" ;;
+    down) cmd_down "$@" ;;
+    status) cmd_status "$@" ;;
+    exec) cmd_exec "$@" ;;
+    mail) cmd_mail "$@" ;;
+    __ns) ns_main "$@" ;;
+    help | -h | --help) usage ;;
+    *) usage >&2; exit 2 ;;
+  esac
+}

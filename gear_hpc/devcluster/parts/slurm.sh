@@ -1,0 +1,135 @@
+# shellcheck shell=bash
+# parts/slurm.sh: the Slurm configuration, its fresh state, and the daemons' start.
+
+write_config() {
+  local node=$1 mailprog=/bin/true
+  [[ -x $ROOT/usr/local/bin/gear-mailprog ]] && mailprog=/usr/local/bin/gear-mailprog
+  cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+  cp -L /etc/hosts "$ROOT/etc/hosts"
+  # Slurm must resolve the node name.
+  getent -s files hosts "$node" >/dev/null || printf '127.0.1.1\t%s\n' "$node" >>"$ROOT/etc/hosts"
+  # This VM's root lacks CAP_SYS_RESOURCE: Apptainer as root fails to set its default caps.
+  sed -i 's/^#\?\s*root default capabilities\s*=.*/root default capabilities = no/' \
+    "$ROOT/etc/apptainer/apptainer.conf"
+  grep -q '^root default capabilities = no' "$ROOT/etc/apptainer/apptainer.conf" \
+    || echo 'root default capabilities = no' >>"$ROOT/etc/apptainer/apptainer.conf"
+
+  mkdir -p "$ROOT/etc/slurm"
+  slurm_conf "$node" "$mailprog" >"$ROOT/etc/slurm/slurm.conf"
+  cat >"$ROOT/etc/slurm/gres.conf" <<EOF
+AutoDetect=off
+NodeName=$node Name=gpu Type=devgpu File=/run/gear-gpu/nvidia[0-3]
+EOF
+  echo 'CgroupPlugin=disabled' >"$ROOT/etc/slurm/cgroup.conf"
+  mailprog_dirs
+  fresh_state
+}
+
+slurm_conf() {  # slurm_conf NODE MAILPROG: the text of slurm.conf (FirstJobId is added by fresh_state)
+  local node=$1 mailprog=$2
+  cat <<EOF
+# Written by devcluster.sh on every bring-up; edits are lost.
+ClusterName=gear-dev
+SlurmctldHost=$node
+SlurmUser=slurm
+AuthType=auth/munge
+StateSaveLocation=/var/lib/slurm/slurmctld
+SlurmdSpoolDir=/var/lib/slurm/slurmd
+SlurmctldPidFile=/run/slurmctld.pid
+SlurmdPidFile=/run/slurmd.pid
+SlurmctldLogFile=$LOGS/slurmctld.log
+SlurmdLogFile=$LOGS/slurmd.log
+SlurmctldDebug=info
+SlurmdDebug=info
+# No cgroup file system here: track processes by /proc, no task plugin.
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=512
+# No slurmdbd: accounting is fragile here and gear must not need sacct.
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/none
+ReturnToService=2
+KillWait=10
+MinJobAge=300
+MailProg=$mailprog
+# Users do not see each other's jobs (names, comments, Extra, mail addresses): docs/admin.md.
+PrivateData=jobs
+GresTypes=gpu
+# Advertise more CPUs and memory than this VM has.
+SlurmdParameters=config_overrides
+NodeName=$node CPUs=8 RealMemory=16000 Gres=gpu:devgpu:4 State=UNKNOWN
+PartitionName=cpu Nodes=$node Default=YES MaxTime=1-00:00:00 State=UP
+PartitionName=gpu Nodes=$node MaxTime=1-00:00:00 State=UP
+EOF
+}
+
+fresh_state() {
+  # Fresh Slurm state every time ("CLUSTER ID MISMATCH" otherwise).
+  rm -rf "$ROOT/var/lib/slurm/slurmctld" "$ROOT/var/lib/slurm/slurmd"
+  mkdir -p "$ROOT/var/lib/slurm/slurmctld" "$ROOT/var/lib/slurm/slurmd"
+  chroot "$ROOT" chown slurm:slurm /var/lib/slurm/slurmctld
+  # The state is wiped, but job ids must not start at 1 again: gear's ledger (on
+  # /srv/gear, which survives) would mistake a new job for an old one. Continue
+  # after the highest id this state dir has seen (remembered here, read from the log).
+  local last=0 seen f
+  [[ -r $STATE/last-job-id ]] && last=$(<"$STATE/last-job-id")
+  [[ $last =~ ^[0-9]+$ ]] || last=0
+  seen=$({ grep -o 'JobId=[0-9]*' "$LOGS/slurmctld.log" 2>/dev/null || true; } | cut -d= -f2 | sort -n | tail -n1)
+  ((${seen:-0} > last)) && last=$seen
+  echo "$last" >"$STATE/last-job-id"
+  echo "FirstJobId=$((last + 1))" >>"$ROOT/etc/slurm/slurm.conf"
+  for f in slurmctld slurmd munged; do
+    [[ -f $LOGS/$f.log ]] && mv -f "$LOGS/$f.log" "$LOGS/$f.log.prev"
+    : >"$LOGS/$f.log"
+  done
+  # The daemons write these as their own users; numeric ids: the users exist only in the root.
+  chown "$(chroot "$ROOT" id -u slurm):$(chroot "$ROOT" id -g slurm)" "$LOGS/slurmctld.log"
+  chown "$(chroot "$ROOT" id -u munge):$(chroot "$ROOT" id -g munge)" "$LOGS/munged.log"
+  chmod 0640 "$LOGS/munged.log"
+}
+
+# A running cluster whose slurm.conf is out of date (an older devcluster.sh wrote
+# it) takes the new one with `scontrol reconfigure`: no restart, no lost jobs.
+update_config() {
+  local node current wanted mailprog=/bin/true
+  [[ -x $ROOT/usr/local/bin/gear-mailprog ]] && mailprog=/usr/local/bin/gear-mailprog
+  node=$(awk -F= '/^SlurmctldHost=/ {print $2}' "$ROOT/etc/slurm/slurm.conf")
+  current=$(grep -v '^FirstJobId=' "$ROOT/etc/slurm/slurm.conf")
+  wanted=$(slurm_conf "$node" "$mailprog")
+  [[ $current == "$wanted" ]] && return 0
+  { printf '%s\n' "$wanted"; grep '^FirstJobId=' "$ROOT/etc/slurm/slurm.conf"; } >"$ROOT/etc/slurm/slurm.conf.new"
+  mv "$ROOT/etc/slurm/slurm.conf.new" "$ROOT/etc/slurm/slurm.conf"
+  if in_ns scontrol reconfigure; then say "slurm.conf changed: reconfigured"
+  else say "warning: slurm.conf changed but scontrol reconfigure failed: run 'devcluster.sh down' then 'up'"; fi
+}
+
+start_daemons() {  # fails (after showing the logs) rather than dying: `up` then stops the rest
+  local node=$1 state="" deadline=$((SECONDS + 60)) d
+  in_ns install -d -o munge -g munge -m 0755 /run/munge
+  [[ -s $ROOT/etc/munge/munge.key ]] || in_ns runuser -u munge -- mungekey --create
+  in_ns runuser -u munge -- /usr/sbin/munged --log-file="$LOGS/munged.log" </dev/null >/dev/null 2>&1 \
+    || { show_daemon_logs; say "error: munged failed to start" >&2; return 1; }
+  for d in slurmctld slurmd; do
+    in_ns "/usr/sbin/$d" </dev/null >/dev/null 2>&1 || { show_daemon_logs; say "error: $d failed to start" >&2; return 1; }
+  done
+  while ((SECONDS < deadline)); do
+    # sinfo retries for a long time when slurmctld is gone: bound each call, and
+    # stop waiting as soon as a daemon has died (e.g. a fatal config error).
+    # shellcheck disable=SC2016
+    state=$(timeout 5 bash -c 'in_ns sinfo -h -N -n "$1" -o %T' _ "$node" 2>/dev/null | head -n1 || true)
+    [[ $state == idle* ]] && return 0
+    for d in munged slurmctld slurmd; do
+      if [[ -z $(daemon_pids "$d") ]]; then
+        show_daemon_logs; say "error: $d died while the node came up (see its log above)" >&2; return 1
+      fi
+    done
+    sleep 0.5
+  done
+  show_daemon_logs
+  say "error: node $node did not become idle in 60 s (state: '${state:-no answer}'); logs in $LOGS" >&2
+  return 1
+}
