@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gear_hpc.containers import delete as containers
+from gear_hpc.containers import delete as containers, plan as plans
 from gear_hpc.storage import disk as storage_module
 from gear_hpc.cli import containers as cli_containers
 from gear_hpc.cli import main
@@ -94,12 +94,12 @@ def _assert_consistent(storage: UserStorage, before: dict[str, dict[str, str]]) 
 
 def _plan(storage: UserStorage, name: str) -> containers.DeletePlan:
     with Ledger(storage.ledger_path) as ledger:
-        return containers.plan_delete(ledger, storage, name)
+        return plans.plan_delete(ledger, storage, name)
 
 
 def _delete(storage: UserStorage, name: str) -> containers.DeleteResult:
     with Ledger(storage.ledger_path) as ledger:
-        plan = containers.plan_delete(ledger, storage, name)
+        plan = plans.plan_delete(ledger, storage, name)
         return containers.delete(ledger, storage, plan)
 
 
@@ -219,7 +219,7 @@ def test_json_output(storage, two, capsys):
 
 def test_changed_since_it_was_listed(storage, two):
     with Ledger(storage.ledger_path) as ledger:
-        plan = containers.plan_delete(ledger, storage, "c")
+        plan = plans.plan_delete(ledger, storage, "c")
         number = _add(storage, "c", {"new": "n"})            # e.g. a `gear run` while the user was typing
         with pytest.raises(GearError, match="changed since it was listed"):
             containers.delete(ledger, storage, plan)
@@ -247,7 +247,7 @@ def test_a_container_directory_that_is_a_symlink_is_refused(storage, two, tmp_pa
 
 def test_a_symlink_swapped_in_while_the_user_was_asked_is_refused(storage, two, tmp_path):
     with Ledger(storage.ledger_path) as ledger:
-        plan = containers.plan_delete(ledger, storage, "c")
+        plan = plans.plan_delete(ledger, storage, "c")
         elsewhere = _swap_for_link(storage, tmp_path)
         before = _fingerprint(elsewhere)
         with pytest.raises(GearError, match="replaced by a symbolic link.*nothing was deleted"):

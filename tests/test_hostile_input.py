@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gear_hpc.data import bindings, datasets, paths, staging
-from gear_hpc.containers import delete as containers
+from gear_hpc.containers import delete as containers, plan as plans
 from gear_hpc.base import errors
 from gear_hpc.base.errors import GearError, UsageError
 from gear_hpc.ledger.db import Ledger
@@ -197,7 +197,7 @@ def test_delete_works_on_a_full_disk(storage):
             return self.conn.execute(sql, *args)
 
     with Ledger(storage.ledger_path) as ledger:
-        plan = containers.plan_delete(ledger, storage, "big", query=lambda: {})
+        plan = plans.plan_delete(ledger, storage, "big", query=lambda: {})
         ledger.conn = FullConnection(ledger.conn)   # type: ignore[assignment]
         result = containers.delete(ledger, storage, plan)
         ledger.conn = ledger.conn.conn

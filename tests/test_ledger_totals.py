@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import gear_hpc.ledger.db as ledger_module
-from gear_hpc.containers import delete as containers
+from gear_hpc.containers import delete as containers, plan as plans
 from gear_hpc.ledger import rows as ledger_rows
 from gear_hpc.executions import reconcile
 from gear_hpc.base.statuses import CLOSED_STATUSES, OPEN_STATUSES
@@ -103,7 +103,7 @@ def step(ledger: Ledger, storage: UserStorage, rnd: random.Random) -> str:
         container = rnd.choice(sorted({c for c, _ in existing}))
         for c, number in numbers(ledger, container):
             ledger.update_execution(c, number, status="completed")  # gear delete refuses open executions
-        plan = containers.plan_delete(ledger, storage, container, query=lambda: {})
+        plan = plans.plan_delete(ledger, storage, container, query=lambda: {})
         containers.delete(ledger, storage, plan)
     return operation
 
@@ -169,7 +169,7 @@ def test_a_whole_container_deleted_leaves_no_totals_behind(storage):
         for _ in range(3):
             ledger.update_execution("gone", allocate(ledger, storage, "gone"), status="completed", size_bytes=1)
         allocate(ledger, storage, "kept")
-        containers.delete(ledger, storage, containers.plan_delete(ledger, storage, "gone", query=lambda: {}))
+        containers.delete(ledger, storage, plans.plan_delete(ledger, storage, "gone", query=lambda: {}))
         assert [s["name"] for s in ledger.container_summaries()] == ["kept"]
         # A container made again under the same name starts from nothing.
         allocate(ledger, storage, "gone")

@@ -570,7 +570,7 @@ def _spool(gear_env) -> list[Path]:
 def test_mail_the_server_could_not_take_is_kept_and_sent_when_it_is_back(gear_env):
     """SMTP down: the email is kept (0600, SlurmUser's state_dir); the next call, once it is due, sends it."""
     from gear_hpc.notify import spool as mailspool
-    from gear_hpc.notify.mailprog import send_entry
+    from gear_hpc.notify.sending import send_entry
     from gear_hpc.site.loading import load_mail
 
     port = _free_port()

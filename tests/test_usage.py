@@ -10,7 +10,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from gear_hpc.containers import delete as containers
+from gear_hpc.containers import delete as containers, plan as plans, usage as container_usage
 from gear_hpc.executions import reconcile
 from gear_hpc.data import staging
 from gear_hpc.cli.listing import status_text
@@ -114,12 +114,12 @@ def test_delete_plan_and_result_are_what_du_said(gear_env):
                                       command=["true"], params={}, bindings=[], token="t", ended_at=utc_now())
         continuation(storage.container_dir("c"))
         before = du(storage.container_dir("c"))
-        plan = containers.plan_delete(ledger, storage, "c", query=lambda: {})
+        plan = plans.plan_delete(ledger, storage, "c", query=lambda: {})
         assert plan.disk_bytes == plan.frees_disk_bytes == before
         figures = {e.number: e.disk_bytes for e in plan.executions}
         assert figures[2] == execution_usage(storage.execution_dir("c", 2)).disk
         # The ledger's figures (recorded as an execution closes, or by `gear du` for older ones).
-        assert containers.measure_unmeasured(ledger) == 2
+        assert container_usage.measure_unmeasured(ledger) == 2
         [summary] = ledger.container_summaries()
         assert abs(summary["disk_bytes"] - before) <= 8192                   # the container's own directory
         result = containers.delete(ledger, storage, plan)

@@ -62,12 +62,12 @@ def delete(container: str, yes: bool, as_json: bool) -> None:
       gear delete mnist-train
       gear delete mnist-train --yes --json
     """
-    from ..containers import delete as containers
+    from ..containers import delete as containers, plan as plans
     from ..base.errors import GearError, UsageError
 
     _, storage = load_context()
     with open_ledger(storage) as ledger:
-        plan = containers.plan_delete(ledger, storage, container)
+        plan = plans.plan_delete(ledger, storage, container)
         if not as_json or not yes:
             click.echo(f"gear delete {container} removes, for good:", err=as_json)
             for line in _plan_lines(plan):

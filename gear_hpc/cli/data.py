@@ -216,7 +216,7 @@ def du(as_json: bool) -> None:
     Example:
       gear du
     """
-    from ..containers import delete as containers_module
+    from ..containers import usage as container_usage
     from ..storage.disk import usage
 
     _, storage = load_context()
@@ -224,7 +224,7 @@ def du(as_json: bool) -> None:
         containers = [(name, usage(storage.container_dir(name))) for name in ledger.container_names()]
         datasets = [(r["name"], usage(storage.dataset_dir(r["name"]))) for r in ledger.dataset_summaries()]
         # Executions closed before gear kept a disk figure get one (`gear ls`, `gear show`).
-        containers_module.measure_unmeasured(ledger)
+        container_usage.measure_unmeasured(ledger)
     everything = containers + datasets
     if as_json:
         # The top-level figures stay the apparent sizes they always were; "disk" is what the disk holds.

@@ -14,7 +14,7 @@ import pytest
 
 from gear_hpc.devcluster import SCRIPT
 from gear_hpc.devcluster.mailcatcher import read_messages
-from gear_hpc.notify.mailprog import human_size
+from gear_hpc.base.sizes import human_size
 from gear_hpc.storage.disk import usage
 
 STATE = Path(os.environ.get("GEAR_DEVCLUSTER_DIR") or "/var/lib/gear-devcluster")

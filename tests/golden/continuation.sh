@@ -125,6 +125,8 @@ copy() {
   return "${PIPESTATUS[0]}"
 }
 
+overlay_daemon=""   # the pid of the overlay's fuse-overlayfs, once it is mounted
+
 # lib/overlay.sh: the fuse-overlayfs mount of a continuation, and its end.
 # Uses work (the mount point) and overlay_daemon (its daemon's pid, or empty).
 
@@ -183,8 +185,8 @@ wait_for() { # PID: its exit code, even when a trapped signal interrupts the wai
     kill -0 "$1" 2>/dev/null || return "$rc"
   done
 }
-overlay_daemon=""
-at_exit release_overlay
+
+at_exit release_overlay   # however the job ends, the overlay does not outlive it
 
 # lib/upper.sh: a continuation's save, the overlay's upper layer applied to
 # a tree of hard links to its parent. Uses exec_dir (for a scratch list).

@@ -1,0 +1,201 @@
+"""gear-mailprog, what Slurm told us: the call, the job's owner, and whether the job is a gear execution of theirs.
+
+Every field of a job is set by its owner, who may be hostile to the
+recipient: a job counts as gear's only when its comment names a token that
+the owner (as slurmctld reports the owner) keeps in their own notify/
+directory (settings.read_owned). See mailprog.py for the whole call.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import pwd
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..base.errors import UsageError
+from ..base.names import check_email
+from .settings import NotReadable, Settings, parse_extra, parse_settings, read_owned
+
+
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"  # slurmctld gives MailProg no PATH
+
+_MAIL_TYPES = (r"Began|Ended|Failed|Requeued|Invalid dependency|StageOut/Teardown|Reached time limit"
+               r"|Reached [0-9]+% of time limit")
+# Slurm's subject for a single job (agent.c, mail_job_info); array forms are passed on.
+_SUBJECT = re.compile(rf"Slurm Job_id=(?P<job>[0-9]+) Name=(?P<name>.*) (?P<type>{_MAIL_TYPES})(?P<rest>,.*)?\Z")
+_COMMENT = re.compile(r"gear:(?P<container>[a-z0-9][a-z0-9._-]{0,63})/(?P<number>[1-9][0-9]{0,8})"
+                      r":(?P<token>[0-9a-f]{16,64})\Z")
+_USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_UID = re.compile(r"[0-9]{1,10}\Z")
+
+
+def one_line(value: Any, limit: int = 300) -> str:
+    """Text safe for a header or a one-line field: no control characters, bounded."""
+    text = _CONTROL.sub(" ", str(value)).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass
+class Call:
+    """One call of MailProg: Slurm's subject, the recipients and the job's environment."""
+
+    subject: str
+    recipients: list[str]
+    env: Mapping[str, str]
+
+    @property
+    def parsed(self) -> re.Match[str] | None:
+        return _SUBJECT.match(self.subject)
+
+    @property
+    def job_id(self) -> str:
+        job = self.env.get("SLURM_JOB_ID", "")
+        if job.isdigit():
+            return job
+        match = self.parsed
+        return match.group("job") if match else ""
+
+    @property
+    def mail_type(self) -> str:
+        match = self.parsed
+        return self.env.get("SLURM_JOB_MAIL_TYPE") or (match.group("type") if match else "")
+
+
+def parse_argv(argv: list[str]) -> tuple[str | None, list[str]]:
+    """`-s SUBJECT RECIPIENT…` (the form Slurm uses, after mail(1)) -> subject, recipients."""
+    subject, recipients, i = None, [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "-s" and i + 1 < len(argv):
+            subject, i = argv[i + 1], i + 2
+            continue
+        if not arg.startswith("-"):
+            recipients.extend(part.strip() for part in arg.split(",") if part.strip())
+        i += 1
+    return subject, recipients
+
+
+def resolve_recipients(raw: list[str], address_rule: str, log: Callable[[str], None]) -> list[str]:
+    """Valid addresses only; a bare user name (Slurm's default --mail-user) goes through the site's rule."""
+    good = []
+    for item in raw:
+        candidate = item
+        if "@" not in item and _USER_NAME.match(item):
+            candidate = address_rule.format(user=item)
+        try:
+            good.append(check_email(candidate))
+        except UsageError:
+            log(f"dropped recipient {one_line(item, 80)!r}: not a valid address")
+    return good
+
+
+@dataclass
+class Owner:
+    """The job's owner as slurmctld reports it (SLURM_JOB_USER/UID), which the job cannot set."""
+
+    name: str
+    uid: int
+
+
+def job_owner(env: Mapping[str, str]) -> Owner | None:
+    name, uid_text = env.get("SLURM_JOB_USER", ""), env.get("SLURM_JOB_UID", "")
+    if not _USER_NAME.match(name):
+        return None
+    try:
+        known = pwd.getpwnam(name).pw_uid
+    except KeyError:
+        known = None
+    if _UID.match(uid_text):
+        uid = int(uid_text)
+        if known is not None and known != uid:
+            return None
+        return Owner(name, uid)
+    return Owner(name, known) if known is not None else None
+
+
+@dataclass
+class GearJob:
+    """A job proven to be an execution of its owner's, with the owner's settings."""
+
+    container: str
+    number: int
+    owner: Owner
+    settings: Settings = field(default_factory=Settings)
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.container}/{self.number}"
+
+
+def job_fields(call: Call, scontrol: Callable[[str], dict[str, str]]) -> tuple[str, str]:
+    """The job's comment and Extra, from the environment or, on older Slurm, from scontrol."""
+    if "SLURM_JOB_COMMENT" in call.env:
+        return call.env.get("SLURM_JOB_COMMENT", ""), call.env.get("SLURM_JOB_EXTRA", "")
+    if not call.job_id:
+        return "", ""
+    fields = scontrol(call.job_id)
+    return fields.get("Comment", ""), fields.get("Extra", "")
+
+
+def identify(call: Call, scontrol: Callable[[str], dict[str, str]], storage_root: Path,
+             log: Callable[[str], None]) -> GearJob | None:
+    """The owner's execution behind the job, or None (then Slurm's message goes out).
+
+    A comment in gear's form is only a claim: it counts when the owner's
+    notify/executions/<container>/<n> holds the same token, which only the
+    owner (or root) can have written there.
+    """
+    comment, extra = job_fields(call, scontrol)
+    match = _COMMENT.match(comment.strip())
+    if not match:
+        return None
+    container, number, token = match.group("container"), int(match.group("number")), match.group("token")
+    owner = job_owner(call.env)
+    if owner is None:
+        log("not gear's mail: Slurm named no valid job owner")
+        return None
+    try:
+        proof = read_owned(storage_root, owner.name, owner.uid, ["executions", container, str(number)])
+    except NotReadable as exc:
+        log(f"not gear's mail: {owner.name} has no execution {container}/{number} with this job's token ({exc})")
+        return None
+    if not hmac.compare_digest(proof.strip().encode(), token.encode()):
+        log(f"not gear's mail: the job's token is not {owner.name}'s for {container}/{number}")
+        return None
+    settings = Settings()
+    try:
+        settings = parse_settings(read_owned(storage_root, owner.name, owner.uid, ["settings.json"]),
+                                  "settings.json")
+    except NotReadable as exc:
+        if str(exc) != "no such file":
+            log(f"{owner.name}'s notification settings not readable ({exc}): the site's defaults")
+    except Exception as exc:  # a broken file: the defaults, as gear run itself does
+        log(f"{owner.name}'s notification settings not valid ({one_line(exc, 200)}): the site's defaults")
+    return GearJob(container, number, owner, settings, parse_extra(extra))
+
+
+def scontrol_fields(job_id: str, timeout: float = 10.0) -> dict[str, str]:
+    """Comment= and Extra= of one job from `scontrol show job -o` ({} on any failure)."""
+    import shutil
+    import subprocess
+
+    binary = shutil.which("scontrol", path=os.environ.get("PATH") or DEFAULT_PATH)
+    if not binary or not job_id.isdigit():
+        return {}
+    try:
+        out = subprocess.run([binary, "show", "job", "-o", job_id], capture_output=True, text=True,
+                             timeout=timeout).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    fields = {}
+    for key in ("Comment", "Extra"):
+        found = re.search(rf"(?:^| ){key}=(\S*)", out)
+        if found and found.group(1) != "(null)":
+            fields[key] = found.group(1)
+    return fields
