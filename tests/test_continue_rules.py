@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gear_hpc.executions import lifecycle as executions
+from gear_hpc.executions import lifecycle as executions, stop as stopping
 from gear_hpc.site import loading as site_module
 from gear_hpc.data import staging
 from gear_hpc.base.errors import GearError, SiteConfigError, UsageError
@@ -121,19 +121,19 @@ def test_gear_stop_leaves_its_marker_before_it_cancels(tmp_path, monkeypatch):
                         image="python", command=["x"], params={}, bindings=[], workdir=str(home), token="t",
                         slurm_job_id="7")
     seen = []
-    monkeypatch.setattr(executions, "refresh", lambda ledger: None)
-    monkeypatch.setattr(executions, "get", lambda ledger, c, n: running)
-    monkeypatch.setattr(executions.slurm, "cancel", lambda job: seen.append((home.parent / "stop_request").exists()))
-    executions.stop(None, "c", 1, now=True)  # type: ignore[arg-type]
+    monkeypatch.setattr(stopping, "refresh", lambda ledger: None)
+    monkeypatch.setattr(stopping, "get", lambda ledger, c, n: running)
+    monkeypatch.setattr(stopping.slurm, "cancel", lambda job: seen.append((home.parent / "stop_request").exists()))
+    stopping.stop(None, "c", 1, now=True)  # type: ignore[arg-type]
     assert seen == [True]
 
     def refuse(job):
         raise GearError("scancel failed")
 
     (home.parent / "stop_request").unlink()
-    monkeypatch.setattr(executions.slurm, "cancel", refuse)
+    monkeypatch.setattr(stopping.slurm, "cancel", refuse)
     with pytest.raises(GearError):
-        executions.stop(None, "c", 1, now=True)  # type: ignore[arg-type]
+        stopping.stop(None, "c", 1, now=True)  # type: ignore[arg-type]
     assert not (home.parent / "stop_request").exists()   # no stop asked: a later scancel is not gear stop
 
 

@@ -23,13 +23,13 @@ def stop(execution_id: str, now: bool, as_json: bool) -> None:
       gear stop mnist-train/3
       gear stop mnist-train/3 --now
     """
-    from ..executions import lifecycle as executions, reconcile
+    from ..executions import reconcile, stop as stopping
     from ..base.names import parse_execution_id
 
     target = parse_execution_id(execution_id)
     _, storage = load_context()
     with open_ledger(storage) as ledger:
-        result = executions.stop(ledger, *target, now=now)
+        result = stopping.stop(ledger, *target, now=now)
     execution = result.execution
     if as_json:
         print_json(execution.to_json())

@@ -71,7 +71,7 @@ def jupyter(container: str | None, compute_type: str | None, image: str | None, 
 
 def start_and_report(site, storage, as_json: bool, wait_seconds: float | None, **options) -> None:  # type: ignore[no-untyped-def]
     """Start a workspace (options as workspaces.build_request takes them), wait, say how to reach it."""
-    from ..executions import lifecycle as executions, workspaces
+    from ..executions import stop as stopping, workspaces
     from ..base.errors import GearError
     from .output import warn
 
@@ -85,7 +85,7 @@ def start_and_report(site, storage, as_json: bool, wait_seconds: float | None, *
     if connection is None and execution.is_open and execution.status != "queued":
         # It runs but never answered: stop it rather than leave it holding the node.
         with open_ledger(storage) as ledger:
-            execution = executions.stop(ledger, execution.container, execution.number).execution
+            execution = stopping.stop(ledger, execution.container, execution.number).execution
     if connection is None:
         if execution.status == "queued":
             warn(f"{execution.id}: {why}; `gear jupyter --url {execution.id}` prints its URL once it runs")
