@@ -1,4 +1,4 @@
-"""Parse and resolve `-d` binding specs (SPEC §4, Bindings).
+"""Parse and resolve `-d` binding specs (docs/cli.md, Bindings).
 
     mnist:input0                 latest version of your dataset, read-only
     mnist@3:/hyperai/input/input1  version 3

@@ -42,7 +42,7 @@ class RunRequest:
     generated_files: dict[str, str] = field(default_factory=dict)  # relative path in code -> text
     workspace: dict[str, Any] | None = None  # mode jupyter: what workspaces.request() prepared
     parent: str | None = None        # the execution this one continues (C/N)
-    home_layer: bool = False         # start from the parent's working directory (SPEC §5)
+    home_layer: bool = False         # start from the parent's working directory (docs/cli.md, gear continue)
     # The code is uploaded by this command (not the parent's, reused by
     # continue): only then can an upload be ignored, and said so.
     code_uploaded: bool = True
@@ -226,7 +226,7 @@ def continue_request(ledger: Ledger, container: str, number: int, *, command: li
                      code: Path | None = None, compute_type: str | None = None, image: str | None = None,
                      params: dict[str, Any] | None = None, message: str | None = None,
                      bindings: list[str] | None = None, home: str = "layer") -> RunRequest:
-    """The request that continues C/N (SPEC §5): its bindings, code, command and
+    """The request that continues C/N (docs/cli.md, `gear continue C/N`): its bindings, code, command and
     parameters, each overridden by what is given, starting from its working directory.
 
     `home` is "layer" (start from C/N's working directory), "none" (start

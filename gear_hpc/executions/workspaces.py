@@ -1,4 +1,4 @@
-"""Jupyter workspaces: executions in mode `jupyter` (SPEC §7).
+"""Jupyter workspaces: executions in mode `jupyter` (docs/cli.md, `gear jupyter`).
 
 A workspace is an execution like any other (same layout, bindings, status,
 stop, saved working directory) whose payload is JupyterLab instead of a

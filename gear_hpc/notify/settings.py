@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from ..storage.disk import UserStorage
 
 EVENTS = ("begin", "end", "fail")
-ALWAYS_ON = ("end", "fail")  # email cannot be turned off (SPEC §6)
+ALWAYS_ON = ("end", "fail")  # email cannot be turned off (docs/notifications.md)
 SETTINGS_FILE = "settings.json"
 OLD_SETTINGS_FILE = "notify.json"   # before settings moved into notify/ (read, then replaced)
 MAX_FILE_BYTES = 4096               # anything gear-mailprog reads is at most this

@@ -66,7 +66,7 @@ class Image:
 
 @dataclass(frozen=True)
 class MailConfig:
-    """The `mail:` section of site.yaml (notifications, SPEC §6); absent = mail off."""
+    """The `mail:` section of site.yaml (docs/notifications.md); absent = mail off."""
 
     enabled: bool = False
     address: str = "{user}"        # the rule giving a user's address, e.g. {user}@example.org
@@ -84,7 +84,7 @@ class MailConfig:
 
 @dataclass(frozen=True)
 class Workdir:
-    """Where /hyperai/home lives while a job runs (SPEC §11).
+    """Where /hyperai/home lives while a job runs (docs/design.md, the table under Continue).
 
     shared:  directly on the site's storage (nothing to copy at the end);
     scratch: on node-local scratch, copied in at start, saved every
@@ -537,7 +537,7 @@ def _timeout(value: Any) -> int:
 
 @dataclass(frozen=True)
 class JupyterConfig:
-    """The `jupyter:` section of site.yaml: Jupyter workspaces (SPEC §7, docs/admin.md)."""
+    """The `jupyter:` section of site.yaml: Jupyter workspaces (docs/admin.md)."""
 
     idle_timeout: int = 3600        # seconds without kernel activity or connection, then shut down and save
     start_timeout: int = 180        # seconds JupyterLab gets to listen once the job runs

@@ -1,4 +1,4 @@
-"""Continuing an execution (SPEC §5): cheap, and never a byte or mode of the parent changed."""
+"""Continuing an execution (docs/cli.md, `gear continue`): cheap, and never a byte or mode of the parent changed."""
 
 from __future__ import annotations
 
