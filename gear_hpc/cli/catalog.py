@@ -10,7 +10,7 @@ from .group import json_option
 from .output import print_json, table
 
 if TYPE_CHECKING:
-    from ..site.loading import Image, Site
+    from ..site.model import Image, Site
 
 
 @click.command()

@@ -21,7 +21,7 @@ from ..base.errors import GearError, SlurmError, UsageError
 from ..data.bindings import Binding
 from ..ledger.db import Execution, Ledger, utc_now
 from ..base.names import check_name, check_text
-from ..site.loading import ComputeType, Image, Site
+from ..site.model import ComputeType, Image, Site
 from .reconcile import discard, get, log_path, refresh  # noqa: F401  (get, log_path: used through this module too)
 from ..storage.disk import UserStorage, remove_tree
 

@@ -32,7 +32,7 @@ from . import lifecycle as executions
 from ..slurm.apptainer import HOME, Mount
 from ..base.errors import UsageError
 from ..ledger.db import Execution, Ledger
-from ..site.loading import Site
+from ..site.model import Site
 from ..storage.disk import UserStorage
 
 DEFAULT_CONTAINER = "workspace"

@@ -40,7 +40,7 @@ from ..base.names import check_email, check_phone
 from ..storage.layout import NOTIFY, USERS
 
 if TYPE_CHECKING:
-    from ..site.loading import MailConfig, Site
+    from ..site.model import MailConfig, Site
     from ..storage.disk import UserStorage
 
 EVENTS = ("begin", "end", "fail")

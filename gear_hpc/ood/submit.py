@@ -33,7 +33,7 @@ from ..slurm.apptainer import Mount
 from ..base.errors import UsageError
 from ..ledger.db import Execution
 from ..base.names import check_name
-from ..site.loading import Site
+from ..site.model import Site
 from ..storage.disk import UserStorage
 
 MARKER = "gear-ood.json"

@@ -23,7 +23,7 @@ DEFAULT_CONFIG_DIR = "/etc/gear"
 SITE_FILES = ("site.yaml", "compute-types.yaml", "images.yaml")
 _FORMAT = "gear-site-memo-1"
 # The validation rules, under gear_hpc/: a change to any of them invalidates the record.
-_RULES = ("site/loading.py", "base/names.py")  # names.py checks addresses
+_RULES = ("site/loading.py", "site/checks.py", "site/model.py", "base/names.py")  # names.py checks addresses
 
 
 def config_dir_name() -> str:
@@ -31,10 +31,16 @@ def config_dir_name() -> str:
     return os.environ.get("GEAR_SITE_CONFIG") or DEFAULT_CONFIG_DIR
 
 
+def cache_dir() -> str | None:
+    """The user's cache of site files: this record, and site/loading.py's parsed YAML (None: no cache)."""
+    base = os.environ.get("XDG_CACHE_HOME") or (os.path.expanduser("~/.cache") if os.environ.get("HOME") else "")
+    return os.path.join(base, "gear-hpc", "site") if base else None
+
+
 def memo_path() -> str | None:
     """Where the record is kept (None when there is no cache directory: then nothing is remembered)."""
-    base = os.environ.get("XDG_CACHE_HOME") or (os.path.expanduser("~/.cache") if os.environ.get("HOME") else "")
-    return os.path.join(base, "gear-hpc", "site", "last-valid.marshal") if base else None
+    directory = cache_dir()
+    return os.path.join(directory, "last-valid.marshal") if directory else None
 
 
 def _record(texts: list[str], storage_root: str | None) -> tuple[object, ...]:
