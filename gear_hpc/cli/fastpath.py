@@ -12,7 +12,7 @@ print what the click path prints (through the same listing.py and output.py)
 and to leave every file as the click path would:
 
 - the arguments are exactly `ls`, `ls --json`, `status` or `status --json`;
-- site.load() validated exactly the current site files before (site_memo.py);
+- site.load() validated exactly the current site files before (site/memo.py);
 - the user's directory, its containers/ and datasets/, and the ledger exist
   as UserStorage.ensure() and Ledger() would leave them (nothing to create);
 - the ledger is at the current schema (nothing to migrate);

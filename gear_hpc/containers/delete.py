@@ -136,7 +136,7 @@ def delete(ledger: Ledger, storage: UserStorage, plan: DeletePlan) -> DeleteResu
             except (OSError, GearError) as exc:
                 failures.append(f"{entry}: {exc}")
     try:
-        notify.forget_container(storage, name)   # the mail proofs of its executions (notify.py)
+        notify.forget_container(storage, name)   # the mail proofs of its executions (notify/settings.py)
     except (OSError, GearError):
         pass   # harmless: a proof names an execution that no longer exists
     if failures:

@@ -1,4 +1,4 @@
-"""Executions: submit, continue and stop (status is folded in by reconcile.py).
+"""Executions: submit and continue (stop.py stops; status is folded in by reconcile.py).
 
 The way of one execution: validate everything, take a number and a directory
 (ledger + storage), snapshot the code, render the batch script, submit it.
@@ -296,7 +296,7 @@ def _prepare(site: Site, storage: UserStorage, exec_dir: Path, container: str, n
                                                 image, request.command, storage.user, bindings,
                                                 home_layer, workspace=request.workspace, layer_modes_kept=kept))
     if site.mail.enabled:
-        # The proof gear-mailprog asks for before it sends gear's mail about this job (notify.py).
+        # The proof gear-mailprog asks for before it sends gear's mail about this job (notify/settings.py).
         notify.register_execution(storage, container, number, token)
 
 

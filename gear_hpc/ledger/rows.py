@@ -32,7 +32,7 @@ EXECUTION_FIELDS = (
 JSON_COLUMNS = ("command", "params", "bindings")
 
 # Each container's totals are columns of its row, kept up to date by triggers
-# on `executions` (ledger.py, migrations 3 and 5): 100 rows to read, not 10,000.
+# on `executions` (ledger/migrations.py, 3 and 5): 100 rows to read, not 10,000.
 # size_bytes: apparent bytes of the working directories; disk_bytes: what the
 # disk holds for the container (storage.execution_usage).
 CONTAINER_SUMMARY_FIELDS = ("name", "created_at", "visibility", "executions", "last_number", "size_bytes",

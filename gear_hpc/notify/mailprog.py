@@ -12,7 +12,7 @@ It runs with more privilege than any user, and every field of a job is set
 by the job's owner, who may be hostile to the recipient. So it sends gear's
 email only for a real gear execution *of the job's owner*, proven by the
 token the owner's `gear run` left in the owner's notify/ directory (see
-notify.py), and only to the address the owner registered; the SMS goes only
+settings.py), and only to the address the owner registered; the SMS goes only
 to the number in the owner's settings, at most `sms_daily_limit` a day.
 Anything else gets Slurm's own message, unchanged. No job field reaches the
 mail unless it was checked: the outcome is validated against closed sets,
@@ -131,7 +131,7 @@ def count_sms(mail: Any, user: str, today: str | None = None) -> str | None:
 
 
 def _deliver(log: Log, mail: Any, entry: dict[str, Any]) -> None:
-    """Send now; what fails for a reason that may pass is kept and retried (mailspool.py)."""
+    """Send now; what fails for a reason that may pass is kept and retried (spool.py)."""
     from .spool import Spool, is_temporary
 
     what = f"{entry['what']} to {', '.join(entry['to'])}"

@@ -45,7 +45,7 @@ def send_sms(mail: Any, number: str, text: str) -> str:
 
 
 def email_entry(what: str, msg: EmailMessage, recipients: list[str]) -> dict[str, Any]:
-    """One email as a delivery (and, if it must wait, a spool entry: mailspool.py)."""
+    """One email as a delivery (and, if it must wait, a spool entry: spool.py)."""
     import base64
 
     # CRLF, as SMTP wants it (send_message converts; sendmail of bytes does not).

@@ -56,7 +56,7 @@ def load(directory: Path | None = None) -> Site:
         jupyter=_load_jupyter(site_file),
         code_limit=_load_code_limit(site_file),
     )
-    # What validated, for the fast path of `gear ls`/`gear status` (site_memo.py).
+    # What validated, for the fast path of `gear ls`/`gear status` (site/memo.py).
     site_memo.remember([texts[name] for name in site_memo.SITE_FILES], str(site.storage_root))
     return site
 

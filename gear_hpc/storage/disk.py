@@ -4,7 +4,7 @@
     <storage_root>/users/<user>/            owned by the user, created by the admin (docs/admin.md);
                                             2710 with SlurmUser's group where mail is on, else 0700
         notify/                             what gear-mailprog (SlurmUser) may read: 0750 under a
-            settings.json                   setgid user directory, else 0700 (see notify.py)
+            settings.json                   setgid user directory, else 0700 (see notify/settings.py)
             executions/<container>/<n>      the token that proves the owner submitted that execution
         ledger.sqlite                       the user's ledger (0600)
         containers/<container>/<n>/         one execution (0700)
