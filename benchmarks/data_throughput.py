@@ -250,7 +250,7 @@ def main() -> None:
             return statistics.median(row[key] for row in rows)
 
         def ratio(anchors: list[dict[str, float]], rows: list[dict[str, float]], key: str = "time") -> float:
-            return statistics.median(a["time"] / row[key] for a, row in zip(anchors, rows))
+            return statistics.median(a["time"] / row[key] for a, row in zip(anchors, rows, strict=True))
 
         def best_ratio(anchors: list[dict[str, float]], rows: list[dict[str, float]], key: str = "time") -> float:
             return min(a["time"] for a in anchors) / min(row[key] for row in rows)
@@ -288,7 +288,7 @@ def main() -> None:
             print(f"  upload: its rsync {upload_rsync:.2f} s (gear's own report), the rest "
                   f"{statistics.median(row['time'] - row['rsync'] for row in uploads):.2f} s (python start, "
                   "ledger, closing the version); its rsync / the anchor: "
-                  f"{statistics.median(row['rsync'] / a['time'] for a, row in zip(anchors_u, uploads)):.2f}")
+                  f"{statistics.median(row['rsync'] / a['time'] for a, row in zip(anchors_u, uploads, strict=True)):.2f}")
         if stages:
             print(f"  stage: the job's rsync command alone {med(alone):.2f} s "
                   f"({int(med(alone, 'progress_lines')):,} progress lines, read by a fast reader) vs the syncing "

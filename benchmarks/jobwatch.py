@@ -19,8 +19,8 @@ import struct
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 JOB_TIMEOUT = 900.0
 

@@ -738,7 +738,7 @@ def continuation_figures(bench: Bench, files: int, size: int, modify: int, repea
             log(f"continuation repetition {r + 1}/{repeat}")
             entry: dict = {}
 
-            def anchor() -> None:
+            def anchor(r: int = r, entry: dict = entry) -> None:
                 copy = bench.tmp / f"rsync-copy-{r}"
                 os.sync()
                 start = time.perf_counter()

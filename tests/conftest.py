@@ -51,6 +51,6 @@ def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     def install(name: str, body: str) -> Path:
         return write_executable(bin_dir / name, f"#!/bin/bash\necho \"{name} $*\" >> {log}\n{body}\n")
 
-    install.calls = lambda: [l for l in log.read_text().split("\n") if l] if log.exists() else []  # type: ignore[attr-defined]
+    install.calls = lambda: [line for line in log.read_text().split("\n") if line] if log.exists() else []  # type: ignore[attr-defined]
     install.bin_dir = bin_dir  # type: ignore[attr-defined]
     return install

@@ -1,7 +1,7 @@
 import pytest
 
-from gear_hpc.data.bindings import parse, parse_all
 from gear_hpc.base.errors import UsageError
+from gear_hpc.data.bindings import parse, parse_all
 
 
 @pytest.mark.parametrize("text,expected", [

@@ -80,7 +80,8 @@ def test_sbatch_failing_leaves_nothing(gear_env, fake_slurm):
 
 
 def test_controller_down_leaves_nothing(gear_env, fake_slurm):
-    fake_slurm("sbatch", "echo 'sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)' >&2; exit 1")
+    fake_slurm("sbatch", "echo 'sbatch: error: Batch job submission failed: "
+                         "Unable to contact slurm controller (connect failure)' >&2; exit 1")
     result = gear("run", "--code", str(gear_env["code"]), "--", "python3", "train.py")
     assert result.returncode == 1 and "Unable to contact slurm controller" in result.stderr
     _nothing_created(gear_env)
@@ -97,9 +98,9 @@ def test_sbatch_timeout_with_no_job_leaves_nothing(gear_env, fake_slurm, monkeyp
     monkeypatch.setattr("gear_hpc.slurm.jobs.SUBMIT_TIMEOUT", 1.0)
     fake_slurm("sbatch", "sleep 5")
     fake_slurm("squeue", "exit 0")
+    from gear_hpc.base.errors import SlurmError
     from gear_hpc.executions import lifecycle as executions
     from gear_hpc.site import loading as site
-    from gear_hpc.base.errors import SlurmError
     from gear_hpc.storage.disk import UserStorage
 
     loaded = site.load()

@@ -13,14 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from gear_hpc.containers import delete as containers, plan as plans
-from gear_hpc.storage import disk as storage_module
-from gear_hpc.cli import containers as cli_containers
-from gear_hpc.cli import main
 from gear_hpc.base.errors import GearError, NotFound
+from gear_hpc.cli import containers as cli_containers, main
+from gear_hpc.containers import delete as containers, plan as plans
 from gear_hpc.ledger.db import Ledger, utc_now
+from gear_hpc.storage import disk as storage_module
 from gear_hpc.storage.disk import UserStorage, make_read_only
-
 from helpers import REPO
 
 

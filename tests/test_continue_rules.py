@@ -4,20 +4,19 @@ stopped an execution, and the limit on code uploaded without --code."""
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from gear_hpc.executions import lifecycle as executions, stop as stopping
-from gear_hpc.site import loading as site_module
-from gear_hpc.data import staging
 from gear_hpc.base.errors import GearError, SiteConfigError, UsageError
-from gear_hpc.ledger.db import Execution, Ledger
+from gear_hpc.data import staging
+from gear_hpc.executions import lifecycle as executions, stop as stopping
 from gear_hpc.executions.reconcile import fold, stop_note
-from helpers import gear
+from gear_hpc.ledger.db import Execution, Ledger
+from gear_hpc.site import loading as site_module
 
-NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 
 
 def _ledger_with(tmp_path: Path, mode: str, command: list[str], status: str = "terminated") -> Ledger:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from gear_hpc.data import datasets, staging
 from gear_hpc.base.errors import GearError, UsageError
+from gear_hpc.data import datasets, staging
 from gear_hpc.ledger.db import Ledger
 from gear_hpc.storage.disk import UserStorage
 

@@ -11,16 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from gear_hpc.ledger import rows as ledger_rows
-from gear_hpc.site import loading as site, memo as site_memo
-from gear_hpc.cli import fastpath
-from gear_hpc.storage import layout
-from gear_hpc.cli.group import run as run_click
 from gear_hpc.base.statuses import OPEN_STATUSES
+from gear_hpc.cli import fastpath
+from gear_hpc.cli.group import run as run_click
+from gear_hpc.ledger import rows as ledger_rows
 from gear_hpc.ledger.db import Execution, Ledger
 from gear_hpc.ledger.migrations import MIGRATIONS
+from gear_hpc.site import loading as site, memo as site_memo
+from gear_hpc.storage import layout
 from gear_hpc.storage.disk import UserStorage
-
 from helpers import REPO
 
 ARGS = [["ls"], ["ls", "--json"], ["status"], ["status", "--json"]]
@@ -197,8 +196,8 @@ def test_the_fast_path_imports_no_click_dataclasses_or_json(storage, capsys, com
     expected = _click([command], capsys)
     assert expected.count("\n") > 3  # with recent executions: their tables
     code = (f"import sys\nfrom gear_hpc.cli import main\ncode = main([{command!r}])\n"
-            "heavy = sorted(m for m in ('click', 'dataclasses', 'typing', 'json', 'gear_hpc.site.loading', 'gear_hpc.ledger.db')"
-            " if m in sys.modules)\nsys.stderr.write(repr(heavy))\nsys.exit(code)")
+            "heavy = sorted(m for m in ('click', 'dataclasses', 'typing', 'json', 'gear_hpc.site.loading',"
+            " 'gear_hpc.ledger.db') if m in sys.modules)\nsys.stderr.write(repr(heavy))\nsys.exit(code)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO))
     assert result.returncode == 0, result.stderr
     assert result.stdout == expected

@@ -1,12 +1,12 @@
 """How Slurm's view and the job's status record become an execution's status."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from gear_hpc.executions.reconcile import LOST_CONFIRM_AFTER, fold, fold_lost
 from gear_hpc.ledger.db import Execution
 from gear_hpc.slurm.jobs import SlurmJob
 
-NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 
 
 def _execution(status="queued", **kw):

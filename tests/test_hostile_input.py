@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from gear_hpc.data import bindings, datasets, paths, staging
-from gear_hpc.containers import delete as containers, plan as plans
 from gear_hpc.base import errors
 from gear_hpc.base.errors import GearError, UsageError
+from gear_hpc.containers import delete as containers, plan as plans
+from gear_hpc.data import bindings, datasets, paths, staging
 from gear_hpc.ledger.db import Ledger
 from gear_hpc.storage.disk import UserStorage
-
 from helpers import REPO
 
 

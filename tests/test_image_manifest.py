@@ -7,10 +7,10 @@ import platform
 from pathlib import Path
 
 import pytest
-from helpers import gear, write_executable
 
 from gear_hpc import image_manifest
 from gear_hpc.image_manifest import ManifestUnavailable
+from helpers import gear, write_executable
 
 # `apptainer inspect --json /var/lib/gear-devcluster/images/python.sif`, recorded on the local cluster.
 RECORDED_PYTHON_SIF = r'''{

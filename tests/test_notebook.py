@@ -12,9 +12,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from gear_hpc.executions import notebook
-from gear_hpc.cli import main
 from gear_hpc.base.errors import UsageError
+from gear_hpc.cli import main
+from gear_hpc.executions import notebook
 
 
 def _write(path, cells, **metadata):

@@ -23,13 +23,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import REPO, gear, write_executable
 from gear_hpc.base import names
-from gear_hpc.notify import settings as notify
-from gear_hpc.site import loading as site
 from gear_hpc.base.errors import GearError, SiteConfigError, UsageError
 from gear_hpc.executions.lifecycle import job_script
+from gear_hpc.notify import settings as notify
+from gear_hpc.site import loading as site
 from gear_hpc.storage.disk import UserStorage
+from helpers import REPO, gear, write_executable
 
 aiosmtpd = pytest.importorskip("aiosmtpd.controller")
 
@@ -760,7 +760,7 @@ def test_texts_are_capped_per_user_per_day(smtp, gear_env):
     _gear_proof(gear_env, settings={"sms": "+15551234567"})
     for _ in range(3):
         _mailprog(FAILED, "alice@example.org", _slurm_env(state="FAILED", mail_type="Failed", exit_code="3"))
-    messages = smtp.wait(5)
+    smtp.wait(5)
     time.sleep(0.3)
     assert sum(1 for to, _ in smtp.messages if to == ["+15551234567@sms.example.org"]) == 2
     assert len(smtp.messages) == 5

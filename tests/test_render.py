@@ -135,7 +135,7 @@ def test_script_is_valid_bash(gear_env, tmp_path):
 
 
 def test_gpu_and_resources_reach_sbatch_lines(gear_env):
-    lines = [l for l in _script().splitlines() if l.startswith("#SBATCH")]
+    lines = [line for line in _script().splitlines() if line.startswith("#SBATCH")]
     assert "#SBATCH --partition=gpu" in lines
     assert "#SBATCH --gres=gpu:devgpu:1" in lines
     assert "#SBATCH --cpus-per-task=2" in lines
@@ -175,7 +175,7 @@ def test_workspace_script_keeps_the_token_off_command_lines(gear_env):
 def test_rsync_progress_becomes_status_records(gear_env, tmp_path):
     """The script's progress() turns rsync --info=progress2 output into records with bytes and files."""
     harness = tmp_path / "progress.sh"
-    harness.write_text(_source("copy.sh") + f"record() {{ echo \"$1|$5\"; }}\n"
+    harness.write_text(_source("copy.sh") + "record() { echo \"$1|$5\"; }\n"
                        "printf '      1,024  10%%  1.00MB/s  0:00:01 (xfr#1, to-chk=9/10)\\r"
                        "     10,240 100%%  2.00MB/s  0:00:02 (xfr#10, to-chk=0/10)\\n' | progress syncing 0\n")
     out = subprocess.run(["bash", str(harness)], capture_output=True, text=True, check=True).stdout

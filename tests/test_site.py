@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from gear_hpc.site import loading as site
 from gear_hpc.base.errors import NotFound, SiteConfigError
+from gear_hpc.site import loading as site
 
 
 def test_example_site_loads(gear_env):

@@ -10,12 +10,12 @@ import os
 import subprocess
 from pathlib import Path
 
-from gear_hpc.containers import delete as containers, plan as plans, usage as container_usage
-from gear_hpc.executions import reconcile
-from gear_hpc.data import staging
-from gear_hpc.cli.listing import status_text
-from gear_hpc.ledger.db import Ledger, utc_now
 from gear_hpc.base.sizes import human_rate
+from gear_hpc.cli.listing import status_text
+from gear_hpc.containers import delete as containers, plan as plans, usage as container_usage
+from gear_hpc.data import staging
+from gear_hpc.executions import reconcile
+from gear_hpc.ledger.db import Ledger, utc_now
 from gear_hpc.storage.disk import UserStorage, execution_usage, usage
 
 
@@ -108,7 +108,7 @@ def test_delete_plan_and_result_are_what_du_said(gear_env):
     storage = UserStorage(gear_env["storage"])
     storage.ensure()
     with Ledger(storage.ledger_path) as ledger:
-        for number in (1, 2):
+        for _ in (1, 2):
             ledger.allocate_execution("c", lambda n: storage.execution_dir("c", n) / "home", mode="script",
                                       status="completed", compute_type="cpu-small", image="python",
                                       command=["true"], params={}, bindings=[], token="t", ended_at=utc_now())

@@ -92,7 +92,7 @@ def describe(exc: BaseException) -> tuple[str, int] | None:
             return f"{where} is on a read-only file system", EXIT_ERROR
         return f"{where}: {why}", EXIT_ERROR
     if isinstance(exc, UnicodeError):
-        return (f"a value is not valid UTF-8 text ({exc.reason}); give names, paths and messages as UTF-8",
+        return (f"a value is not valid UTF-8 text ({getattr(exc, 'reason', exc)}); give names, paths and messages as UTF-8",
                 EXIT_USAGE)
     return None
 

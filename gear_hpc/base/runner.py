@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from .errors import GearError
 
@@ -69,9 +69,8 @@ def stream(argv: Sequence[str], on_chunk: Callable[[str], None], timeout: float 
     --info=progress2). stderr is captured for the error message.
     """
     import re
-    import time
-
     import tempfile
+    import time
 
     # stderr goes to a file, not a pipe: a command with many errors would fill
     # a pipe nobody reads while we read stdout, and hang.

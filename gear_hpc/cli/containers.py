@@ -27,7 +27,7 @@ def _plan_lines(plan: Any) -> list[str]:
         rows += [[e.id, e.status, e.ended_at or "",
                   "missing" if e.disk_bytes is None else human_size(e.disk_bytes)] for e in plan.executions]
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
-        lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     if plan.in_ledger:
         lines.append(f"{len(plan.executions)} execution(s), {human_size(plan.disk_bytes)} on disk "
                      f"({human_size(plan.size_bytes)} of file contents) in {plan.path}; "
@@ -62,8 +62,8 @@ def delete(container: str, yes: bool, as_json: bool) -> None:
       gear delete mnist-train
       gear delete mnist-train --yes --json
     """
-    from ..containers import delete as containers, plan as plans
     from ..base.errors import GearError, UsageError
+    from ..containers import delete as containers, plan as plans
 
     _, storage = load_context()
     with open_ledger(storage) as ledger:

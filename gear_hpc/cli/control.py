@@ -23,8 +23,8 @@ def stop(execution_id: str, now: bool, as_json: bool) -> None:
       gear stop mnist-train/3
       gear stop mnist-train/3 --now
     """
-    from ..executions import reconcile, stop as stopping
     from ..base.names import parse_execution_id
+    from ..executions import reconcile, stop as stopping
 
     target = parse_execution_id(execution_id)
     _, storage = load_context()

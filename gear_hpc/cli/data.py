@@ -153,12 +153,12 @@ def rm(ref: str, as_json: bool) -> None:
       gear data rm mnist
     """
     from ..data import datasets
-    from ..executions import lifecycle as executions
+    from ..executions import reconcile
 
     parsed = datasets.parse_ref(ref)
     _, storage = load_context()
     with open_ledger(storage) as ledger:
-        executions.refresh(ledger)
+        reconcile.refresh(ledger)
         removed = datasets.remove(ledger, storage, parsed)
     if as_json:
         print_json({"dataset": parsed.dataset, "removed_versions": removed, "dataset_removed": parsed.version is None})
@@ -183,15 +183,15 @@ def from_output(execution_id: str, dataset: str | None, from_path: str | None, a
     Example:
       gear data from-output prep/2 --dataset mnist-clean --from processed
     """
-    from ..data import datasets
-    from ..executions import lifecycle as executions
     from ..base.names import parse_execution_id
+    from ..data import datasets
+    from ..executions import reconcile
 
     target = parse_execution_id(execution_id)
     _, storage = load_context()
     with open_ledger(storage) as ledger:
-        executions.refresh(ledger)
-        execution = executions.get(ledger, *target)
+        reconcile.refresh(ledger)
+        execution = reconcile.get(ledger, *target)
         name, version = datasets.from_output(ledger, storage, execution, dataset, from_path)
         record = next(v for v in ledger.versions(name) if v["version"] == version)
     if as_json:

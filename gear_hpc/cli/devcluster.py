@@ -8,9 +8,9 @@ import click
 
 
 def _script(*args: str) -> None:
-    from ..devcluster import SCRIPT
     from ..base.errors import GearError
     from ..base.runner import run_attached
+    from ..devcluster import SCRIPT
 
     if os.geteuid() != 0:
         raise GearError("gear devcluster must run as root (it installs packages and starts Slurm)")

@@ -111,13 +111,12 @@ def render(command: str, as_json: bool) -> str | None:
 def _read_ledger(path: str, command: str, as_json: bool) -> str | None:
     import sqlite3
 
+    from ..base import errors
     from ..base.statuses import OPEN_STATUSES
     from ..ledger import rows
 
-    # A URI so that SQLite opens read-only; %, ? and # are the characters it would misread.
-    from ..base import errors
-
     errors.ledger_in_use = path  # named by a "locked" message (errors.describe)
+    # A URI so that SQLite opens read-only; %, ? and # are the characters it would misread.
     uri = "file:" + path.replace("%", "%25").replace("?", "%3f").replace("#", "%23") + "?mode=ro"
     conn = sqlite3.connect(uri, uri=True, timeout=rows.BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     try:

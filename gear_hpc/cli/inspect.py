@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .group import json_option, load_context, open_ledger
 from .listing import EXECUTION_HEADERS, execution_rows, ls_text, recent_since, status_text
 from .output import echo, human_size, print_json, table, warn
+
+if TYPE_CHECKING:
+    from ..ledger.db import Execution
 
 
 def _refreshed_ledger(with_report: bool = False) -> Any:
@@ -46,9 +49,9 @@ def status(execution_id: str | None, as_json: bool) -> None:
       gear status
       gear status mnist-train/3 --json
     """
-    from ..executions import reconcile
-    from ..base.statuses import OPEN_STATUSES
     from ..base.names import parse_execution_id
+    from ..base.statuses import OPEN_STATUSES
+    from ..executions import reconcile
 
     target = parse_execution_id(execution_id) if execution_id else None
     ledger, report = _refreshed_ledger(with_report=True)
@@ -58,7 +61,7 @@ def status(execution_id: str | None, as_json: bool) -> None:
         else:
             items = ledger.executions(statuses=OPEN_STATUSES, ended_since=recent_since())
 
-    def as_json_with_progress(e: Any) -> dict[str, Any]:
+    def as_json_with_progress(e: Execution) -> dict[str, Any]:
         data = e.to_json()
         data["progress"] = report.progress.get(e.id) if e.is_open else None
         return data
@@ -114,7 +117,7 @@ def history(container: str, as_json: bool) -> None:
     # The lineage: which execution each one continued (gear continue).
     rows = execution_rows([e.to_json() for e in items])
     table(EXECUTION_HEADERS[:1] + ["PARENT"] + EXECUTION_HEADERS[1:],
-          [row[:1] + [e.parent or ""] + row[1:] for row, e in zip(rows, items)])
+          [row[:1] + [e.parent or ""] + row[1:] for row, e in zip(rows, items, strict=True)])
 
 
 @click.command()
@@ -127,8 +130,8 @@ def show(execution_id: str, as_json: bool) -> None:
     Example:
       gear show mnist-train/3
     """
-    from ..executions import reconcile
     from ..base.names import parse_execution_id
+    from ..executions import reconcile
 
     target = parse_execution_id(execution_id)
     with _refreshed_ledger() as ledger:
@@ -176,8 +179,8 @@ def logs(execution_id: str, follow: bool) -> None:
       gear logs mnist-train/3
       gear logs mnist-train/3 -f
     """
-    from ..executions import reconcile
     from ..base.names import parse_execution_id
+    from ..executions import reconcile
 
     target = parse_execution_id(execution_id)
     _, storage = load_context()
@@ -212,10 +215,10 @@ def download(execution_id: str, target: Path | None, from_path: str | None) -> N
       gear download mnist-train/3 -t results
       gear download mnist-train/3 --from checkpoints/best.pt
     """
-    from ..data import paths, staging
-    from ..executions import reconcile
     from ..base.errors import GearError
     from ..base.names import parse_execution_id
+    from ..data import paths, staging
+    from ..executions import reconcile
 
     target_id = parse_execution_id(execution_id)
     with _refreshed_ledger() as ledger:

@@ -47,16 +47,16 @@ def jupyter(container: str | None, compute_type: str | None, image: str | None, 
       gear jupyter -c mnist -r gpu-1 -e jupyter -d mnist:input0
       gear jupyter --url mnist/4        # print the URL of a running workspace again
     """
-    from ..executions import lifecycle as executions, workspaces
     from ..base.errors import NotFound
     from ..base.names import parse_execution_id
+    from ..executions import reconcile, workspaces
 
     site, storage = load_context()
     if url_of:
         cont, number = parse_execution_id(url_of)
         with open_ledger(storage) as ledger:
-            executions.refresh(ledger)
-            execution = executions.get(ledger, cont, number)
+            reconcile.refresh(ledger)
+            execution = reconcile.get(ledger, cont, number)
             token = workspaces.token_of(execution)
             if execution.mode != "jupyter" or not execution.is_open or token is None:
                 raise NotFound(f"{execution.id} is not a running workspace ({execution.mode}, {execution.status})")
@@ -71,8 +71,8 @@ def jupyter(container: str | None, compute_type: str | None, image: str | None, 
 
 def start_and_report(site, storage, as_json: bool, wait_seconds: float | None, **options) -> None:  # type: ignore[no-untyped-def]
     """Start a workspace (options as workspaces.build_request takes them), wait, say how to reach it."""
-    from ..executions import stop as stopping, workspaces
     from ..base.errors import GearError
+    from ..executions import stop as stopping, workspaces
     from .output import warn
 
     execution, token = workspaces.start(site, storage, notice=warn, **options)

@@ -31,9 +31,9 @@ def notify(email: str | None, sms: str | None, no_sms: bool, events: str | None,
       gear notify --sms +15551234567
       gear notify --no-sms --email default
     """
-    from ..notify import settings as notifications
     from ..base.errors import GearError, UsageError
     from ..base.names import check_email, check_phone
+    from ..notify import settings as notifications
     from .output import print_json, warn
 
     site, storage = load_context()

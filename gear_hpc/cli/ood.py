@@ -43,4 +43,5 @@ def ood_submit(sbatch_args: tuple[str, ...]) -> None:
     site, storage = load_context()
     execution = ood.start(site, storage, root, notice=warn)
     click.echo(f"gear: recorded workspace {execution.id} ({execution.compute_type}, {execution.image})", err=True)
+    assert execution.slurm_job_id is not None  # start() returns a submitted execution
     click.echo(ood.sbatch_output(execution.slurm_job_id, argv))

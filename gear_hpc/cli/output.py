@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import sys
 
-from ..base.sizes import human_size  # noqa: F401  (re-exported for the commands)
+from ..base.sizes import human_size as human_size  # re-exported for the commands
 
 # Annotations only: importing typing would cost the fast path (fastpath.py) 2 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Iterable, Sequence
+    from collections.abc import Iterable, Sequence
+    from typing import Any
 
 
 def echo(text: str = "", err: bool = False) -> None:
@@ -67,7 +68,7 @@ def table_lines(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[s
     rows = [["" if cell is None else str(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=False)]
     line = "  ".join(f"{{:<{w}}}" for w in widths)
     return [line.format(*headers).rstrip()] + [line.format(*row).rstrip() for row in rows]
 

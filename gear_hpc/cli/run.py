@@ -59,13 +59,14 @@ def run(container: str | None, compute_type: str | None, image: str | None, bind
         container = container or os.environ.get("GEAR_CONTAINER")
         if not bindings:
             bindings = tuple(json.loads(os.environ.get("GEAR_BINDINGS") or "[]"))
-    if command and command[0].endswith(".ipynb"):
+    argv = list(command)
+    if argv and argv[0].endswith(".ipynb"):
         from ..executions import notebook
 
         # A notebook runs as its converted script (gear convert), added beside it in the upload.
-        command, generated = notebook.prepare_run(list(command), code)
-        click.echo(f"gear: {command[1]} runs the code cells of the notebook", err=True)
-    request = executions.RunRequest(command=list(command), code=code, container=container,
+        argv, generated = notebook.prepare_run(argv, code)
+        click.echo(f"gear: {argv[1]} runs the code cells of the notebook", err=True)
+    request = executions.RunRequest(command=argv, code=code, container=container,
                                      compute_type=compute_type, image=image, params=parsed, message=message,
                                      bindings=list(bindings), generated_files=generated,
                                      code_unnamed=code_unnamed)
@@ -156,9 +157,9 @@ def continue_(execution_id: str, compute_type: str | None, image: str | None, bi
       gear continue mnist-train/3 --home-as input1 -- python3 evaluate.py
       gear continue workspace/1 -r gpu-1 -e python -f -- python3 nb.py
     """
-    from ..executions import lifecycle as executions
     from ..base.errors import UsageError
     from ..base.names import parse_execution_id
+    from ..executions import lifecycle as executions, reconcile
 
     if home_as and no_home:
         raise UsageError("--home-as and --no-home cannot be used together")
@@ -166,7 +167,7 @@ def continue_(execution_id: str, compute_type: str | None, image: str | None, bi
     site, storage = load_context()
     parsed = dict(executions.parse_param(p) for p in params)
     with open_ledger(storage) as ledger:
-        executions.refresh(ledger)
+        reconcile.refresh(ledger)
         request = executions.continue_request(
             ledger, container, number, command=list(command) or None, code=code, compute_type=compute_type,
             image=image, params=parsed, message=message, bindings=list(bindings),

@@ -47,18 +47,17 @@ import os
 import secrets
 import signal
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from ..base.errors import GearError
 from ..ledger.db import Execution, Ledger
 from ..notify import settings as notify
 from ..storage.disk import DIR_FLAGS as _DIR_FLAGS, UserStorage, list_fd as _list_fd, remove_entry as _remove_entry
-from .plan import (MARKER, TRASH_PREFIX, DeletePlan, entry_identity, is_orphan, open_containers_dir,
-                   refuse_if_in_use)
+from .plan import MARKER, TRASH_PREFIX, DeletePlan, entry_identity, is_orphan, open_containers_dir, refuse_if_in_use
 from .usage import TreeUsage
-
 
 # Signals that must not split "commit" from "move aside"; they are delivered right after.
 HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT}

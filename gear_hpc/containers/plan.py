@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ..base.errors import GearError, NotFound
 from ..base.names import check_name
@@ -20,7 +21,6 @@ from ..ledger.db import Execution, Ledger
 from ..slurm import jobs as slurm
 from ..storage.disk import DIR_FLAGS as _DIR_FLAGS, UserStorage, list_fd as _list_fd
 from .usage import TreeUsage
-
 
 MARKER = ".gear-deleting"
 TRASH_PREFIX = ".trash-"    # never a container name: names start with [a-z0-9]
@@ -88,10 +88,10 @@ def plan_delete(ledger: Ledger, storage: UserStorage, name: str,
     open execution of another container reads, and a container directory
     that is a symlink, not a directory, or holds a mount point.
     """
-    from ..executions import lifecycle as executions
+    from ..executions import reconcile
 
     check_name(name, "container name")
-    report = executions.refresh(ledger, query)
+    report = reconcile.refresh(ledger, query)
     in_ledger = name in ledger.container_names()
     rows = ledger.executions(container=name) if in_ledger else []
     refuse_if_in_use(ledger, name, rows, report.slurm_error)

@@ -16,9 +16,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..slurm.apptainer import HOME, INPUT_SLOTS, OUTPUT
 from ..base.errors import GearError, NotFound, UsageError
 from ..base.names import check_name
+from ..slurm.apptainer import HOME, INPUT_SLOTS, OUTPUT
 
 MAX_INPUTS = len(INPUT_SLOTS)
 _SLOT = re.compile(r"(?:/hyperai/input/|/)?input([0-9]+)\Z")

@@ -16,16 +16,16 @@ import hashlib
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from . import paths, staging
 from ..base.errors import GearError, NotFound, UsageError
-from ..ledger.db import Execution, Ledger
 from ..base.names import check_name, check_text
-from ..storage.disk import UserStorage, make_read_only, remove_tree
-from ..storage.disk import walk_entries
+from ..ledger.db import Execution, Ledger
+from ..storage.disk import UserStorage, make_read_only, remove_tree, walk_entries
+from . import paths, staging
 
 
 @dataclass

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from ..base.errors import GearError, UsageError
-from .paths import operand
 from ..base.runner import CommandFailed, run
+from .paths import operand
 
 IGNORE_FILE = ".gearignore"
 COPY_TIMEOUT = 3600.0
@@ -93,7 +93,7 @@ def parse_progress(line: str, seconds: float) -> Progress | None:
         return None
     remaining, total = match.group(3), match.group(4)
     files_total = int(total) if total else None
-    files_done = files_total - int(remaining) if total and remaining else None
+    files_done = files_total - int(remaining) if files_total is not None and remaining else None
     return Progress(int(match.group(1).replace(",", "")), int(match.group(2)), files_done, files_total, seconds)
 
 
@@ -327,7 +327,7 @@ def collisions(code: Path, workdir: Path) -> list[str]:
     place) loses nothing and is not listed.
     """
     found = []
-    for directory, subdirs, files in os.walk(code):
+    for directory, _subdirs, files in os.walk(code):
         relative = Path(directory).relative_to(code)
         for name in files:
             there = workdir / relative / name

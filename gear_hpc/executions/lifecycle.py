@@ -11,19 +11,20 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..notify import settings as notify
-from ..slurm import jobs as slurm
 from ..base.errors import GearError, SlurmError, UsageError
+from ..base.names import check_name, check_text
 from ..data.bindings import Binding
 from ..ledger.db import Execution, Ledger, utc_now
-from ..base.names import check_name, check_text
+from ..notify import settings as notify
 from ..site.model import ComputeType, Image, Site
-from .reconcile import discard, get, log_path, refresh  # noqa: F401  (get, log_path: used through this module too)
+from ..slurm import jobs as slurm
 from ..storage.disk import UserStorage, remove_tree
+from .reconcile import discard, get, refresh
 
 KILL_AFTER_SECONDS = 20
 
@@ -91,6 +92,7 @@ def submit(site: Site, storage: UserStorage, request: RunRequest,
     if request.message is not None:
         check_text(request.message, "the message")
     from ..data import bindings as binding_specs
+    from ..slurm.apptainer import HOME
 
     specs = binding_specs.parse_all(request.bindings)
     code = Path(request.code)
@@ -112,7 +114,7 @@ def submit(site: Site, storage: UserStorage, request: RunRequest,
             refresh(ledger)  # a source execution must be closed: know its latest status
         resolved = binding_specs.resolve(specs, ledger, storage, storage.user)
         parent = _resolve_parent(ledger, request, container)
-        if parent is not None and request.home_layer and any(b.target == binding_specs.HOME for b in resolved):
+        if parent is not None and request.home_layer and any(b.target == HOME for b in resolved):
             raise UsageError("a continued execution already starts from its parent's working directory; "
                              "use --no-home to copy another one into /hyperai/home")
         made: list[Path] = []   # what make_dir created, removed if the row is not recorded
@@ -149,10 +151,11 @@ def submit(site: Site, storage: UserStorage, request: RunRequest,
                 _notice_collisions(exec_dir / "code", resolved, notice, home_layer)
             job_id = slurm.submit(exec_dir / "job.sh")
         except slurm.SubmitTimeout:
-            job_id = _find_job_by_token(token)
-            if job_id is None:
+            found = _find_job_by_token(token)
+            if found is None:
                 _discard(ledger, exec_dir, container, number)
                 raise
+            job_id = found
         except BaseException:
             _discard(ledger, exec_dir, container, number)
             raise
@@ -191,8 +194,8 @@ def check_code_size(site: Site, code: Path) -> None:
 
 def _notice_collisions(code: Path, bindings: list[Binding], notice: Callable[[str], None],
                        home_layer: Execution | None) -> None:
-    from ..slurm.apptainer import HOME
     from ..data.staging import collisions
+    from ..slurm.apptainer import HOME
 
     sources = [(b.source, b.path) for b in bindings if b.target == HOME]
     if home_layer is not None:
@@ -233,13 +236,14 @@ def continue_request(ledger: Ledger, container: str, number: int, *, command: li
     empty) or "inputK" (bind C/N's working directory read-only there).
     """
     from ..data import bindings as binding_specs
+    from ..slurm.apptainer import HOME
 
     parent = get(ledger, container, number)
     given = binding_specs.parse_all(bindings or [])
     taken = {spec.target for spec in given}
     specs = [spec.text for spec in given]
     for recorded in parent.bindings:
-        if recorded["target"] != binding_specs.HOME and recorded["target"] not in taken:
+        if recorded["target"] != HOME and recorded["target"] not in taken:
             specs.append(f"{recorded['source']}:{recorded['target']}")
             taken.add(recorded["target"])
     if home not in ("layer", "none"):
@@ -365,7 +369,8 @@ def job_script(site: Site, exec_dir: Path, container: str, number: int, token: s
         environment += workspace["environment"]
     argv = exec_argv(site.apptainer, image.path, str(work), inputs, str(exec_dir / "empty"), command,
                      gpu=compute_type.gpus > 0, extra_mounts=workspace["mounts"] if workspace else ())
-    return render("jupyter.sh.j2" if workspace else "job.sh.j2", workspace=workspace, execution_id=f"{container}/{number}", sbatch_options=options,
+    return render("jupyter.sh.j2" if workspace else "job.sh.j2", workspace=workspace,
+                  execution_id=f"{container}/{number}", sbatch_options=options,
                   exec_dir=str(exec_dir), home=str(home), work=str(work), environment=environment,
                   apptainer_argv=argv, kill_after=KILL_AFTER_SECONDS, report_extra=mail.report_extra,
                   scratch=scratch, save_interval=site.workdir.save_interval,

@@ -132,7 +132,7 @@ def read(path: Path) -> Any:
     if not text.strip():
         raise UsageError(f"notebook {path} is empty")
     try:
-        nb = nbformat.reads(text, as_version=nbformat.NO_CONVERT)
+        nb = nbformat.reads(text, as_version=nbformat.NO_CONVERT)  # type: ignore[no-untyped-call]  # unannotated
     except Exception as exc:  # nbformat raises NotJSONError, KeyError, … for bad files
         raise UsageError(f"notebook {path} is not a valid notebook (not JSON, or not a notebook): "
                          f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
@@ -165,7 +165,7 @@ def to_script(path: Path) -> str:
     except ImportError as exc:
         raise GearError(f"gear convert needs nbconvert and IPython on this node ({exc}); tell your admin") from None
 
-    body, _ = PythonExporter().from_notebook_node(nb)
+    body, _ = PythonExporter().from_notebook_node(nb)  # type: ignore[no-untyped-call]  # unannotated
     lines = body.splitlines(keepends=True)
     # nbconvert starts with "#!/usr/bin/env python" and "# coding: utf-8".
     header = [line for line in lines[:2] if line.startswith("#")]

@@ -10,14 +10,23 @@ the rules of `fold`. This module is on the path of `gear status` and
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from ..base.errors import GearError, NotFound, SlurmError
-from ..base.statuses import (CLOSED_STATUSES, JOB_ENDED, JOB_PENDING, JOB_PHASES, JOB_RUNNING, OPEN_STATUSES, QUEUED,
-                             SUBMITTING)
+from ..base.statuses import (
+    CLOSED_STATUSES,
+    JOB_ENDED,
+    JOB_PENDING,
+    JOB_PHASES,
+    JOB_RUNNING,
+    OPEN_STATUSES,
+    QUEUED,
+    SUBMITTING,
+)
 from ..ledger.db import Execution, Ledger, utc_now
 from ..storage.disk import execution_usage, tree_size
 
@@ -75,7 +84,8 @@ def discard(ledger: Ledger, exec_dir: Path, container: str, number: int) -> None
 def read_status_record(workdir: str) -> dict[str, Any] | None:
     path = Path(workdir).parent / "status.json"
     try:
-        return json.loads(path.read_text())
+        record: dict[str, Any] = json.loads(path.read_text())
+        return record
     except (OSError, ValueError):
         return None
 
@@ -113,7 +123,7 @@ def refresh(ledger: Ledger, query: Callable[[], dict[str, SlurmJob]] | None = No
     not answer, nothing changes: report.slurm_error says why.
     """
     report = RefreshReport()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     # Open executions, and those called lost within the window: a final record
     # that arrives late corrects them (a file read each, no Slurm call).
     rows = ledger.executions(statuses=OPEN_STATUSES, ended_since=_stamp(now - LOST_CORRECTION_WINDOW))
@@ -125,7 +135,9 @@ def refresh(ledger: Ledger, query: Callable[[], dict[str, SlurmJob]] | None = No
     unknown: set[str] = set()
     if open_executions:
         if query is None:
-            from ..slurm.jobs import query_jobs as query  # imported only when something is open
+            from ..slurm.jobs import query_jobs  # imported only when something is open
+
+            query = query_jobs
         try:
             jobs = dict(query())
         except SlurmError as exc:
@@ -133,7 +145,7 @@ def refresh(ledger: Ledger, query: Callable[[], dict[str, SlurmJob]] | None = No
             report.slurm_error = str(exc)
             return report
         unknown = _ask_scontrol(open_executions, jobs, lookup)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for execution in open_executions + lost:
         record = read_status_record(execution.workdir)
         if execution.is_open:
@@ -175,7 +187,9 @@ def _ask_scontrol(open_executions: list[Execution], jobs: dict[str, SlurmJob],
     if not missing:
         return set()
     if lookup is None:
-        from ..slurm.jobs import show_job as lookup
+        from ..slurm.jobs import show_job
+
+        lookup = show_job
     unknown = set()
     for job_id in missing[:MAX_SCONTROL_CALLS]:
         try:
@@ -191,7 +205,7 @@ def _ask_scontrol(open_executions: list[Execution], jobs: dict[str, SlurmJob],
 
 def _stamp(moment: datetime) -> str:
     """The ledger's form of a time (ledger.utc_now)."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def missing_since(execution: Execution) -> datetime | None:
@@ -207,8 +221,8 @@ def _parse_time(text: str | None) -> datetime | None:
         return None
     try:
         if text.endswith("Z"):
-            return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").astimezone(timezone.utc)  # Slurm prints local time
+            return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").astimezone(UTC)  # Slurm prints local time
     except ValueError:
         return None
 

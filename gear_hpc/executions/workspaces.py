@@ -24,16 +24,17 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from . import lifecycle as executions
-from ..slurm.apptainer import HOME, Mount
 from ..base.errors import UsageError
 from ..ledger.db import Execution, Ledger
 from ..site.model import Site
+from ..slurm.apptainer import HOME, Mount
 from ..storage.disk import UserStorage
+from . import lifecycle as executions, reconcile
 
 DEFAULT_CONTAINER = "workspace"
 
@@ -144,7 +145,8 @@ class Connection:
 
 def read_connection(execution: Execution) -> dict[str, Any] | None:
     try:
-        return json.loads((Path(execution.workdir).parent / "jupyter.json").read_text())
+        connection: dict[str, Any] = json.loads((Path(execution.workdir).parent / "jupyter.json").read_text())
+        return connection
     except (OSError, ValueError):
         return None
 
@@ -181,8 +183,8 @@ def wait_until_ready(ledger: Ledger, execution: Execution, token: str, site: Sit
     deadline = time.monotonic() + wait_seconds
     last_status = ""
     while True:
-        executions.refresh(ledger)
-        execution = executions.get(ledger, execution.container, execution.number)
+        reconcile.refresh(ledger)
+        execution = reconcile.get(ledger, execution.container, execution.number)
         if execution.status != last_status:
             progress(f"{execution.id} is {execution.status}")
             last_status = execution.status
@@ -210,7 +212,7 @@ def storage_user(execution: Execution) -> str:
 
 def log_tail(execution: Execution, lines: int = 30) -> str:
     try:
-        text = executions.log_path(execution).read_text(errors="replace")
+        text = reconcile.log_path(execution).read_text(errors="replace")
     except OSError:
         return "(no log yet)"
     return "\n".join(text.splitlines()[-lines:])

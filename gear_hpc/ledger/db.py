@@ -15,23 +15,24 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 # The read side (queries, constants) lives in ledger_rows, which the fast
 # path of `gear ls`/`gear status` imports without this module's dataclass.
 from ..base import errors
-from . import rows as ledger_rows
 from ..base.errors import GearError
 from ..base.statuses import OPEN_STATUSES
+from . import rows as ledger_rows
 from .migrations import MIGRATIONS
 from .rows import BUSY_TIMEOUT_MS  # noqa: F401  (importable from here)
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -105,8 +106,9 @@ class DatasetLedger:
         return [dict(row) for row in rows]
 
     def latest_version(self, dataset: str) -> int | None:
-        return self.conn.execute("SELECT MAX(version) FROM dataset_versions WHERE dataset = ?",
-                                 (dataset,)).fetchone()[0]
+        latest: int | None = self.conn.execute("SELECT MAX(version) FROM dataset_versions WHERE dataset = ?",
+                                               (dataset,)).fetchone()[0]
+        return latest
 
     def add_version(self, dataset: str, place: Callable[[int], None], size_bytes: int, files: int,
                     source: str) -> int:
@@ -159,7 +161,7 @@ class Ledger(DatasetLedger):
             self.conn.close()
             raise
 
-    def __enter__(self) -> "Ledger":
+    def __enter__(self) -> Ledger:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -184,7 +186,7 @@ class Ledger(DatasetLedger):
                     self.conn.execute(statement)
             self.conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
 
-    def transaction(self) -> "_Transaction":
+    def transaction(self) -> _Transaction:
         return _Transaction(self.conn)
 
     # --- containers ---

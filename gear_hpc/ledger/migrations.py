@@ -11,7 +11,8 @@ from __future__ import annotations
 # Annotations only: importing typing would cost the fast path (cli/fastpath.py) 2 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterator
+    from collections.abc import Callable, Iterator
+    from typing import Any
 
 # Each step asks sqlite-utils for the SQL and runs it on our own connection,
 # so that all pending steps apply in ONE transaction: a crash mid-migration

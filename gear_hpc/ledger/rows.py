@@ -9,13 +9,13 @@ the standard library's `json`, and that only when a row has JSON to decode:
 
 from __future__ import annotations
 
+from .migrations import SCHEMA_VERSION as SCHEMA_VERSION  # the fast path reads it from here
+
 # Annotations only: importing typing would cost the fast path (fastpath.py) 2 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
     from typing import Any
-
-from .migrations import SCHEMA_VERSION  # noqa: F401  (the fast path reads it from here)
 
 # How long a command waits for another one's write lock. Writes hold it for
 # milliseconds; a lock held longer is a stuck program, and the user is told
@@ -45,7 +45,7 @@ CONTAINER_SUMMARIES_SQL = """
 
 def container_summaries(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Each container with its number of executions, last one, total sizes and visibility."""
-    return [dict(zip(CONTAINER_SUMMARY_FIELDS, row)) for row in conn.execute(CONTAINER_SUMMARIES_SQL)]
+    return [dict(zip(CONTAINER_SUMMARY_FIELDS, row, strict=True)) for row in conn.execute(CONTAINER_SUMMARIES_SQL)]
 
 
 def executions_query(container: str | None = None, statuses: tuple[str, ...] | None = None,

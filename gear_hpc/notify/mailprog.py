@@ -29,16 +29,16 @@ import fcntl
 import os
 import signal
 import sys
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..base.errors import UsageError
 from ..base.names import check_email, check_phone
 from .message import SIZE, build_email, email_body, email_subject, outcome, sms_text
 from .sending import Log, email_entry, send_entry, sms_entry
 from .slurm_mail import Call, GearJob, identify, one_line, parse_argv, resolve_recipients, scontrol_fields
-
 
 DEADLINE_SECONDS = 90      # the whole child, whatever hangs; Slurm itself allows 120
 FOREGROUND_ENV = "GEAR_MAILPROG_FOREGROUND"  # "1": do not detach (tests, debugging)
@@ -106,7 +106,7 @@ def count_sms(mail: Any, user: str, today: str | None = None) -> str | None:
     file per user and day under a lock, so two mails at once count twice.
     """
     limit = mail.sms_daily_limit
-    day = today or datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    day = today or datetime.now(UTC).strftime("%Y-%m-%d")
     directory = Path(mail.state_dir) / "sms"
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -8,18 +8,17 @@ computed from what was proven, never taken from the job.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import formatdate, make_msgid
 from pathlib import Path
-from typing import Mapping
 
+from ..base.sizes import human_size
 from ..base.statuses import REPORTED_BY_JOB
 from ..storage.layout import CONTAINERS, USERS
-from ..base.sizes import human_size
 from .slurm_mail import Call, GearJob, one_line
-
 
 # No folding below RFC 5322's 998: Python's folder moves a 70-odd character
 # subject to a continuation line, which some readers show with a leading space.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
@@ -41,7 +41,7 @@ def send_sms(mail: Any, number: str, text: str) -> str:
                                      headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(request, timeout=mail.timeout) as response:  # raises on 4xx/5xx
         response.read(1024)
-    return mail.sms_http
+    return str(mail.sms_http)
 
 
 def email_entry(what: str, msg: EmailMessage, recipients: list[str]) -> dict[str, Any]:
@@ -73,7 +73,7 @@ class Log:
         self.path, self.job, self.stderr = path, job, stderr
 
     def __call__(self, message: str) -> None:
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         line = f"{stamp} gear-mailprog[{os.getpid()}] job={self.job or '?'}: {one_line(message, 2000)}\n"
         if self.path:
             try:

@@ -72,7 +72,7 @@ class Settings:
         return {"email": self.email, "sms": self.sms, "on": list(self.events)}
 
     @classmethod
-    def from_json(cls, data: Any) -> "Settings":
+    def from_json(cls, data: Any) -> Settings:
         """Validate again what was read: a hand-edited file must not reach an #SBATCH line."""
         if not isinstance(data, dict):
             raise ValueError("expected a JSON object")
@@ -86,11 +86,11 @@ class Settings:
                    events=parse_events(",".join(events)))
 
 
-def settings_path(storage: "UserStorage") -> Path:
+def settings_path(storage: UserStorage) -> Path:
     return storage.notify_dir / SETTINGS_FILE
 
 
-def load_settings(storage: "UserStorage") -> Settings:
+def load_settings(storage: UserStorage) -> Settings:
     """The user's settings; defaults when none were saved. Raises GearError on a broken file."""
     for path in (settings_path(storage), storage.root / OLD_SETTINGS_FILE):
         try:
@@ -110,7 +110,7 @@ def parse_settings(text: str, where: str) -> Settings:
         raise GearError(f"{where} is not valid ({exc}); set it again with gear notify") from None
 
 
-def save_settings(storage: "UserStorage", settings: Settings) -> Path:
+def save_settings(storage: UserStorage, settings: Settings) -> Path:
     """Write the settings atomically (temporary file, then rename), readable as notify/ is."""
     path = settings_path(storage)
     _write_private(storage, path, json.dumps(settings.to_json(), indent=2) + "\n")
@@ -121,11 +121,11 @@ def save_settings(storage: "UserStorage", settings: Settings) -> Path:
     return path
 
 
-def execution_proof_path(storage: "UserStorage", container: str, number: int) -> Path:
+def execution_proof_path(storage: UserStorage, container: str, number: int) -> Path:
     return storage.notify_dir / "executions" / container / str(number)
 
 
-def register_execution(storage: "UserStorage", container: str, number: int, token: str) -> Path:
+def register_execution(storage: UserStorage, container: str, number: int, token: str) -> Path:
     """Leave the proof that the owner submitted container/number with this token (before sbatch)."""
     path = execution_proof_path(storage, container, number)
     for directory in (path.parent.parent, path.parent):
@@ -134,7 +134,7 @@ def register_execution(storage: "UserStorage", container: str, number: int, toke
     return path
 
 
-def forget_execution(storage: "UserStorage", container: str, number: int) -> None:
+def forget_execution(storage: UserStorage, container: str, number: int) -> None:
     """Take back the proof of an execution that was never submitted."""
     try:
         execution_proof_path(storage, container, number).unlink()
@@ -142,7 +142,7 @@ def forget_execution(storage: "UserStorage", container: str, number: int) -> Non
         pass
 
 
-def forget_container(storage: "UserStorage", container: str) -> None:
+def forget_container(storage: UserStorage, container: str) -> None:
     """Remove the proofs of a deleted container's executions."""
     from ..storage.disk import remove_tree
 
@@ -151,7 +151,7 @@ def forget_container(storage: "UserStorage", container: str) -> None:
         remove_tree(directory)
 
 
-def _make_notify_subdir(storage: "UserStorage", directory: Path) -> None:
+def _make_notify_subdir(storage: UserStorage, directory: Path) -> None:
     mode = stat.S_IMODE(storage.ensure_notify_dir().stat().st_mode) & 0o777
     previous = os.umask(0o027)
     try:
@@ -160,7 +160,7 @@ def _make_notify_subdir(storage: "UserStorage", directory: Path) -> None:
         os.umask(previous)
 
 
-def _write_private(storage: "UserStorage", path: Path, text: str) -> None:
+def _write_private(storage: UserStorage, path: Path, text: str) -> None:
     """Temporary file, then rename; group-readable exactly when notify/ is."""
     readable = stat.S_IMODE(storage.ensure_notify_dir().stat().st_mode) & 0o050 == 0o050
     fd, tmp = tempfile.mkstemp(prefix=".gear.", suffix=".tmp", dir=path.parent)
@@ -228,12 +228,12 @@ def read_owned(storage_root: Path, user: str, uid: int, parts: list[str]) -> str
         raise NotReadable(f"{parts[-1]} is not UTF-8") from None
 
 
-def site_address(mail: "MailConfig", user: str) -> str:
+def site_address(mail: MailConfig, user: str) -> str:
     """The address the site's rule gives `user` (for example {user}@example.org)."""
     return check_email(mail.address.format(user=user), f"address from the site's rule for user {user!r}")
 
 
-def sms_possible(mail: "MailConfig") -> bool:
+def sms_possible(mail: MailConfig) -> bool:
     """The site can send SMS: mail is on and it has a gateway."""
     return mail.enabled and bool(mail.sms_email or mail.sms_http)
 
@@ -247,7 +247,7 @@ class JobMail:
     report_extra: str | None = None
 
 
-def for_job(site: "Site", user: str) -> JobMail:
+def for_job(site: Site, user: str) -> JobMail:
     """The mail options of a new execution of `user`.
 
     Never fails the submission: a broken settings file falls back to the

@@ -12,14 +12,14 @@ import hmac
 import os
 import pwd
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..base.errors import UsageError
 from ..base.names import check_email
 from .settings import NotReadable, Settings, parse_extra, parse_settings, read_owned
-
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"  # slurmctld gives MailProg no PATH
 
@@ -68,7 +68,9 @@ class Call:
 
 def parse_argv(argv: list[str]) -> tuple[str | None, list[str]]:
     """`-s SUBJECT RECIPIENT…` (the form Slurm uses, after mail(1)) -> subject, recipients."""
-    subject, recipients, i = None, [], 0
+    subject: str | None = None
+    recipients: list[str] = []
+    i = 0
     while i < len(argv):
         arg = argv[i]
         if arg == "-s" and i + 1 < len(argv):

@@ -19,9 +19,10 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 KEEP_SECONDS = 24 * 3600          # a message is given up on this long after its first try
 RETRY_DELAYS = (5, 10, 20, 40, 60, 120, 300)  # seconds before the 2nd, 3rd … try; then every 300 s

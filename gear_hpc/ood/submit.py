@@ -25,15 +25,16 @@ import dataclasses
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..executions import lifecycle as executions, workspaces
-from ..slurm.apptainer import Mount
 from ..base.errors import UsageError
-from ..ledger.db import Execution
 from ..base.names import check_name
+from ..executions import lifecycle as executions, workspaces
+from ..ledger.db import Execution
 from ..site.model import Site
+from ..slurm.apptainer import Mount
 from ..storage.disk import UserStorage
 
 MARKER = "gear-ood.json"

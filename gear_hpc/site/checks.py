@@ -5,7 +5,8 @@ adds the file and the key)."""
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..base.errors import UsageError
 from ..base.names import check_email

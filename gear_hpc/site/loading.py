@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..base.errors import SiteConfigError
 from . import checks, memo as site_memo
@@ -61,7 +62,7 @@ def load(directory: Path | None = None) -> Site:
     return site
 
 
-def _load_workdir(site_file: "_Section") -> Workdir:
+def _load_workdir(site_file: _Section) -> Workdir:
     data = site_file.data.get("workdir")
     if data is None:
         return Workdir()
@@ -78,7 +79,7 @@ def _load_workdir(site_file: "_Section") -> Workdir:
     return Workdir(mode=mode, scratch_dir=scratch_dir, save_interval=section.get("save_interval", checks.seconds, default=300))
 
 
-def _load_code_limit(site_file: "_Section") -> CodeLimit:
+def _load_code_limit(site_file: _Section) -> CodeLimit:
     data = site_file.data.get("code_limit")
     if data is None:
         return CodeLimit()
@@ -211,7 +212,8 @@ def _load_compute_types(path: Path, texts: dict[str, str] | None = None) -> dict
             time_limit=section.get("time_limit", checks.matching(checks.TIME, "a Slurm time such as 04:00:00 or 1-00:00:00")),
             qos=section.get("qos", checks.matching(checks.SLURM_WORD, "a QoS name"), default=None),
             account=section.get("account", checks.matching(checks.SLURM_WORD, "an account name"), default=None),
-            constraint=section.get("constraint", checks.matching(checks.CONSTRAINT, "a Slurm constraint expression"), default=None),
+            constraint=section.get("constraint", checks.matching(checks.CONSTRAINT, "a Slurm constraint expression"),
+                                   default=None),
         )
     return types
 

@@ -43,9 +43,9 @@ def memo_path() -> str | None:
     return os.path.join(directory, "last-valid.marshal") if directory else None
 
 
-def _record(texts: list[str], storage_root: str | None) -> tuple[object, ...]:
+def _record(texts: list[str], storage_root: str | None) -> tuple[str, str, tuple[str | int, ...], tuple[str, ...], str | None]:
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # gear_hpc/
-    code: list[object] = [sys.version]
+    code: list[str | int] = [sys.version]
     for name in _RULES:
         info = os.stat(os.path.join(package, name))
         code += [info.st_mtime_ns, info.st_size]

@@ -108,7 +108,7 @@ class Site:
     compute_types: dict[str, ComputeType] = field(default_factory=dict)
     images: dict[str, Image] = field(default_factory=dict)
     mail: MailConfig = field(default_factory=MailConfig)
-    jupyter: "JupyterConfig" = field(default_factory=lambda: JupyterConfig())
+    jupyter: JupyterConfig = field(default_factory=lambda: JupyterConfig())
     code_limit: CodeLimit = field(default_factory=CodeLimit)
 
     def compute_type(self, name: str) -> ComputeType:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..base.errors import SlurmError
-from ..base.statuses import JOB_ENDED, JOB_PENDING, JOB_RUNNING
 from ..base.runner import CommandFailed, run
+from ..base.statuses import JOB_ENDED, JOB_PENDING, JOB_RUNNING
 
 UNIT, RECORD = "\x1f", "\x1e"
 SUBMIT_TIMEOUT = 60.0
@@ -60,7 +60,8 @@ def submit(script: Path) -> str:
     except CommandFailed as exc:
         if exc.timed_out:
             raise SubmitTimeout(f"sbatch did not answer within {SUBMIT_TIMEOUT:.0f} s") from None
-        raise SlurmError(f"sbatch refused the job: {(exc.stderr or exc.stdout).strip() or f'exit code {exc.returncode}'}") from None
+        reason = (exc.stderr or exc.stdout).strip() or f"exit code {exc.returncode}"
+        raise SlurmError(f"sbatch refused the job: {reason}") from None
     # --parsable prints "ID" or "ID;CLUSTER".
     job_id = result.stdout.strip().split(";")[0]
     if not job_id.isdigit():

@@ -62,4 +62,5 @@ def _environment() -> Any:
 
 
 def render(template: str, **context: Any) -> str:
-    return _environment().get_template(template).render(**context)
+    text: str = _environment().get_template(template).render(**context)
+    return text

@@ -24,8 +24,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ..base.errors import GearError
 from ..base.sizes import human_size  # noqa: F401  (importable from here)

@@ -93,7 +93,7 @@ def test_a_stopped_execution_says_who_stopped_it_and_why_its_exit_code(contuser,
     assert (record["exit_code"], record["stopped_by"], record["signal"], record["note"]) == (
         143, "gear stop", "TERM", explained)
     assert f"{by_gear}: {explained}" in contuser.gear("status", by_gear, check=True).stdout
-    assert f"stopped_by:    gear stop" in contuser.gear("show", by_gear, check=True).stdout
+    assert "stopped_by:    gear stop" in contuser.gear("show", by_gear, check=True).stdout
 
     by_scancel = _sleeper(contuser, name)
     contuser.run("scancel", contuser.gear_json("show", by_scancel)["slurm_job_id"], check=True)

@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from conftest import User
 
 # Everything a new user's first script might do: run as `python`, call pip and

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from gear_hpc.base.sizes import human_size
 from gear_hpc.devcluster import SCRIPT
 from gear_hpc.devcluster.mailcatcher import read_messages
-from gear_hpc.base.sizes import human_size
 from gear_hpc.storage.disk import usage
 
 STATE = Path(os.environ.get("GEAR_DEVCLUSTER_DIR") or "/var/lib/gear-devcluster")

@@ -16,11 +16,10 @@ import time
 import uuid
 
 import pytest
-
-from gear_hpc.devcluster.mailcatcher import read_messages
+from test_mail import MAIL_DIR, MAILPROG_LOG, SMS_DOMAIN, _mail
 
 from conftest import STORAGE_ROOT, User
-from test_mail import MAIL_DIR, MAILPROG_LOG, SMS_DOMAIN, _mail
+from gear_hpc.devcluster.mailcatcher import read_messages
 
 PHISHING_DIR = "/home/mallory/ACTION REQUIRED: log in at https://evil.example.com/reset"
 MALLORYS_NUMBER = "+15550001111"
