@@ -53,13 +53,14 @@ def _scratch_script() -> str:
 
 def _workspace_script() -> str:
     from gear_hpc.executions import workspaces
+    from gear_hpc.executions.workspace_job import Workspace
     from gear_hpc.slurm.apptainer import Mount
 
     loaded = site.load()
-    workspace = {"token_file": "/srv/gear/users/alice/workspaces/token-x", "preferred_ports": [8888],
-                 "port_low": 20000, "port_high": 20010, "start_timeout": 30, "idle_timeout": 600,
-                 "base_url": "/", "environment": [("GEAR_WORKSPACE", "1")],
-                 "mounts": [Mount("/etc/slurm", "/etc/slurm")]}
+    workspace = Workspace(token_file="/srv/gear/users/alice/workspaces/token-x", preferred_ports=(8888,),
+                          port_low=20000, port_high=20010, start_timeout=30, idle_timeout=600,
+                          base_url="/", environment=(("GEAR_WORKSPACE", "1"),),
+                          mounts=(Mount("/etc/slurm", "/etc/slurm"),))
     return job_script(loaded, Path("/srv/gear/users/alice/containers/ws/1"), "ws", 1, "0123456789abcdef",
                       loaded.compute_type("cpu-small"), loaded.image("python"), workspaces.jupyter_command(600),
                       "alice", workspace=workspace)

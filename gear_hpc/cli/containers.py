@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from .group import json_option, load_context, open_ledger
 from .output import human_size, print_json
 
+if TYPE_CHECKING:
+    from ..containers.plan import DeletePlan
+
 
 def _stdin_is_terminal() -> bool:
     return sys.stdin.isatty()
 
 
-def _plan_lines(plan: Any) -> list[str]:
+def _plan_lines(plan: DeletePlan) -> list[str]:
     """What will go, for a person: every execution with its status and size, then the totals.
 
     Sizes are what the disk holds (blocks, hard links once: what `du -s` and

@@ -5,9 +5,12 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from ..ledger.db import Execution, Ledger
 
 # Start quick (a job on an idle cluster starts in a second or two), then back
 # off: squeue's man page warns against calling it in tight loops.
@@ -27,7 +30,8 @@ def _print_new(path: Path, position: int) -> int:
     return position + len(data)
 
 
-def follow(ledger: Any, container: str, number: int, show_status: bool = True, show_log: bool = True) -> Any:
+def follow(ledger: Ledger, container: str, number: int, show_status: bool = True,
+           show_log: bool = True) -> Execution:
     from ..executions import reconcile
     from .output import warn
 

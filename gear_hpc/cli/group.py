@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -16,6 +17,13 @@ from .. import __version__
 from ..base.errors import one_line
 from . import COMMANDS
 from .output import echo
+
+if TYPE_CHECKING:
+    from ..ledger.db import Ledger
+    from ..site.model import Site
+    from ..storage.disk import UserStorage
+
+F = TypeVar("F", bound=Callable[..., object])
 
 
 class LazyGroup(click.Group):
@@ -84,11 +92,11 @@ def report(exc: BaseException) -> int:
     return code
 
 
-def json_option(func: Any) -> Any:
+def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
 
 
-def load_context() -> tuple[Any, Any]:
+def load_context() -> tuple[Site, UserStorage]:
     """The site configuration and the calling user's storage."""
     from ..site import loading as site
     from ..storage.disk import UserStorage
@@ -97,7 +105,7 @@ def load_context() -> tuple[Any, Any]:
     return loaded, UserStorage(loaded.storage_root)
 
 
-def open_ledger(storage: Any) -> Any:
+def open_ledger(storage: UserStorage) -> Ledger:
     from ..ledger.db import Ledger
 
     storage.ensure()

@@ -12,6 +12,7 @@ from .listing import EXECUTION_HEADERS, execution_rows, ls_text, recent_since, s
 from .output import echo, human_size, print_json, table, warn
 
 if TYPE_CHECKING:
+    from ..executions.reconcile import RefreshReport
     from ..ledger.db import Execution
 
 
@@ -27,7 +28,7 @@ def _refreshed_ledger(with_report: bool = False) -> Any:
     return (ledger, report) if with_report else ledger
 
 
-def _fail_if_slurm_did_not_answer(report: Any) -> None:
+def _fail_if_slurm_did_not_answer(report: RefreshReport) -> None:
     """`gear status`/`gear ls` print the ledger as it is, then fail: a status Slurm could not confirm is no answer."""
     if report.slurm_error:
         from ..base.errors import SlurmError
@@ -155,7 +156,7 @@ def show(execution_id: str, as_json: bool) -> None:
         click.echo(f"{key + ':':<14} {'' if value is None else value}")
 
 
-def _stopped(execution: Any) -> dict[str, Any]:
+def _stopped(execution: Execution) -> dict[str, Any]:
     """Who stopped a closed execution and the signal its program got, from its final
     record (the ledger's note says it in words); None for an execution not stopped."""
     from ..executions import reconcile

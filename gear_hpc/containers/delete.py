@@ -151,7 +151,7 @@ def _disk_full(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)
 
 
-def _rollback(conn: Any) -> None:
+def _rollback(conn: sqlite3.Connection) -> None:
     try:
         conn.execute("ROLLBACK")
     except sqlite3.Error:
@@ -227,7 +227,7 @@ def _recheck(ledger: Ledger, cfd: int, plan: DeletePlan) -> None:
                         f"Run `gear delete {name}` again")
 
 
-def _commit(conn: Any) -> None:
+def _commit(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 

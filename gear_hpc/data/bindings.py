@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..base.errors import GearError, NotFound, UsageError
 from ..base.names import check_name
 from ..slurm.apptainer import HOME, INPUT_SLOTS, OUTPUT
+
+if TYPE_CHECKING:
+    from ..ledger.db import Ledger
+    from ..storage.disk import UserStorage
 
 MAX_INPUTS = len(INPUT_SLOTS)
 _SLOT = re.compile(r"(?:/hyperai/input/|/)?input([0-9]+)\Z")
@@ -127,7 +131,7 @@ def parse_all(texts: list[str] | tuple[str, ...]) -> list[BindingSpec]:
     return specs
 
 
-def resolve(specs: list[BindingSpec], ledger: Any, storage: Any, user: str) -> list[Binding]:
+def resolve(specs: list[BindingSpec], ledger: Ledger, storage: UserStorage, user: str) -> list[Binding]:
     """Check that every source exists (and is closed) and find its path."""
     from pathlib import Path
 

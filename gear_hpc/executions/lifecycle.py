@@ -25,6 +25,7 @@ from ..site.model import ComputeType, Image, Site
 from ..slurm import jobs as slurm
 from ..storage.disk import UserStorage, remove_tree
 from .reconcile import discard, get, refresh
+from .workspace_job import Workspace
 
 KILL_AFTER_SECONDS = 20
 
@@ -41,7 +42,7 @@ class RunRequest:
     bindings: list[str] = field(default_factory=list)
     mode: str = "script"
     generated_files: dict[str, str] = field(default_factory=dict)  # relative path in code -> text
-    workspace: dict[str, Any] | None = None  # mode jupyter: what workspaces.request() prepared
+    workspace: Workspace | None = None  # mode jupyter: what workspaces.build_request() prepared
     parent: str | None = None        # the execution this one continues (C/N)
     home_layer: bool = False         # start from the parent's working directory (docs/cli.md, gear continue)
     # The code is uploaded by this command (not the parent's, reused by
@@ -307,7 +308,7 @@ def _prepare(site: Site, storage: UserStorage, exec_dir: Path, container: str, n
 def job_script(site: Site, exec_dir: Path, container: str, number: int, token: str,
                compute_type: ComputeType, image: Image, command: list[str], user: str,
                bindings: list[Binding] = (),  # type: ignore[assignment]
-               home_layer: Execution | None = None, workspace: dict[str, Any] | None = None,
+               home_layer: Execution | None = None, workspace: Workspace | None = None,
                layer_modes_kept: bool = True) -> str:
     """The batch script of one execution (a pure function of its inputs).
 
@@ -365,11 +366,11 @@ def job_script(site: Site, exec_dir: Path, container: str, number: int, token: s
     environment = [("GEAR_CONTAINER", container), ("GEAR_EXECUTION", f"{container}/{number}"),
                    ("GEAR_EXECUTION_NUMBER", str(number)), ("GEAR_USER", user),
                    ("GEAR_COMPUTE_TYPE", compute_type.name), ("GEAR_IMAGE", image.name)]
-    if workspace:
-        environment += workspace["environment"]
+    if workspace is not None:
+        environment += workspace.environment
     argv = exec_argv(site.apptainer, image.path, str(work), inputs, str(exec_dir / "empty"), command,
-                     gpu=compute_type.gpus > 0, extra_mounts=workspace["mounts"] if workspace else ())
-    return render("jupyter.sh.j2" if workspace else "job.sh.j2", workspace=workspace,
+                     gpu=compute_type.gpus > 0, extra_mounts=workspace.mounts if workspace is not None else ())
+    return render("job.sh.j2" if workspace is None else "jupyter.sh.j2", workspace=workspace,
                   execution_id=f"{container}/{number}", sbatch_options=options,
                   exec_dir=str(exec_dir), home=str(home), work=str(work), environment=environment,
                   apptainer_argv=argv, kill_after=KILL_AFTER_SECONDS, report_extra=mail.report_extra,

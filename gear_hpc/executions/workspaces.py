@@ -35,6 +35,7 @@ from ..site.model import Site
 from ..slurm.apptainer import HOME, Mount
 from ..storage.disk import UserStorage
 from . import lifecycle as executions, reconcile
+from .workspace_job import Workspace
 
 DEFAULT_CONTAINER = "workspace"
 
@@ -105,13 +106,11 @@ def build_request(site: Site, storage: UserStorage, *, container: str | None, co
                    ("GEAR_WORKSPACE", "1")]
     if os.environ.get("GEAR_STORAGE_ROOT"):
         environment.append(("GEAR_STORAGE_ROOT", str(site.storage_root)))
-    workspace = {
-        "token_file": str(token_file),
-        "preferred_ports": [port] if port else [],
-        "port_low": config.ports[0], "port_high": config.ports[1],
-        "start_timeout": config.start_timeout, "idle_timeout": idle, "base_url": base_url,
-        "environment": environment, "mounts": mounts,
-    }
+    workspace = Workspace(
+        token_file=str(token_file), preferred_ports=(port,) if port else (),
+        port_low=config.ports[0], port_high=config.ports[1],
+        start_timeout=config.start_timeout, idle_timeout=idle, base_url=base_url,
+        environment=tuple(environment), mounts=tuple(mounts))
     if code is None:
         code = Path(tempfile.mkdtemp(prefix="gear-empty-"))  # nothing to upload; removed by the caller
         container = container or DEFAULT_CONTAINER

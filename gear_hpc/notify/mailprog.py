@@ -32,7 +32,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..base.errors import UsageError
 from ..base.names import check_email, check_phone
@@ -40,13 +40,16 @@ from .message import SIZE, build_email, email_body, email_subject, outcome, sms_
 from .sending import Log, email_entry, send_entry, sms_entry
 from .slurm_mail import Call, GearJob, identify, one_line, parse_argv, resolve_recipients, scontrol_fields
 
+if TYPE_CHECKING:
+    from ..site.model import MailConfig
+
 DEADLINE_SECONDS = 90      # the whole child, whatever hangs; Slurm itself allows 120
 FOREGROUND_ENV = "GEAR_MAILPROG_FOREGROUND"  # "1": do not detach (tests, debugging)
 
 
 
 
-def handle(call: Call, mail: Any, log: Log, storage_root: Path,
+def handle(call: Call, mail: MailConfig, log: Log, storage_root: Path,
            scontrol: Callable[[str], dict[str, str]] = scontrol_fields) -> None:
     """Decide and send. Raises nothing that matters: every failure is logged."""
     recipients = resolve_recipients(call.recipients, mail.address, log)
@@ -89,7 +92,7 @@ def handle(call: Call, mail: Any, log: Log, storage_root: Path,
         _deliver(log, mail, sms_entry(number, sms_text(job, result, call.env)))
 
 
-def owner_address(mail: Any, job: GearJob) -> str:
+def owner_address(mail: MailConfig, job: GearJob) -> str:
     """Where the owner asked gear to write: their setting, else the site's rule."""
     if job.settings.email:
         return job.settings.email
@@ -99,7 +102,7 @@ def owner_address(mail: Any, job: GearJob) -> str:
         return ""
 
 
-def count_sms(mail: Any, user: str, today: str | None = None) -> str | None:
+def count_sms(mail: MailConfig, user: str, today: str | None = None) -> str | None:
     """Count one text for `user` today; the reason to refuse it, or None.
 
     The counts live in the site's state_dir (SlurmUser's, 0700), one small
@@ -130,7 +133,7 @@ def count_sms(mail: Any, user: str, today: str | None = None) -> str | None:
     return None
 
 
-def _deliver(log: Log, mail: Any, entry: dict[str, Any]) -> None:
+def _deliver(log: Log, mail: MailConfig, entry: dict[str, Any]) -> None:
     """Send now; what fails for a reason that may pass is kept and retried (spool.py)."""
     from .spool import Spool, is_temporary
 

@@ -11,14 +11,17 @@ import os
 import sys
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..base.names import check_email
 from .message import build_email
 from .slurm_mail import one_line
 
+if TYPE_CHECKING:
+    from ..site.model import MailConfig
 
-def send_email(mail: Any, raw: bytes, recipients: list[str]) -> None:
+
+def send_email(mail: MailConfig, raw: bytes, recipients: list[str]) -> None:
     """One SMTP exchange, bounded by the site's timeout; raises on any refusal."""
     import smtplib
 
@@ -28,7 +31,7 @@ def send_email(mail: Any, raw: bytes, recipients: list[str]) -> None:
         raise smtplib.SMTPRecipientsRefused(refused)
 
 
-def send_sms(mail: Any, number: str, text: str) -> str:
+def send_sms(mail: MailConfig, number: str, text: str) -> str:
     """Through the site's gateway; returns where it went."""
     if mail.sms_email:
         to = check_email(mail.sms_email.format(number=number, digits=number.lstrip("+")))
@@ -37,11 +40,14 @@ def send_sms(mail: Any, number: str, text: str) -> str:
         return to
     import urllib.request
 
-    request = urllib.request.Request(mail.sms_http, data=json.dumps({"to": number, "text": text}).encode(),
+    gateway = mail.sms_http
+    if gateway is None:  # mailprog texts only when the site has a gateway (settings.py)
+        raise ValueError("this site has no SMS gateway (mail.sms_email or mail.sms_http)")
+    request = urllib.request.Request(gateway, data=json.dumps({"to": number, "text": text}).encode(),
                                      headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(request, timeout=mail.timeout) as response:  # raises on 4xx/5xx
         response.read(1024)
-    return str(mail.sms_http)
+    return gateway
 
 
 def email_entry(what: str, msg: EmailMessage, recipients: list[str]) -> dict[str, Any]:
@@ -57,7 +63,7 @@ def sms_entry(number: str, text: str) -> dict[str, Any]:
     return {"kind": "sms", "what": "sms", "to": [number], "number": number, "text": text}
 
 
-def send_entry(mail: Any, entry: dict[str, Any]) -> None:
+def send_entry(mail: MailConfig, entry: dict[str, Any]) -> None:
     import base64
 
     if entry.get("kind") == "sms":

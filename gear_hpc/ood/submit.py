@@ -149,12 +149,14 @@ def start(site: Site, storage: UserStorage, root: Path,
             site, storage, container=form.container, compute_type=form.compute_type, image=form.image,
             bindings=form.bindings, code=None, message=f"OnDemand session {root.name}", idle_timeout=None,
             port=None, token_file=token_file)
-        assert request.workspace is not None
+        workspace = request.workspace
+        assert workspace is not None
         # The payload is the app's script.sh: it writes connection.yml, then runs JupyterLab
         # (gear's argv, under OnDemand's proxy path, which it adds).
         argv = [a for a in request.command if not a.startswith("--ServerApp.base_url=")]
         request.command = ["bash", str(root / SCRIPT), *argv]
-        request.workspace["mounts"].append(Mount(str(root), str(root), read_only=False))
+        staged = Mount(str(root), str(root), read_only=False)
+        request.workspace = dataclasses.replace(workspace, mounts=(*workspace.mounts, staged))
         execution = executions.submit(_with_hours(site, form), storage, request, notice=notice)
     except BaseException:
         token_file.unlink(missing_ok=True)
