@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..base.sizes import human_count, human_rate
 from .group import json_option, load_context, open_ledger
 from .output import human_size, print_json, table
+
+if TYPE_CHECKING:
+    from ..data.staging import Progress
 
 
 @click.group()
@@ -50,7 +54,7 @@ class _Bar:
         self.tty = sys.stderr.isatty()
         self.drawn = False
 
-    def __call__(self, progress) -> None:  # type: ignore[no-untyped-def]
+    def __call__(self, progress: Progress) -> None:
         if not self.tty:
             return
         width = 24

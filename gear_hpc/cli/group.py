@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import click
@@ -94,6 +95,39 @@ def report(exc: BaseException) -> int:
 
 def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
+
+
+def follow_option(func: F) -> F:
+    return click.option("-f", "--follow", is_flag=True, help="Follow the status and log until the execution ends.")(func)
+
+
+def execution_options(*, container: str | None = None,
+                      resource: str = "Compute type (see `gear types`).",
+                      env: str = "Image (see `gear images`).",
+                      data: str = "Bind data (repeatable): mnist:input0, mnist@3:input1, mnist-train/3:input2, "
+                                  "mnist-train/3:/hyperai/home (copied in, writable).",
+                      code: str, param: str | None = None,
+                      message: str = "A note to remember this execution by.") -> Callable[[F], F]:
+    """The options that start an execution (`gear run`, `gear continue`, `gear jupyter`), declared once:
+    -c -r -e -d --code --param -m, in that order. Each command may word a help text its own way; an
+    option whose text is None (-c, --param) is left out."""
+    options = [] if container is None else [click.option("-c", "--container", help=container)]
+    options += [
+        click.option("-r", "--resource", "compute_type", metavar="TYPE", help=resource),
+        click.option("-e", "--env", "image", metavar="IMAGE", help=env),
+        click.option("-d", "--data", "bindings", multiple=True, metavar="BINDING", help=data),
+        click.option("--code", type=click.Path(path_type=Path), default=None, help=code),
+    ]
+    if param is not None:
+        options.append(click.option("--param", "params", multiple=True, metavar="K=V", help=param))
+    options.append(click.option("-m", "--message", help=message))
+
+    def decorate(func: F) -> F:
+        for option in reversed(options):  # click lists options in the order their decorators are written
+            func = option(func)
+        return func
+
+    return decorate
 
 
 def load_context() -> tuple[Site, UserStorage]:

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .group import json_option, load_context, open_ledger
+from .group import execution_options, json_option, load_context, open_ledger
+
+if TYPE_CHECKING:
+    from ..executions.workspaces import Connection
+    from ..ledger.db import Execution
+    from ..site.model import Site
+    from ..storage.disk import UserStorage
 
 
 @click.command()
-@click.option("-c", "--container", help="Container to run in (created on first use). Default: workspace.")
-@click.option("-r", "--resource", "compute_type", metavar="TYPE", help="Compute type (see `gear types`).")
-@click.option("-e", "--env", "image", metavar="IMAGE",
-              help="Image with JupyterLab (see `gear images`). Default: the site's Jupyter image.")
-@click.option("-d", "--data", "bindings", multiple=True, metavar="BINDING",
-              help="Bind data (repeatable), as for gear run: mnist:input0, mnist-train/3:/hyperai/home …")
-@click.option("--code", type=click.Path(path_type=Path), default=None,
-              help="Directory (or file) to upload into /hyperai/home. Default: nothing.")
-@click.option("-m", "--message", help="A note to remember this workspace by.")
+@execution_options(
+    container="Container to run in (created on first use). Default: workspace.",
+    env="Image with JupyterLab (see `gear images`). Default: the site's Jupyter image.",
+    data="Bind data (repeatable), as for gear run: mnist:input0, mnist-train/3:/hyperai/home …",
+    code="Directory (or file) to upload into /hyperai/home. Default: nothing.",
+    message="A note to remember this workspace by.")
 @click.option("--idle-timeout", type=click.IntRange(min=1), metavar="SECONDS",
               help="Shut down after this long without activity (at most the site's limit, the default).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Preferred port on the node; another is picked if it is taken.")
@@ -69,7 +73,8 @@ def jupyter(container: str | None, compute_type: str | None, image: str | None, 
                      idle_timeout=idle_timeout, port=port, base_url=base_url)
 
 
-def start_and_report(site, storage, as_json: bool, wait_seconds: float | None, **options) -> None:  # type: ignore[no-untyped-def]
+def start_and_report(site: Site, storage: UserStorage, as_json: bool, wait_seconds: float | None,
+                     **options: Any) -> None:
     """Start a workspace (options as workspaces.build_request takes them), wait, say how to reach it."""
     from ..base.errors import GearError
     from ..executions import stop as stopping, workspaces
@@ -96,7 +101,7 @@ def start_and_report(site, storage, as_json: bool, wait_seconds: float | None, *
     _report(execution, connection, None, as_json)
 
 
-def _report(execution, connection, why, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+def _report(execution: Execution, connection: Connection | None, why: str | None, as_json: bool) -> None:
     from .output import print_json
 
     if as_json:

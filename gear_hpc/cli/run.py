@@ -5,26 +5,26 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from .group import json_option, load_context, open_ledger
+from .group import execution_options, follow_option, json_option, load_context, open_ledger
+
+if TYPE_CHECKING:
+    from ..data.staging import Progress
+    from ..executions.lifecycle import RunRequest
+    from ..site.model import Site
+    from ..storage.disk import UserStorage
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
-@click.option("-c", "--container", help="Container to run in (created on first use). Default: the code directory's name.")
-@click.option("-r", "--resource", "compute_type", metavar="TYPE", help="Compute type (see `gear types`).")
-@click.option("-e", "--env", "image", metavar="IMAGE", help="Image (see `gear images`).")
-@click.option("-d", "--data", "bindings", multiple=True, metavar="BINDING",
-              help="Bind data (repeatable): mnist:input0, mnist@3:input1, mnist-train/3:input2, "
-                   "mnist-train/3:/hyperai/home (copied in, writable).")
-@click.option("--code", type=click.Path(path_type=Path), default=None,
-              help="Directory (or file) to upload into /hyperai/home; honours .gearignore. Default: the current "
-                   "directory, refused if it holds more than the site allows (gear asks for --code then).")
-@click.option("--param", "params", multiple=True, metavar="K=V",
-              help="A parameter for gear_params.json (repeatable). V is read as JSON if it can be.")
-@click.option("-m", "--message", help="A note to remember this execution by.")
-@click.option("-f", "--follow", is_flag=True, help="Follow the status and log until the execution ends.")
+@execution_options(
+    container="Container to run in (created on first use). Default: the code directory's name.",
+    code="Directory (or file) to upload into /hyperai/home; honours .gearignore. Default: the current "
+         "directory, refused if it holds more than the site allows (gear asks for --code then).",
+    param="A parameter for gear_params.json (repeatable). V is read as JSON if it can be.")
+@follow_option
 @json_option
 @click.argument("command", nargs=-1, required=True)
 def run(container: str | None, compute_type: str | None, image: str | None, bindings: tuple[str, ...], code: Path | None,
@@ -73,7 +73,7 @@ def run(container: str | None, compute_type: str | None, image: str | None, bind
     _submit_and_report(site, storage, request, follow, as_json)
 
 
-def _submit_and_report(site, storage, request, follow: bool, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+def _submit_and_report(site: Site, storage: UserStorage, request: RunRequest, follow: bool, as_json: bool) -> None:
     """Submit, say so on stderr, optionally follow, and print the id (or JSON) last."""
     from ..executions import lifecycle as executions
     from .output import print_json, warn
@@ -110,7 +110,7 @@ class _SnapshotProgress:
 
         self.bar = _Bar()
 
-    def __call__(self, progress) -> None:  # type: ignore[no-untyped-def]
+    def __call__(self, progress: Progress) -> None:
         if progress.seconds >= 1:
             self.bar(progress)
 
@@ -120,20 +120,17 @@ class _SnapshotProgress:
 
 @click.command(name="continue")
 @click.argument("execution_id", metavar="CONTAINER/N")
-@click.option("-r", "--resource", "compute_type", metavar="TYPE", help="Compute type. Default: the parent's.")
-@click.option("-e", "--env", "image", metavar="IMAGE", help="Image. Default: the parent's.")
-@click.option("-d", "--data", "bindings", multiple=True, metavar="BINDING",
-              help="Bind data (repeatable); replaces the parent's binding at the same slot.")
-@click.option("--code", type=click.Path(path_type=Path), default=None,
-              help="New code to upload. Default: the parent's code. Files that already exist in the parent's "
-                   "working directory are kept and the upload ignored (those that differ are listed before "
-                   "submitting).")
-@click.option("--param", "params", multiple=True, metavar="K=V", help="Override or add a parameter (repeatable).")
-@click.option("-m", "--message", help="A note to remember this execution by.")
+@execution_options(
+    resource="Compute type. Default: the parent's.",
+    env="Image. Default: the parent's.",
+    data="Bind data (repeatable); replaces the parent's binding at the same slot.",
+    code="New code to upload. Default: the parent's code. Files that already exist in the parent's "
+         "working directory are kept and the upload ignored (those that differ are listed before submitting).",
+    param="Override or add a parameter (repeatable).")
 @click.option("--home-as", metavar="inputK", help="Bind the parent's working directory read-only at inputK "
                                                 "instead of starting from it.")
 @click.option("--no-home", is_flag=True, help="Start with an empty working directory.")
-@click.option("-f", "--follow", is_flag=True, help="Follow the status and log until the execution ends.")
+@follow_option
 @json_option
 @click.argument("command", nargs=-1)
 def continue_(execution_id: str, compute_type: str | None, image: str | None, bindings: tuple[str, ...],
