@@ -28,48 +28,17 @@ from ..base.errors import GearError
 from ..base.statuses import OPEN_STATUSES
 from . import rows as ledger_rows
 from .migrations import MIGRATIONS
-from .rows import BUSY_TIMEOUT_MS  # noqa: F401  (importable from here)
+from .rows import BUSY_TIMEOUT_MS as BUSY_TIMEOUT_MS, Execution as Execution  # importable from here
 
 
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass
-class Execution:
-    container: str
-    number: int
-    mode: str
-    status: str
-    compute_type: str
-    image: str
-    command: list[str]
-    params: dict[str, Any]
-    bindings: list[dict[str, Any]]
-    workdir: str
-    token: str
-    message: str | None = None
-    exit_code: int | None = None
-    parent: str | None = None
-    slurm_job_id: str | None = None
-    submitted_at: str | None = None
-    started_at: str | None = None
-    ended_at: str | None = None
-    size_bytes: int | None = None
-    note: str | None = None
-    created_at: str | None = None
-    disk_bytes: int | None = None
-
-    @property
-    def id(self) -> str:
-        return f"{self.container}/{self.number}"
-
-    @property
-    def is_open(self) -> bool:
-        return self.status in OPEN_STATUSES
-
-    def to_json(self) -> dict[str, Any]:
-        return ledger_rows.execution_json(vars(self))
+# The one declaration of an execution's fields is rows.Execution (the fast
+# path reads their names from it); here, where dataclasses may be imported,
+# it becomes the dataclass.
+dataclass(Execution)
 
 
 _JSON_COLUMNS = ledger_rows.JSON_COLUMNS

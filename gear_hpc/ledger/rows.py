@@ -1,34 +1,76 @@
 """The ledger's schema facts and read queries, over plain rows.
 
-`ledger.Ledger` (the Execution dataclass, migrations, writes) and the fast
-path of `gear ls` / `gear status` (cli/fastpath.py) both read through this
-module, so the two cannot print different things. It imports nothing but
+`ledger.Ledger` (migrations, writes) and the fast path of `gear ls` /
+`gear status` (cli/fastpath.py) both read through this module, so the two
+cannot print different things. It declares Execution's fields, once:
+ledger/db.py makes the class a dataclass, the fast path reads their names. It imports nothing but
 the standard library's `json`, and that only when a row has JSON to decode:
 `@dataclass` and sqlite-utils cost more than the whole fast path.
 """
 
 from __future__ import annotations
 
+from ..base.statuses import OPEN_STATUSES
 from .migrations import SCHEMA_VERSION as SCHEMA_VERSION  # the fast path reads it from here
 
 # Annotations only: importing typing would cost the fast path (fastpath.py) 2 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
+    from dataclasses import dataclass
     from typing import Any
+else:
+    def dataclass(cls: type) -> type:  # ledger/db.py applies the real one
+        return cls
 
 # How long a command waits for another one's write lock. Writes hold it for
 # milliseconds; a lock held longer is a stuck program, and the user is told
 # so (errors.describe) rather than left waiting.
 BUSY_TIMEOUT_MS = 5_000
 
-# The fields of an execution in ledger.Execution's order (a test checks):
-# the order of the keys of its JSON.
-EXECUTION_FIELDS = (
-    "container", "number", "mode", "status", "compute_type", "image", "command", "params", "bindings",
-    "workdir", "token", "message", "exit_code", "parent", "slurm_job_id", "submitted_at", "started_at",
-    "ended_at", "size_bytes", "note", "created_at", "disk_bytes",
-)
+
+@dataclass
+class Execution:
+    """One execution, a row of the ledger. ledger/db.py makes it a dataclass (this module does not
+    import dataclasses: the fast path reads only the names of its fields, EXECUTION_FIELDS)."""
+
+    container: str
+    number: int
+    mode: str
+    status: str
+    compute_type: str
+    image: str
+    command: list[str]
+    params: dict[str, Any]
+    bindings: list[dict[str, Any]]
+    workdir: str
+    token: str
+    message: str | None = None
+    exit_code: int | None = None
+    parent: str | None = None
+    slurm_job_id: str | None = None
+    submitted_at: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    size_bytes: int | None = None
+    note: str | None = None
+    created_at: str | None = None
+    disk_bytes: int | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.container}/{self.number}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    def to_json(self) -> dict[str, Any]:
+        return execution_json(vars(self))
+
+
+# The fields of an execution, in Execution's order: the order of the keys of its JSON.
+EXECUTION_FIELDS = tuple(Execution.__annotations__)
 JSON_COLUMNS = ("command", "params", "bindings")
 
 # Each container's totals are columns of its row, kept up to date by triggers
