@@ -31,7 +31,7 @@ def load(directory: Path | None = None) -> Site:
         raise SiteConfigError(
             f"site configuration directory {directory} does not exist "
             "(set GEAR_SITE_CONFIG, or ask your admin to install /etc/gear)")
-    texts: dict[str, str] = {}  # file name -> the text validated
+    texts: dict[str, tuple[str, dict[str, Any]]] = {}  # file name -> the text validated, and its data
     site_file = _Section(directory / "site.yaml", _read_yaml(directory / "site.yaml", texts))
     types = _load_compute_types(directory / "compute-types.yaml", texts)
     images = _load_images(directory / "images.yaml", texts)
@@ -58,7 +58,7 @@ def load(directory: Path | None = None) -> Site:
         code_limit=_load_code_limit(site_file),
     )
     # What validated, for the fast path of `gear ls`/`gear status` (site/memo.py).
-    site_memo.remember([texts[name] for name in site_memo.SITE_FILES], str(site.storage_root))
+    site_memo.remember(str(directory), texts, str(site.storage_root))
     return site
 
 
@@ -91,18 +91,23 @@ def _load_code_limit(site_file: _Section) -> CodeLimit:
                      files=section.get("files", checks.positive_int, default=CodeLimit.files))
 
 
-def _read_yaml(path: Path, texts: dict[str, str] | None = None) -> dict[str, Any]:
+def _read_yaml(path: Path, texts: dict[str, tuple[str, dict[str, Any]]] | None = None) -> dict[str, Any]:
     try:
         text = path.read_text()
     except FileNotFoundError:
         raise SiteConfigError(f"{path}: file is missing") from None
     except OSError as exc:
         raise SiteConfigError(f"{path}: cannot read it: {exc.strerror}") from None
+    # The user's cache of site files (site/memo.py): what exactly this text parsed to last time.
+    data = site_memo.parsed(str(path.parent), path.name, text)
+    if data is None:
+        data = _parse_yaml(path, text)
     if texts is not None:
-        texts[path.name] = text
-    cached = _parsed_cache(path, text)
-    if cached is not None:
-        return cached
+        texts[path.name] = (text, data)
+    return data
+
+
+def _parse_yaml(path: Path, text: str) -> dict[str, Any]:
     import yaml  # imported here: only commands that need the site pay for it
 
     try:
@@ -113,45 +118,7 @@ def _read_yaml(path: Path, texts: dict[str, str] | None = None) -> dict[str, Any
         data = {}
     if not isinstance(data, dict):
         raise SiteConfigError(f"{path}: expected a mapping of keys to values at the top level")
-    _store_parsed(path, text, data)
     return data
-
-
-def _cache_file(path: Path, text: str) -> Path | None:
-    import hashlib
-
-    directory = site_memo.cache_dir()
-    if directory is None:
-        return None
-    key = hashlib.sha256(f"{path.resolve()}\0{text}".encode()).hexdigest()[:32]
-    return Path(directory) / f"{key}.json"
-
-
-def _parsed_cache(path: Path, text: str) -> dict[str, Any] | None:
-    import json
-
-    cache = _cache_file(path, text)
-    try:
-        data = json.loads(cache.read_text()) if cache else None
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _store_parsed(path: Path, text: str, data: dict[str, Any]) -> None:
-    import json
-
-    cache = _cache_file(path, text)
-    try:
-        encoded = json.dumps(data)
-        if cache is None or json.loads(encoded) != data:  # e.g. YAML dates or integer keys: do not cache
-            return
-        cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(encoded)
-        os.replace(tmp, cache)
-    except (OSError, TypeError, ValueError):
-        pass
 
 
 class _Section:
@@ -185,7 +152,7 @@ _TYPE_KEYS = keys(ComputeType, without=("name",))
 _IMAGE_KEYS = keys(Image, without=("name",))
 
 
-def _load_compute_types(path: Path, texts: dict[str, str] | None = None) -> dict[str, ComputeType]:
+def _load_compute_types(path: Path, texts: dict[str, tuple[str, dict[str, Any]]] | None = None) -> dict[str, ComputeType]:
     data = _read_yaml(path, texts)
     if not data:
         raise SiteConfigError(f"{path}: defines no compute types; at least one is required")
@@ -218,7 +185,7 @@ def _load_compute_types(path: Path, texts: dict[str, str] | None = None) -> dict
     return types
 
 
-def _load_images(path: Path, texts: dict[str, str] | None = None) -> dict[str, Image]:
+def _load_images(path: Path, texts: dict[str, tuple[str, dict[str, Any]]] | None = None) -> dict[str, Image]:
     data = _read_yaml(path, texts)
     if not data:
         raise SiteConfigError(f"{path}: defines no images; at least one is required")
