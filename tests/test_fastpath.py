@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from gear_hpc.base.statuses import OPEN_STATUSES
+from gear_hpc.base import facts as layout
+from gear_hpc.base.facts import OPEN_STATUSES
 from gear_hpc.cli import fastpath
 from gear_hpc.cli.group import run as run_click
 from gear_hpc.ledger import rows as ledger_rows
 from gear_hpc.ledger.db import Execution, Ledger
 from gear_hpc.ledger.migrations import MIGRATIONS
 from gear_hpc.site import loading as site, memo as site_memo
-from gear_hpc.storage import layout
 from gear_hpc.storage.disk import UserStorage
 from helpers import REPO
 

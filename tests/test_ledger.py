@@ -81,7 +81,7 @@ def test_a_crash_during_migration_leaves_the_old_schema(tmp_path, monkeypatch):
 
 def test_open_or_recent_executions_are_found_through_indexes(tmp_path):
     # `gear status`: the ledger may hold 10,000 executions, of which it shows a few.
-    from gear_hpc.base.statuses import OPEN_STATUSES
+    from gear_hpc.base.facts import OPEN_STATUSES
     from gear_hpc.ledger import rows as ledger_rows
 
     rows = [("queued", None), ("saving", "2026-05-02T00:00:00Z"), ("completed", "2026-05-02T00:00:00Z"),

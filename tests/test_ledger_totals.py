@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import gear_hpc.ledger.db as ledger_module
-from gear_hpc.base.statuses import CLOSED_STATUSES, OPEN_STATUSES
+from gear_hpc.base.facts import CLOSED_STATUSES, OPEN_STATUSES
 from gear_hpc.containers import delete as containers, plan as plans
 from gear_hpc.executions import reconcile
 from gear_hpc.ledger import rows as ledger_rows

@@ -12,7 +12,8 @@ print what the click path prints (through the same listing.py and output.py)
 and to leave every file as the click path would:
 
 - the arguments are exactly `ls`, `ls --json`, `status` or `status --json`;
-- site.load() validated exactly the current site files before (site/memo.py);
+- site.load() validated exactly the current site files before (the record of
+  site/memo.py, read in base/facts.py);
 - the user's directory, its containers/ and datasets/, and the ledger exist
   as UserStorage.ensure() and Ledger() would leave them (nothing to create);
 - the ledger is at the current schema (nothing to migrate);
@@ -38,6 +39,9 @@ import stat
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+# The ledger being read, for the "locked" message: base/errors.py is imported only to report.
+_ledger_path: str | None = None
 
 ARGUMENTS = (["ls"], ["ls", "--json"], ["status"], ["status", "--json"])
 
@@ -79,10 +83,13 @@ def _locked(exc: Exception) -> bool:
 
 def _report(exc: BaseException) -> int:
     """One `gear: error: …` line, through the same translation as the click path (errors.one_line)."""
-    from ..base.errors import one_line
+    from ..base import errors
     from .output import echo
 
-    message, code = one_line(exc)
+    if _ledger_path is not None:
+        errors.ledger_in_use = _ledger_path
+
+    message, code = errors.one_line(exc)
     try:
         echo(f"gear: error: {message}", err=True)
     except Exception:
@@ -92,8 +99,7 @@ def _report(exc: BaseException) -> int:
 
 def render(command: str, as_json: bool) -> str | None:
     """What `gear <command> [--json]` prints, or None if the click path must run."""
-    from ..site.memo import valid_storage_root
-    from ..storage.layout import current_user, user_paths
+    from ..base.facts import current_user, user_paths, valid_storage_root
 
     storage_root = valid_storage_root()
     if storage_root is None:
@@ -111,11 +117,11 @@ def render(command: str, as_json: bool) -> str | None:
 def _read_ledger(path: str, command: str, as_json: bool) -> str | None:
     import sqlite3
 
-    from ..base import errors
-    from ..base.statuses import OPEN_STATUSES
+    from ..base.facts import OPEN_STATUSES
     from ..ledger import rows
 
-    errors.ledger_in_use = path  # named by a "locked" message (errors.describe)
+    global _ledger_path
+    _ledger_path = path  # named by a "locked" message (errors.describe)
     # A URI so that SQLite opens read-only; %, ? and # are the characters it would misread.
     uri = "file:" + path.replace("%", "%25").replace("?", "%3f").replace("#", "%23") + "?mode=ro"
     conn = sqlite3.connect(uri, uri=True, timeout=rows.BUSY_TIMEOUT_MS / 1000, isolation_level=None)

@@ -50,8 +50,8 @@ def status(execution_id: str | None, as_json: bool) -> None:
       gear status
       gear status mnist-train/3 --json
     """
+    from ..base.facts import OPEN_STATUSES
     from ..base.names import parse_execution_id
-    from ..base.statuses import OPEN_STATUSES
     from ..executions import reconcile
 
     target = parse_execution_id(execution_id) if execution_id else None

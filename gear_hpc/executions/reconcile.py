@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..base.errors import GearError, NotFound, SlurmError
-from ..base.statuses import (
+from ..base.facts import (
     CLOSED_STATUSES,
     JOB_ENDED,
     JOB_PENDING,

@@ -25,7 +25,7 @@ from typing import Any
 # path of `gear ls`/`gear status` imports without this module's dataclass.
 from ..base import errors
 from ..base.errors import GearError
-from ..base.statuses import OPEN_STATUSES
+from ..base.facts import OPEN_STATUSES
 from . import rows as ledger_rows
 from .migrations import MIGRATIONS
 from .rows import BUSY_TIMEOUT_MS as BUSY_TIMEOUT_MS, Execution as Execution  # importable from here

@@ -2,11 +2,13 @@
 
 Applied by `ledger.db.Ledger` when it opens a ledger (with sqlite-utils,
 imported there only when a step is due). The fast path of `gear ls`/`gear
-status` compares a ledger's `user_version` with SCHEMA_VERSION (through
-ledger/rows.py), so this module imports nothing: the steps only describe SQL.
+status` compares a ledger's `user_version` with SCHEMA_VERSION, the number of
+steps named in base/facts.py (MIGRATION_NAMES), and does not import this module.
 """
 
 from __future__ import annotations
+
+from ..base.facts import MIGRATION_NAMES, SCHEMA_VERSION as SCHEMA_VERSION
 
 # Annotations only: importing typing would cost the fast path (cli/fastpath.py) 2 ms.
 TYPE_CHECKING = False
@@ -142,8 +144,7 @@ def _m005_disk_bytes(db: Any) -> Iterator[str]:
     END"""
 
 
-MIGRATIONS: list[Callable[[Any], Iterator[str]]] = [_m001_initial, _m002_datasets, _m003_container_totals,
-                                                    _m004_ended_at_index, _m005_disk_bytes]
-
-# The schema a ledger has after every migration (PRAGMA user_version).
-SCHEMA_VERSION = len(MIGRATIONS)
+# The steps in base/facts.py's order (MIGRATION_NAMES, whose length is SCHEMA_VERSION, the
+# schema a ledger has after every migration: PRAGMA user_version); a step without its function fails here.
+MIGRATIONS: list[Callable[[Any], Iterator[str]]] = [globals()[f"_m{number:03d}_{name}"]
+                                                    for number, name in enumerate(MIGRATION_NAMES, 1)]

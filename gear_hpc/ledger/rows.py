@@ -10,8 +10,7 @@ the standard library's `json`, and that only when a row has JSON to decode:
 
 from __future__ import annotations
 
-from ..base.statuses import OPEN_STATUSES
-from .migrations import SCHEMA_VERSION as SCHEMA_VERSION  # the fast path reads it from here
+from ..base.facts import OPEN_STATUSES, SCHEMA_VERSION as SCHEMA_VERSION  # the fast path reads it from here
 
 # Annotations only: importing typing would cost the fast path (fastpath.py) 2 ms.
 TYPE_CHECKING = False

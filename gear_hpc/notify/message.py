@@ -15,9 +15,8 @@ from email.policy import default as default_policy
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
+from ..base.facts import CONTAINERS, REPORTED_BY_JOB, USERS
 from ..base.sizes import human_size
-from ..base.statuses import REPORTED_BY_JOB
-from ..storage.layout import CONTAINERS, USERS
 from .slurm_mail import Call, GearJob, one_line
 
 # No folding below RFC 5322's 998: Python's folder moves a 70-odd character

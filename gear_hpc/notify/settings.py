@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..base.errors import GearError, UsageError
+from ..base.facts import NOTIFY, USERS
 from ..base.names import check_email, check_phone
-from ..storage.layout import NOTIFY, USERS
 
 if TYPE_CHECKING:
     from ..site.model import MailConfig, Site

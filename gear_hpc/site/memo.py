@@ -15,7 +15,8 @@ interpreter) and the storage root that resulted. It serves two readers:
   storage root only if all of the above is unchanged; otherwise the normal
   path loads the site, and reports any problem, as always.
 
-The format: a `marshal` file, `last-valid.marshal` in the user's cache
+The format (read in base/facts.py, where the fast path finds it; written
+here): a `marshal` file, `last-valid.marshal` in the user's cache
 directory ($XDG_CACHE_HOME or ~/.cache, then gear-hpc/site/; `cache_dir`),
 holding one tuple
 
@@ -47,69 +48,29 @@ from __future__ import annotations
 
 import marshal
 import os
-import sys
 
-# Annotations only: importing typing would cost the fast path (fastpath.py) 2 ms.
+from ..base.facts import (
+    DEFAULT_CONFIG_DIR as DEFAULT_CONFIG_DIR,
+    SITE_FILES as SITE_FILES,
+    cache_dir as cache_dir,
+    config_dir_name as config_dir_name,
+    memo_key,
+    memo_path as memo_path,
+    read_memo,
+    valid_storage_root as valid_storage_root,
+)
+
+# Annotations only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-DEFAULT_CONFIG_DIR = "/etc/gear"
-SITE_FILES = ("site.yaml", "compute-types.yaml", "images.yaml")
-_FORMAT = "gear-site-2"
-# The validation rules, under gear_hpc/: a change to any of them invalidates the record.
-_RULES = ("site/loading.py", "site/checks.py", "site/model.py", "base/names.py")  # names.py checks addresses
-
-
-def config_dir_name() -> str:
-    """The site configuration directory, as site.config_dir() chooses it."""
-    return os.environ.get("GEAR_SITE_CONFIG") or DEFAULT_CONFIG_DIR
-
-
-def cache_dir() -> str | None:
-    """The user's cache of site files, where the record is kept (None: no cache)."""
-    base = os.environ.get("XDG_CACHE_HOME") or (os.path.expanduser("~/.cache") if os.environ.get("HOME") else "")
-    return os.path.join(base, "gear-hpc", "site") if base else None
-
-
-def memo_path() -> str | None:
-    """Where the record is kept (None when there is no cache directory: then nothing is remembered)."""
-    directory = cache_dir()
-    return os.path.join(directory, "last-valid.marshal") if directory else None
-
-
-def _key(directory: str) -> tuple[str, str, str, tuple[str | int, ...]]:
-    """The record's first four fields: what, beside the texts, decides what a load gives."""
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # gear_hpc/
-    code: list[str | int] = [sys.version]
-    for name in _RULES:
-        info = os.stat(os.path.join(package, name))
-        code += [info.st_mtime_ns, info.st_size]
-    return (_FORMAT, os.path.abspath(directory), os.environ.get("GEAR_STORAGE_ROOT") or "", tuple(code))
-
-
-def _read() -> tuple[Any, ...] | None:
-    """The record as stored, if it has the record's shape; else None."""
-    path = memo_path()
-    if path is None:
-        return None
-    try:
-        with open(path, "rb") as handle:
-            stored = marshal.loads(handle.read())
-    except (OSError, EOFError, ValueError, TypeError):
-        return None
-    if (type(stored) is not tuple or len(stored) != 6 or stored[0] != _FORMAT or type(stored[4]) is not tuple
-            or len(stored[4]) != len(SITE_FILES)
-            or any(type(entry) is not tuple or len(entry) != 2 or type(entry[0]) is not str for entry in stored[4])):
-        return None
-    return stored
 
 
 def parsed(directory: str, name: str, text: str) -> dict[str, Any] | None:
     """What the site file `name` of `directory` parsed to, if the record holds exactly this text of it."""
     if name not in SITE_FILES:
         return None
-    stored = _read()
+    stored = read_memo()
     if stored is None or stored[1] != os.path.abspath(directory):
         return None
     recorded_text, data = stored[4][SITE_FILES.index(name)]
@@ -131,8 +92,8 @@ def remember(directory: str, files: dict[str, tuple[str, dict[str, Any]]], stora
                 entries.append((text, None))
             else:
                 entries.append((text, data))
-        record = (*_key(directory), tuple(entries), storage_root)
-        if _read() == record:
+        record = (*memo_key(directory), tuple(entries), storage_root)
+        if read_memo() == record:
             return
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
@@ -142,23 +103,3 @@ def remember(directory: str, files: dict[str, tuple[str, dict[str, Any]]], stora
         os.replace(tmp, path)
     except (OSError, ValueError, KeyError):
         pass
-
-
-def valid_storage_root() -> str | None:
-    """The storage root site.load() gives now, if it validated exactly these files before; else None."""
-    directory = config_dir_name()
-    stored = _read()
-    if stored is None:
-        return None
-    try:
-        for name, (recorded_text, _data) in zip(SITE_FILES, stored[4], strict=True):
-            # Decoded as site.load() decodes them (Path.read_text: the locale's encoding).
-            with open(os.path.join(directory, name)) as handle:
-                if handle.read() != recorded_text:
-                    return None
-        key = _key(directory)
-    except (OSError, ValueError):
-        return None
-    if stored[:4] != key or type(stored[5]) is not str:
-        return None
-    return stored[5]

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..base.errors import SlurmError
+from ..base.facts import JOB_ENDED, JOB_PENDING, JOB_RUNNING
 from ..base.runner import CommandFailed, run
-from ..base.statuses import JOB_ENDED, JOB_PENDING, JOB_RUNNING
 
 UNIT, RECORD = "\x1f", "\x1e"
 SUBMIT_TIMEOUT = 60.0

@@ -28,8 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..base.errors import GearError
+from ..base.facts import CONTAINERS, DATASETS, LEDGER, NOTIFY, USERS, current_user
 from ..base.sizes import human_size  # noqa: F401  (importable from here)
-from .layout import CONTAINERS, DATASETS, LEDGER, NOTIFY, USERS, current_user
 
 
 class UserStorage:
