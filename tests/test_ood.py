@@ -24,7 +24,16 @@ RUBY = shutil.which("ruby") or "ruby"
 GEAR = Path(sys.executable).with_name("gear")
 pytestmark = pytest.mark.skipif(shutil.which("ruby") is None, reason="needs ruby (apt-get install ruby)")
 
-FORM = {"compute_type": "cpu-small", "image": "python", "container": "nb", "bindings": "", "bc_num_hours": "2"}
+FORM = {"compute_type": "cpu-small", "image": "jupyter", "container": "nb", "bindings": "", "bc_num_hours": "2"}
+
+
+@pytest.fixture(autouse=True)
+def jupyter_image_in_place(gear_env):
+    """The Jupyter image is a placeholder too (no job starts here)."""
+    image = gear_env["tmp"] / "jupyter.sif"
+    image.write_text("placeholder image for tests that never start a job\n")
+    images = gear_env["site"] / "images.yaml"
+    images.write_text(images.read_text().replace("/var/lib/gear-devcluster/images/jupyter.sif", str(image)))
 
 
 @pytest.fixture(autouse=True)
@@ -77,8 +86,22 @@ def test_form_offers_the_sites_types_and_images():
     assert form["form"] == ["compute_type", "image", "container", "bindings", "bc_num_hours"]
     attributes = form["attributes"]
     assert [value for _, value in attributes["compute_type"]["options"]] == ["cpu-small", "gpu-1", "gpu-2"]
-    assert [value for _, value in attributes["image"]["options"]] == ["python", "jupyter"]
+    # Only the images that serve JupyterLab, the site's Jupyter image selected: a user who
+    # only picks a compute type gets a session that starts (python has no `jupyter`).
+    assert [value for _, value in attributes["image"]["options"]] == ["jupyter"]
+    assert attributes["image"]["value"] == "jupyter"
     assert attributes["bc_num_hours"]["max"] == 4 and attributes["bindings"]["widget"] == "text_area"
+
+
+def test_form_offers_the_images_the_site_names_for_jupyter(gear_env):
+    site = gear_env["site"] / "site.yaml"
+    assert "  images: [jupyter]\n" in site.read_text()
+    site.write_text(site.read_text().replace("  images: [jupyter]\n", "  images: [python, jupyter]\n"))
+    image = yaml.safe_load(render("form.yml.erb"))["attributes"]["image"]
+    assert [value for _, value in image["options"]] == ["jupyter", "python"] and image["value"] == "jupyter"
+    site.write_text(site.read_text().replace("images: [python, jupyter]", "images: [jupyter, ubuntu]"))
+    result = render_result("form.yml.erb")
+    assert result.returncode != 0 and "jupyter.images: 'ubuntu' is not one of the images" in result.stderr
 
 
 def test_form_quotes_what_the_site_describes(gear_env):
@@ -136,6 +159,7 @@ def _nothing_created(gear_env, fake_slurm) -> None:
     ({"compute_type": "gpu-9000"}, "compute type 'gpu-9000' is not offered by this site's OnDemand form"),
     ({"compute_type": "cpu-small; touch /tmp/pwned"}, "is not offered by this site's OnDemand form"),
     ({"image": "ubuntu"}, "image 'ubuntu' is not offered"),
+    ({"image": "python"}, "image 'python' is not offered by this site's OnDemand form: it does not serve JupyterLab"),
     ({"container": "x; touch /tmp/pwned"}, "container name"),
     ({"container": "../x"}, "container name"),
     ({"bc_num_hours": "5"}, "hours must be from 1 to 4 on cpu-small"),
@@ -166,7 +190,7 @@ def test_a_session_is_recorded_as_a_jupyter_execution(gear_env, fake_slurm):
     history = gear("history", "nb", "--json")
     assert history.returncode == 0, history.stderr
     (record,) = json.loads(history.stdout)
-    assert record["mode"] == "jupyter" and record["compute_type"] == "cpu-small" and record["image"] == "python"
+    assert record["mode"] == "jupyter" and record["compute_type"] == "cpu-small" and record["image"] == "jupyter"
     assert record["slurm_job_id"] == "4242" and record["id"] == "nb/1"
     assert (root / "gear-execution").read_text() == "nb/1\n"
     job = (fake_slurm.bin_dir / "job.sh").read_text()
@@ -178,6 +202,24 @@ def test_a_session_is_recorded_as_a_jupyter_execution(gear_env, fake_slurm):
     (root / "gear-ood.json").write_text(json.dumps({**json.loads((root / "gear-ood.json").read_text())}))
     result = gear("ood-submit", "-D", str(root))
     assert result.returncode == 0 and result.stdout == "Submitted batch job 4243\n", result.stderr
+
+
+def test_no_image_chosen_is_the_sites_jupyter_image(gear_env, fake_slurm):
+    fake_slurm("sbatch", "echo 4244")
+    fake_slurm("squeue", "exit 0")
+    fake_slurm("sacct", "exit 0")
+    root = stage(gear_env["tmp"], {**FORM, "image": ""})
+    result = ood_submit(root)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(gear("history", "nb", "--json").stdout)[0]["image"] == "jupyter"
+
+
+def test_refusal_is_one_line_the_portal_can_show(gear_env, fake_slurm):
+    fake_slurm("sbatch", "echo 99")
+    result = ood_submit(stage(gear_env["tmp"], {**FORM, "image": "python"}))
+    assert result.returncode == 2 and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    _nothing_created(gear_env, fake_slurm)
 
 
 def test_other_sessions_go_to_the_real_sbatch_unchanged(gear_env, fake_slurm, tmp_path):

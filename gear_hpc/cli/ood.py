@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
 
 from .group import load_context
+
+FORM_OPTIONS = "--form-options"
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,
@@ -23,6 +26,10 @@ def ood_submit(sbatch_args: tuple[str, ...]) -> None:
     prints what sbatch prints (`Submitted batch job N`, or N with
     --parsable). Anything else is handed to the real sbatch unchanged.
 
+    `gear ood-submit --form-options` prints, as JSON, the images the app's
+    form offers (those that serve JupyterLab, site.yaml `jupyter.images`) and
+    the default one.
+
     \b
     Example (what OnDemand runs; the script arrives on stdin):
       gear ood-submit -D ~/ondemand/data/sys/dashboard/batch_connect/sys/gear-jupyter/output/ID \\
@@ -32,6 +39,10 @@ def ood_submit(sbatch_args: tuple[str, ...]) -> None:
     from .output import warn
 
     argv = list(sbatch_args)
+    if argv == [FORM_OPTIONS]:  # not an sbatch option: the app's form asks what to offer
+        site, _ = load_context()
+        click.echo(json.dumps(ood.form_options(site)))
+        return
     if not ood.is_ours(argv):
         ood.passthrough(argv)
         return

@@ -72,6 +72,18 @@ def seconds(limit: str) -> int:
     return total + int(days or 0) * 86400
 
 
+def jupyter_images(site: Site) -> tuple[str, ...]:
+    """The images the form offers (they serve JupyterLab), the site's Jupyter default first."""
+    return site.jupyter.portal_images(site.default_image)
+
+
+def form_options(site: Site) -> dict[str, Any]:
+    """What form.yml.erb offers beside `gear types --json` (`gear ood-submit --form-options`)."""
+    images = jupyter_images(site)
+    return {"default_image": images[0],
+            "images": [{"name": name, "description": site.images[name].description} for name in images]}
+
+
 @dataclasses.dataclass
 class Form:
     compute_type: str
@@ -101,10 +113,11 @@ def read_form(site: Site, root: Path) -> Form:
     if compute_type not in site.compute_types:
         raise UsageError(f"compute type {compute_type!r} is not offered by this site's OnDemand form "
                          f"(offered: {', '.join(offered)})")
-    image = text("image") or site.jupyter.default_image or site.default_image
-    if image not in site.images:
-        raise UsageError(f"image {image!r} is not offered by this site's OnDemand form "
-                         f"(offered: {', '.join(site.images)})")
+    images = jupyter_images(site)
+    image = text("image") or images[0]
+    if image not in images:
+        raise UsageError(f"image {image!r} is not offered by this site's OnDemand form: it does not serve "
+                         f"JupyterLab here (offered: {', '.join(images)}; site.yaml jupyter.images)")
     container = check_name(text("container") or workspaces.DEFAULT_CONTAINER, "container name")
     raw = data.get("bindings", [])
     if isinstance(raw, str):

@@ -54,7 +54,7 @@ def load(directory: Path | None = None) -> Site:
         compute_types=types,
         images=images,
         mail=_load_mail(site_file),
-        jupyter=_load_jupyter(site_file),
+        jupyter=_load_jupyter(site_file, images),
         code_limit=_load_code_limit(site_file),
     )
     # What validated, for the fast path of `gear ls`/`gear status` (site/memo.py).
@@ -255,7 +255,7 @@ def _load_mail(site_file: _Section) -> MailConfig:
 _JUPYTER_KEYS = keys(JupyterConfig)
 
 
-def _load_jupyter(site_file: _Section) -> JupyterConfig:
+def _load_jupyter(site_file: _Section, images: dict[str, Image]) -> JupyterConfig:
     data = site_file.data.get("jupyter")
     if data is None:
         return JupyterConfig()
@@ -263,7 +263,7 @@ def _load_jupyter(site_file: _Section) -> JupyterConfig:
         site_file.fail("jupyter", f"expected a mapping with keys {', '.join(sorted(_JUPYTER_KEYS))}")
     section = _Section(site_file.path, data, prefix="jupyter.")
     section.only_keys(_JUPYTER_KEYS)
-    return JupyterConfig(
+    config = JupyterConfig(
         idle_timeout=section.get("idle_timeout", checks.idle_seconds, default=3600),
         start_timeout=section.get("start_timeout", checks.seconds, default=180),
         ports=section.get("ports", checks.port_range, default=(20000, 39999)),
@@ -271,4 +271,11 @@ def _load_jupyter(site_file: _Section) -> JupyterConfig:
                                default=None),
         binds=section.get("binds", checks.bind_list, default=()),
         default_image=section.get("default_image", checks.plain_text, default=None),
+        images=section.get("images", checks.string_list, default=()),
     )
+    for key, names in (("default_image", [config.default_image] if config.default_image else []),
+                       ("images", list(config.images))):
+        for name in names:
+            if name not in images:
+                section.fail(key, f"{name!r} is not one of the images: {', '.join(sorted(images))}")
+    return config

@@ -138,3 +138,11 @@ class JupyterConfig:
     # (source, target) pairs; the storage root and the site configuration are added by gear.
     binds: tuple[tuple[str, str], ...] = ()
     default_image: str | None = None   # for `gear jupyter` without -e; default: default_image
+    # The images that serve JupyterLab: the portal's form offers these (and gear ood-submit
+    # accepts only these). Empty: just the Jupyter default image.
+    images: tuple[str, ...] = ()
+
+    def portal_images(self, site_default: str) -> tuple[str, ...]:
+        """The images the OnDemand form offers, the default first."""
+        default = self.default_image or site_default
+        return (default, *[name for name in self.images if name != default])
