@@ -146,7 +146,8 @@ overlay_daemon_of() { # MOUNTPOINT: the pid of this user's fuse-overlayfs that s
   for dir in /proc/[0-9]*; do
     [ -O "$dir" ] && read -r comm 2>/dev/null < "$dir/comm" && [ "$comm" = fuse-overlayfs ] || continue
     mapfile -d '' args 2>/dev/null < "$dir/cmdline" || continue
-    [ "${args[-1]:-}" = "$1" ] && { echo "${dir#/proc/}"; return 0; }
+    # An exiting process has an empty cmdline: args[-1] of nothing is an error in bash.
+    [ -n "${args[*]:-}" ] && [ "${args[-1]}" = "$1" ] && { echo "${dir#/proc/}"; return 0; }
   done
   return 1
 }
