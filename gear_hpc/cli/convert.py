@@ -16,10 +16,13 @@ def convert(notebook: Path, output: Path | None) -> None:
 
     The code cells are kept in order; markdown becomes comments. Magics and
     shell escapes become get_ipython() calls, as `jupyter nbconvert --to
-    script` writes them, and the script carries a small fallback so that
-    `!ls`, `%%bash`, `%cd`, `%pip` and `%time` also run under plain python3
-    (display-only magics such as %matplotlib are skipped). The script's path
-    is printed.
+    script` writes them; a one-line cell such as `ls data` is a magic, as
+    IPython's automagic makes it. The script carries a small fallback so that
+    `!ls`, `ls`, `%%bash [--bg]`, `%cd`, `%pip`, `%time` and `%timeit [-n N
+    -r R]` also run under plain python3 (display-only magics such as
+    %matplotlib are skipped). The script is compiled before it is written: a
+    cell that is not Python, or a magic option the fallback lacks, is refused
+    (exit 2) naming the cell. The script's path is printed.
 
     \b
     Examples:

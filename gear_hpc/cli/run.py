@@ -65,7 +65,7 @@ def run(container: str | None, compute_type: str | None, image: str | None, bind
 
         # A notebook runs as its converted script (gear convert), added beside it in the upload.
         argv, generated = notebook.prepare_run(argv, code)
-        click.echo(f"gear: {argv[1]} runs the code cells of the notebook", err=True)
+        click.echo(f"gear: {next(iter(generated))} runs the code cells of the notebook", err=True)
     request = executions.RunRequest(command=argv, code=code, container=container,
                                      compute_type=compute_type, image=image, params=parsed, message=message,
                                      bindings=list(bindings), generated_files=generated,

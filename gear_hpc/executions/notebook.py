@@ -3,120 +3,46 @@
 The conversion is Jupyter's own: nbformat reads and validates the notebook,
 nbconvert's PythonExporter writes the code cells in order and turns magics
 and shell escapes into `get_ipython()` calls with IPython's input
-transformer (exactly what `jupyter nbconvert --to script` does). gear adds a
-small prelude so the script also runs under plain `python3`: it uses IPython
-when the image has it, and otherwise a fallback that runs shell escapes,
-`%%bash`, `%cd`, `%pip`, `%time` … and skips display-only magics
-(`%matplotlib`), failing clearly on any other.
+transformer (exactly what `jupyter nbconvert --to script` does). That
+transformer has no automagic (IPython applies it at run time, to a cell of
+one line): gear applies the same rule first (`_automagic`), so a cell
+`ls nbpackage` becomes `%ls nbpackage`. Every cell, then the whole script,
+is compiled before anything is written: a cell that is not Python is
+refused with its number and line.
+
+gear adds a prelude (notebook_prelude.py) so the script also runs under
+plain `python3`: it uses IPython when the image has it, and otherwise a
+fallback that runs shell escapes, aliases (`ls`, `cat` …), `%%bash`, `%cd`,
+`%pip`, `%time`, `%timeit` … with the options it lists, and skips
+display-only magics (`%matplotlib`); an option it does not handle is
+refused at convert time, an unknown magic fails when it runs.
 """
 
 from __future__ import annotations
 
+import ast
+import builtins
+import keyword
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from ..base.errors import GearError, UsageError
+from .notebook_prelude import _GearMagics
 
-# Where the prelude goes: after nbconvert's "#!/usr/bin/env python" and coding lines.
-PRELUDE = r'''
-# --- added by gear convert: the magics above the cells became get_ipython() calls
-# (IPython's transformer, as in `jupyter nbconvert --to script`). Under IPython they
-# run as in the notebook; under plain python3 a small fallback runs the common ones.
-def get_ipython():
-    import sys
-    global _gear_shell
-    if "_gear_shell" in globals():
-        return _gear_shell
-    try:
-        from IPython.core.interactiveshell import InteractiveShell
-        _gear_shell = InteractiveShell.instance(user_module=sys.modules["__main__"])
-    except ImportError:
-        _gear_shell = _GearMagics(sys.modules["__main__"].__dict__)
-    return _gear_shell
+PRELUDE_FILE = Path(__file__).with_name("notebook_prelude.py")
 
-
-class _GearMagics:
-    """Just enough of IPython for a converted notebook, in the standard library only."""
-
-    _display_only = {"matplotlib", "config", "load_ext", "reload_ext", "autoreload", "aimport",
-                     "notebook", "qtconsole", "gui", "colors", "xmode", "precision"}
-
-    def __init__(self, namespace):
-        self.ns = namespace
-
-    def _expand(self, text):
-        # IPython expands $name and {name} from the user's variables, leaving the rest to the shell.
-        import re
-        def value(match):
-            name = match.group(1) or match.group(2)
-            return str(self.ns[name]) if name in self.ns else match.group(0)
-        return re.sub(r"\$(\w+)|\{(\w+)\}", value, text)
-
-    def system(self, command):
-        import subprocess, sys
-        sys.stdout.flush()
-        self.ns["_exit_code"] = subprocess.run(self._expand(command), shell=True).returncode
-
-    def getoutput(self, command, split=True, depth=0):
-        import subprocess
-        out = subprocess.run(self._expand(command), shell=True, stdout=subprocess.PIPE, text=True).stdout
-        return out.splitlines() if split else out
-
-    def run_line_magic(self, name, line, _stack_depth=1):
-        import os, subprocess, sys, time
-        line = self._expand(line)
-        if name in self._display_only:
-            return None
-        if name == "cd":
-            os.chdir(os.path.expanduser(line.strip() or "~"))
-        elif name == "pwd":
-            return os.getcwd()
-        elif name == "pip":
-            subprocess.run([sys.executable, "-m", "pip", *line.split()], check=True)
-        elif name == "env":
-            key, sep, value = line.replace("=", " ", 1).partition(" ")
-            if sep:
-                os.environ[key.strip()] = value.strip()
-            else:
-                return os.environ.get(key.strip()) if key.strip() else dict(os.environ)
-        elif name in ("sx", "system"):
-            return self.getoutput(line)
-        elif name in ("time", "timeit"):
-            started = time.perf_counter()
-            exec(compile(line, "<%" + name + ">", "exec"), self.ns)
-            print(f"Wall time: {time.perf_counter() - started:.3f} s")
-        else:
-            raise RuntimeError(f"%{name} needs IPython: install it in the image (pip install ipython) "
-                               "or remove the magic from the notebook")
-        return None
-
-    def run_cell_magic(self, name, line, cell):
-        import subprocess, sys, time
-        if name in ("bash", "sh", "script"):
-            shell = {"bash": "bash", "sh": "sh"}.get(name) or line.split()[0]
-            sys.stdout.flush()
-            subprocess.run([shell], input=cell, text=True, check=True)
-        elif name in ("python", "python3"):
-            subprocess.run([sys.executable], input=cell, text=True, check=True)
-        elif name == "writefile":
-            args = line.split()
-            mode = "a" if args and args[0] in ("-a", "--append") else "w"
-            with open(args[-1], mode) as out:
-                out.write(cell)
-        elif name in ("time", "timeit", "capture"):
-            started = time.perf_counter()
-            exec(compile(cell, "<%%" + name + ">", "exec"), self.ns)
-            if name != "capture":
-                print(f"Wall time: {time.perf_counter() - started:.3f} s")
-        elif name in self._display_only or name in ("html", "HTML", "markdown", "javascript", "js", "latex", "svg"):
-            return None
-        else:
-            raise RuntimeError(f"%%{name} needs IPython: install it in the image (pip install ipython) "
-                               "or remove the magic from the notebook")
-        return None
-# --- end of gear's prelude
-'''
+# IPython's line magics and shell aliases, in a kernel: the names automagic turns into magics.
+AUTOMAGIC = frozenset("""
+    alias alias_magic autoawait autocall automagic bookmark cat cd clear code_wrap colors conda config cp debug
+    dhist dirs doctest_mode ed edit env gui hist history killbgscripts ldir less lf lk ll load load_ext loadpy
+    logoff logon logstart logstate logstop ls lsmagic lx macro magic mamba man matplotlib micromamba mkdir more
+    mv notebook page pastebin pdb pdef pdoc pfile pinfo pinfo2 pip popd pprint precision prun psearch psource
+    pushd pwd pycat pylab quickref recall rehashx reload_ext rep rerun reset reset_selective rm rmdir run save
+    sc set_env sx system tb time timeit unalias unload_ext uv who who_ls whos xdel xmode""".split())
+# IPython's split of a line (IPython.core.splitinput.line_split): escape, first word, the rest.
+_LINE_SPLIT = re.compile(r"^(\s*)([,;/%]|!!?|\?\??)?\s*(%{0,2}[\w\.\*]*)(.*?$|$)")
 
 
 def read(path: Path) -> Any:
@@ -156,24 +82,115 @@ def read(path: Path) -> Any:
 
 
 def to_script(path: Path) -> str:
-    """The Python script of a notebook's code cells, in order, runnable with python3."""
+    """The Python script of a notebook's code cells, in order, runnable with python3.
+
+    UsageError, naming the cell and the line, if a cell is not Python once its
+    magics are calls (automagic included), or uses a magic's option the
+    fallback cannot run; the whole script is compiled before it is returned.
+    """
     nb = read(path)
     try:
         # Without IPython, nbconvert leaves magics as they are: not Python.
-        import IPython.core.inputtransformer2  # noqa: F401
+        from IPython.core.inputtransformer2 import TransformerManager
         from nbconvert import PythonExporter
     except ImportError as exc:
         raise GearError(f"gear convert needs nbconvert and IPython on this node ({exc}); tell your admin") from None
 
+    name = Path(path).name
+    manager = TransformerManager()  # type: ignore[no-untyped-call]  # unannotated
+    bound = _bound_names(nb, manager)
+    for number, cell in enumerate(nb.cells, 1):
+        if cell.cell_type == "code":
+            cell.source = _automagic(cell.source, bound, manager)
+            _check_cell(name, number, cell.source, manager)
     body, _ = PythonExporter().from_notebook_node(nb)  # type: ignore[no-untyped-call]  # unannotated
     lines = body.splitlines(keepends=True)
     # nbconvert starts with "#!/usr/bin/env python" and "# coding: utf-8".
     header = [line for line in lines[:2] if line.startswith("#")]
     rest = lines[len(header):]
     text = "".join(rest)
-    prelude = PRELUDE if "get_ipython()" in text else ""
-    return (f"#!/usr/bin/env python3\n# coding: utf-8\n# Converted by gear convert from {Path(path).name}\n"
-            + prelude + text)
+    script = (f"#!/usr/bin/env python3\n# coding: utf-8\n# Converted by gear convert from {name}\n"
+              + (prelude() if "get_ipython()" in text else "") + text)
+    try:
+        compile(script, name, "exec")
+    except SyntaxError as exc:
+        raise UsageError(f"{name}: the converted script is not valid Python (line {exc.lineno}: {exc.msg}); "
+                         "nothing written") from None
+    return script
+
+
+def prelude() -> str:
+    """The fallback for get_ipython(), as it goes into a script (notebook_prelude.py, from marker to marker)."""
+    text = PRELUDE_FILE.read_text(encoding="utf-8")
+    start = text.index("# --- added by gear convert")
+    end = text.index("# --- end of gear's prelude")
+    return "\n" + text[start:end] + "# --- end of gear's prelude\n"
+
+
+def _transform(source: str, manager: Any) -> str:
+    try:
+        return str(manager.transform_cell(source))
+    except Exception:  # the transformer gives up on some broken input: compile reports it
+        return source
+
+
+def _bound_names(nb: Any, manager: Any) -> set[str]:
+    """The names the notebook's cells bind: in IPython they shadow magics of the same name."""
+    names: set[str] = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(_transform(cell.source, manager))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names.add(node.name)
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return names
+
+
+def _automagic(source: str, bound: set[str], manager: Any) -> str:
+    """IPython's automagic, as a `%`: a cell that is one line once transformed, whose first word
+    is a line magic or alias (`ls nbpackage`, `pwd`, `cd ..`) and not a Python name the
+    notebook binds, a builtin or a keyword, and not assigned to (`ls = 1`), runs that magic
+    (InteractiveShell.transform_cell and prefilter's AutoMagicChecker)."""
+    lines = _transform(source, manager).splitlines()
+    if len(lines) != 1:
+        return source
+    match = _LINE_SPLIT.match(lines[0])
+    if not match:
+        return source
+    _, escape, word, rest = match.groups()
+    if (escape or word not in AUTOMAGIC or rest.lstrip()[:1] in ("=", ",") or word in bound
+            or hasattr(builtins, word) or keyword.iskeyword(word)):
+        return source
+    return f"%{word}{rest}\n"
+
+
+def _check_cell(name: str, number: int, source: str, manager: Any) -> None:
+    """Refuse, naming cell and line, a cell that is not Python or uses a magic's option the fallback lacks."""
+    code = _transform(source, manager)
+    try:
+        compile(code, f"{name} cell {number}", "exec")
+    except SyntaxError as exc:
+        lineno = exc.lineno or 1
+        raw = source.splitlines()
+        line = raw[lineno - 1] if 0 < lineno <= len(raw) else (exc.text or "")
+        raise UsageError(f"{name}: cell {number}, line {lineno}: {line.strip()[:120]!r} is not Python "
+                         f"({exc.msg}) nor a magic IPython knows; fix or remove it") from None
+    for node in ast.walk(ast.parse(code)):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("run_line_magic", "run_cell_magic") and len(node.args) >= 2
+                and all(isinstance(arg, ast.Constant) and isinstance(arg.value, str) for arg in node.args[:2])):
+            magic, line = (str(arg.value) for arg in node.args[:2] if isinstance(arg, ast.Constant))
+            why = _GearMagics.check(magic, line, node.func.attr == "run_cell_magic")
+            if why:
+                raise UsageError(f"{name}: cell {number}: {why[:300]}; remove the option") from None
 
 
 def default_output(notebook: Path) -> Path:
@@ -223,4 +240,5 @@ def prepare_run(command: list[str], code: Path) -> tuple[list[str], dict[str, st
     script = relative.with_suffix(".py")
     if code.is_dir() and (code / script).exists():
         script = relative.with_name(relative.name + ".py")
-    return ["python3", str(script), *command[1:]], {str(script): text}
+    # -u: unbuffered, so the log follows the cells (stdout and stderr in the order they were written).
+    return ["python3", "-u", str(script), *command[1:]], {str(script): text}
