@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -130,9 +132,12 @@ def test_form_fails_visibly_when_gear_cannot_run(tmp_path):
 def test_submit_and_view():
     submit = yaml.safe_load(render("submit.yml.erb", {**FORM, "bc_num_hours": "3; rm -rf ~"}))
     assert submit == {"batch_connect": {"template": "basic"}, "script": {"wall_time": 3 * 3600}}
-    view = render("view.html.erb", {"host": "c1", "port": "20001", "password": 'p"w&<x>'})
-    assert 'href="/node/c1/20001/lab?token=p%22w%26%3Cx%3E"' in view
-    assert "<x>" not in view
+    view = render("view.html.erb", {"host": "c1.cluster.example.org", "port": "20001", "password": 'p"w&<x>'})
+    # The password is posted to JupyterLab's login, never part of a URL (proxy logs, history).
+    assert ('<form action="/node/c1.cluster.example.org/20001/login?next=%2Fnode%2Fc1.cluster.example.org%2F20001%2Flab"'
+            ' method="post"') in view
+    assert '<input type="hidden" name="password" value="p&quot;w&amp;&lt;x&gt;">' in view
+    assert "token" not in view and "<x>" not in view and "href" not in view
 
 
 def test_form_values_reach_gear_as_json_only(tmp_path):
@@ -193,6 +198,9 @@ def test_a_session_is_recorded_as_a_jupyter_execution(gear_env, fake_slurm):
     assert record["mode"] == "jupyter" and record["compute_type"] == "cpu-small" and record["image"] == "jupyter"
     assert record["slurm_job_id"] == "4242" and record["id"] == "nb/1"
     assert (root / "gear-execution").read_text() == "nb/1\n"
+    # OnDemand's output.log (sbatch -o) is the job's log.
+    (exec_dir,) = gear_env["storage"].glob("users/*/containers/nb/1")
+    assert os.readlink(root / "output.log") == str(exec_dir / "output.log")
     job = (fake_slurm.bin_dir / "job.sh").read_text()
     assert "#SBATCH --time=02:00:00" in job
     assert str(root / "script.sh") in job and "OnDemand's own script" not in job
@@ -231,3 +239,94 @@ def test_other_sessions_go_to_the_real_sbatch_unchanged(gear_env, fake_slurm, tm
     assert result.returncode == 0, result.stderr
     assert result.stdout == "stdin: #!/bin/bash\nhostname\n77\n"
     assert fake_slurm.calls() == [f"sbatch -D {other} -J x --parsable"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def run_script(root: Path, payload: str, tmp: Path) -> subprocess.Popen[str]:
+    """script.sh as gear's job runs it (inside the image): `bash script.sh PAYLOAD ARGS…`, with
+    JUPYTER_PORT and JUPYTER_TOKEN. The payload stands in for JupyterLab (fault injection)."""
+    program = tmp / "payload"
+    write_executable(program, "#!/bin/bash\n" + payload)
+    return subprocess.Popen(["bash", str(root / "script.sh"), str(program), "lab", "--no-browser"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "JUPYTER_PORT": str(_free_port()),
+                                 "JUPYTER_TOKEN": "tok-1", "GEAR_EXECUTION": "nb/1"})
+
+
+def test_connection_yml_is_written_only_once_the_port_answers(tmp_path):
+    root = stage(tmp_path, FORM)
+    # Listens 3 s after it starts, as JupyterLab does; its arguments are recorded.
+    payload = (f'echo "$@" > {tmp_path}/args; sleep 3\n'
+               f'exec {sys.executable} -m http.server --bind 127.0.0.1 "$JUPYTER_PORT"\n')
+    script = run_script(root, payload, tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while not (root / "connection.yml").exists():
+            assert script.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        connection = yaml.safe_load((root / "connection.yml").read_text())
+        port = int(connection["port"])
+        assert _answers(port), "connection.yml before the port answered"
+        assert connection["password"] == "tok-1"
+        assert oct((root / "connection.yml").stat().st_mode & 0o777) == "0o600"
+        args = (tmp_path / "args").read_text().split()
+        assert args[:2] == ["lab", "--no-browser"]
+        assert f"--ServerApp.base_url=/node/{connection['host']}/{port}/" in args
+        assert script.poll() is None
+    finally:
+        script.terminate()
+        out, _ = script.communicate(timeout=30)
+    assert "connection.yml written" in out
+
+
+@pytest.mark.parametrize("payload,status,words", [
+    ("echo 'exec: jupyter: not found' >&2; exit 127\n", 127, "JupyterLab ended (exit status 127) before it listened"),
+    ("exit 0\n", 1, "JupyterLab ended (exit status 0) before it listened"),
+])
+def test_a_jupyterlab_that_never_listens_leaves_no_connection_yml(tmp_path, payload, status, words):
+    root = stage(tmp_path, FORM)
+    script = run_script(root, payload, tmp_path)
+    out, _ = script.communicate(timeout=30)
+    assert script.returncode == status, out
+    assert words in out and "no connection.yml" in out
+    assert not (root / "connection.yml").exists()
+
+
+def test_a_session_stopped_before_it_listens_says_so(tmp_path):
+    root = stage(tmp_path, FORM)
+    script = run_script(root, "exec sleep 60\n", tmp_path)
+    time.sleep(1.5)
+    script.terminate()  # gear's job: JupyterLab did not listen within start_timeout
+    out, _ = script.communicate(timeout=30)
+    assert "stopped before JupyterLab listened" in out and script.returncode != 0
+    assert not (root / "connection.yml").exists()
+
+
+@pytest.mark.parametrize("hostname,host", [
+    ('[ "$1" = -f ] && echo c7.cluster.example.org || echo c7\n', "c7.cluster.example.org"),
+    ('[ "$1" = -f ] && exit 1 || echo c7\n', "c7"),
+    ('[ "$1" = -f ] && echo localhost || echo c7\n', "c7"),
+])
+def test_the_host_is_the_nodes_full_name(tmp_path, hostname, host):
+    root = stage(tmp_path, FORM)
+    result = subprocess.run(["bash", "-c", f'source {root / "before.sh"}; echo "$host"'], capture_output=True,
+                            text=True, env={**os.environ, "PATH": _fake_path(tmp_path, hostname),
+                                            "JUPYTER_PORT": "1", "JUPYTER_TOKEN": "t"})
+    assert result.returncode == 0 and result.stdout.strip() == host, result.stderr
+
+
+def _fake_path(tmp: Path, hostname: str) -> str:
+    fake = tmp / "hostname-bin"
+    fake.mkdir(exist_ok=True)
+    write_executable(fake / "hostname", "#!/bin/bash\n" + hostname)
+    return f"{fake}:{os.environ['PATH']}"

@@ -52,7 +52,7 @@ def ood_submit(sbatch_args: tuple[str, ...]) -> None:
         sys.stdin.read()  # OnDemand's own script: gear's job replaces it
     ood.clean_environment()
     site, storage = load_context()
-    execution = ood.start(site, storage, root, notice=warn)
+    execution = ood.start(site, storage, root, notice=warn, output=ood.output_path(argv, root))
     click.echo(f"gear: recorded workspace {execution.id} ({execution.compute_type}, {execution.image})", err=True)
     assert execution.slurm_job_id is not None  # start() returns a submitted execution
     click.echo(ood.sbatch_output(execution.slurm_job_id, argv))

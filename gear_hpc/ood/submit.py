@@ -54,6 +54,22 @@ def staged_root(argv: list[str]) -> Path | None:
     return None
 
 
+def output_path(argv: list[str], root: Path) -> Path:
+    """Where OnDemand expects the job's output (sbatch -o/--output; OnDemand: ROOT/output.log)."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg in ("-o", "--output") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--output="):
+            value = arg.split("=", 1)[1]
+        elif arg.startswith("-o") and len(arg) > 2 and not arg.startswith("--"):
+            value = arg[2:]
+    if not value or "%" in value:  # no Slurm filename patterns here: gear names its own log
+        return root / "output.log"
+    path = Path(value)
+    return path if path.is_absolute() else root / path
+
+
 def is_ours(argv: list[str]) -> bool:
     root = staged_root(argv)
     return root is not None and (root / MARKER).is_file()
@@ -145,8 +161,11 @@ def _with_hours(site: Site, form: Form) -> Site:
 
 
 def start(site: Site, storage: UserStorage, root: Path,
-          notice: Callable[[str], None] = lambda message: None) -> Execution:
-    """Record and submit the workspace of an OnDemand session whose files OnDemand staged in `root`."""
+          notice: Callable[[str], None] = lambda message: None, output: Path | None = None) -> Execution:
+    """Record and submit the workspace of an OnDemand session whose files OnDemand staged in `root`.
+
+    `output` (sbatch -o, OnDemand's ROOT/output.log) becomes a link to the job's log.
+    """
     root = root.resolve()
     form = read_form(site, root)
     if not (root / SCRIPT).is_file():
@@ -181,7 +200,9 @@ def start(site: Site, storage: UserStorage, root: Path,
             except OSError:
                 pass
     exec_dir = Path(execution.workdir).parent
-    for link, target in ((exec_dir / "jupyter-token", token_file), (root / "gear-output.log", exec_dir / "output.log")):
+    links = [(exec_dir / "jupyter-token", token_file), (root / "gear-output.log", exec_dir / "output.log"),
+             (output or root / "output.log", exec_dir / "output.log")]
+    for link, target in links:
         try:
             link.symlink_to(target)
         except OSError:

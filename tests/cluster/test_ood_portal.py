@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -48,10 +49,12 @@ def submit(alice, root: Path):  # type: ignore[no-untyped-def]
                      "-t", "01:00:00", "--export", "NONE", "--parsable", timeout=120)
 
 
-def http(url: str, token: str | None = None) -> int:
+def http(url: str, token: str | None = None, cookie: str | None = None) -> int:
     request = urllib.request.Request(url)
     if token:
         request.add_header("Authorization", f"token {token}")
+    if cookie:
+        request.add_header("Cookie", cookie)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status
@@ -61,13 +64,31 @@ def http(url: str, token: str | None = None) -> int:
         return 0  # not listening yet
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return None
+
+
+def login(url: str, password: str) -> tuple[int, str, str]:
+    """What the browser does with the view's form: POST password=… to JupyterLab's /login.
+    Returns the status, where it redirects and the login cookie."""
+    request = urllib.request.Request(url, data=urllib.parse.urlencode({"password": password}).encode(), method="POST")
+    try:
+        with urllib.request.build_opener(_NoRedirect).open(request, timeout=10) as response:
+            return response.status, "", ""
+    except urllib.error.HTTPError as exc:
+        cookies = "; ".join(c.split(";", 1)[0] for c in exc.headers.get_all("Set-Cookie") or [])
+        return exc.code, exc.headers.get("Location", ""), cookies
+
+
 @pytest.fixture
 def form(alice, container):  # type: ignore[no-untyped-def]
     values = yaml.safe_load(render("form.yml.erb", {}))
     offered = [v for _, v in values["attributes"]["compute_type"]["options"]]
-    images = [v for _, v in values["attributes"]["image"]["options"]]
-    assert "cpu-small" in offered and "jupyter" in images
-    yield {"compute_type": "cpu-small", "image": "jupyter", "container": container, "bindings": "",
+    image = values["attributes"]["image"]
+    # Only images that serve JupyterLab, the site's Jupyter image selected.
+    assert "cpu-small" in offered and [v for _, v in image["options"]] == ["jupyter"] and image["value"] == "jupyter"
+    yield {"compute_type": "cpu-small", "image": image["value"], "container": container, "bindings": "",
            "bc_num_hours": "1"}
     for record in json.loads(alice.gear("history", container, "--json").stdout or "[]"):
         if record["status"] in ("queued", "syncing", "running", "saving"):
@@ -87,25 +108,31 @@ def test_a_portal_session_is_a_gear_workspace(alice, container, form):
     assert record["mode"] == "jupyter" and record["slurm_job_id"] == job_id
     assert record["compute_type"] == "cpu-small" and record["image"] == "jupyter"
 
-    # OnDemand's view appears once the job wrote connection.yml (host, port, password).
+    # OnDemand's output.log (sbatch -o) is the job's log.
+    assert os.readlink(root / "output.log").endswith(f"/containers/{container}/1/output.log")
+    # OnDemand's view appears once the job wrote connection.yml (host, port, password),
+    # which it does only once JupyterLab's port answers.
     deadline = time.monotonic() + 240
     connection = root / "connection.yml"
     while not connection.exists():
         assert time.monotonic() < deadline, alice.gear("logs", execution).stdout
-        time.sleep(2)
-    assert oct(connection.stat().st_mode & 0o777) == "0o600"
+        time.sleep(0.1)
     conn = yaml.safe_load(connection.read_text())
     host, port, password = str(conn["host"]), int(conn["port"]), str(conn["password"])
-    view = render("view.html.erb", {"host": host, "port": str(port), "password": password})
-    path = view.split('href="', 1)[1].split('"', 1)[0]
-    assert path.startswith(f"/node/{host}/{port}/lab?token=")
     base = f"http://127.0.0.1:{port}/node/{host}/{port}/"
-    deadline = time.monotonic() + 180
-    while http(base + "api/status", password) != 200:
-        assert time.monotonic() < deadline, alice.gear("logs", execution).stdout
-        time.sleep(2)
-    # What the connect button opens, through OnDemand's /node/ proxy (here: straight to the node).
-    assert http(f"http://127.0.0.1:{port}{path}") == 200
+    assert http(base + "api/status", password) == 200, "connection.yml before JupyterLab answered"
+    assert oct(connection.stat().st_mode & 0o777) == "0o600"
+    assert host == alice.run("hostname", "-f", check=True).stdout.strip()
+    assert "connection.yml written" in (root / "output.log").read_text()
+    # The Connect button posts the password to JupyterLab's login under OnDemand's /node/
+    # proxy path (here: straight to the node); no URL carries it.
+    view = render("view.html.erb", {"host": host, "port": str(port), "password": password})
+    action = view.split('action="', 1)[1].split('"', 1)[0]
+    assert action == f"/node/{host}/{port}/login?next=%2Fnode%2F{host}%2F{port}%2Flab" and password not in action
+    status, location, cookie = login(f"http://127.0.0.1:{port}{action}", password)
+    assert status == 302 and location == f"/node/{host}/{port}/lab" and cookie
+    assert http(f"http://127.0.0.1:{port}{location}", cookie=cookie) == 200
+    assert login(f"http://127.0.0.1:{port}{action}", "wrong")[0] == 401
     assert http(base + "api/status") == 403 and http(base + "api/status", "wrong") == 403
     assert http(base + "api/contents") == 403
 
@@ -115,7 +142,7 @@ def test_a_portal_session_is_a_gear_workspace(alice, container, form):
     assert password not in alice.run("ps", "-eo", "args", check=True).stdout
 
     if os.environ.get("GEAR_OOD_SCREENSHOT"):
-        _screenshot(f"http://127.0.0.1:{port}{path}", Path(os.environ["GEAR_OOD_SCREENSHOT"]))
+        _screenshot(f"{base}lab?token={password}", Path(os.environ["GEAR_OOD_SCREENSHOT"]))  # the token: test only
 
     # A file written in the session is in the saved working directory, which `gear continue` starts from.
     put = urllib.request.Request(base + "api/contents/portal.txt", method="PUT", data=json.dumps(
@@ -136,11 +163,15 @@ def test_a_portal_session_is_a_gear_workspace(alice, container, form):
     alice.gear("stop", f"{container}/2", check=True)
 
 
-def test_a_type_the_form_does_not_offer_is_refused(alice, container, form):
-    root = stage(alice, {**form, "compute_type": "gpu-9000"})
+@pytest.mark.parametrize("values,words", [
+    ({"compute_type": "gpu-9000"}, "compute type 'gpu-9000' is not offered by this site's OnDemand form"),
+    ({"image": "python"}, "image 'python' is not offered by this site's OnDemand form: it does not serve JupyterLab"),
+])
+def test_what_the_form_does_not_offer_is_refused(alice, container, form, values, words):
+    root = stage(alice, {**form, **values})
     result = submit(alice, root)
     assert result.returncode == 2 and result.stdout == ""
-    assert "compute type 'gpu-9000' is not offered by this site's OnDemand form" in result.stderr
+    assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     history = alice.gear("history", container, "--json")
     assert history.returncode != 0 or json.loads(history.stdout) == [], history.stdout
     assert not (alice.storage / "containers" / container).exists()
