@@ -133,6 +133,14 @@ def test_a_portal_session_is_a_gear_workspace(alice, container, form):
     assert status == 302 and location == f"/node/{host}/{port}/lab" and cookie
     assert http(f"http://127.0.0.1:{port}{location}", cookie=cookie) == 200
     assert login(f"http://127.0.0.1:{port}{action}", "wrong")[0] == 401
+    # Without Jupyter's XSRF check (the login form cannot carry it), another site's page still
+    # cannot use the login cookie: the API refuses its Origin.
+    forged = urllib.request.Request(base + "api/contents/forged.txt", method="PUT", data=json.dumps(
+        {"type": "file", "format": "text", "content": "x"}).encode(),
+        headers={"Cookie": cookie, "Origin": "https://elsewhere.example.org"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(forged, timeout=10)
+    assert refused.value.code == 404
     assert http(base + "api/status") == 403 and http(base + "api/status", "wrong") == 403
     assert http(base + "api/contents") == 403
 
