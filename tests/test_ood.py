@@ -198,6 +198,10 @@ def test_a_session_is_recorded_as_a_jupyter_execution(gear_env, fake_slurm):
     assert record["mode"] == "jupyter" and record["compute_type"] == "cpu-small" and record["image"] == "jupyter"
     assert record["slurm_job_id"] == "4242" and record["id"] == "nb/1"
     assert (root / "gear-execution").read_text() == "nb/1\n"
+    # OnDemand's script is kept, not run, and the session's log will say so.
+    assert (root / "ondemand-script.sh").read_text() == "#!/bin/bash\necho OnDemand's own script\n"
+    assert oct((root / "ondemand-script.sh").stat().st_mode & 0o777) == "0o600"
+    assert "OnDemand's job script (kept as ondemand-script.sh" in (root / "gear-ood-notes").read_text()
     # OnDemand's output.log (sbatch -o) is the job's log.
     (exec_dir,) = gear_env["storage"].glob("users/*/containers/nb/1")
     assert os.readlink(root / "output.log") == str(exec_dir / "output.log")
@@ -228,6 +232,40 @@ def test_refusal_is_one_line_the_portal_can_show(gear_env, fake_slurm):
     assert result.returncode == 2 and result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     _nothing_created(gear_env, fake_slurm)
+
+
+@pytest.mark.parametrize("extra,words", [
+    (["-M", "other"], "sbatch --clusters other: gear submits to its own Slurm cluster"),
+    (["--constraint=bigmem", "-A", "proj", "-p", "gpu"], "sbatch --constraint, --account, --partition (from the "
+     "site's OnDemand settings: submit.yml `native`"),
+    (["--hold"], "sbatch --hold (from"),
+])
+def test_sbatch_arguments_gear_cannot_honour_are_refused(gear_env, fake_slurm, extra, words):
+    fake_slurm("sbatch", "echo 99")
+    root = stage(gear_env["tmp"], FORM)
+    result = ood_submit(root, *extra)
+    assert result.returncode == 2 and result.stdout == ""
+    assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    _nothing_created(gear_env, fake_slurm)
+    assert not (root / "gear-ood-notes").exists()
+
+
+def test_sbatch_arguments_gear_does_not_follow_are_noted_in_the_log(gear_env, fake_slurm, tmp_path):
+    fake_slurm("sbatch", "echo 4245")
+    fake_slurm("squeue", "exit 0")
+    fake_slurm("sacct", "exit 0")
+    root = stage(gear_env["tmp"], FORM)
+    result = gear("ood-submit", "-D", str(root), "-t", "05:00:00", "--export", "NONE,FOO=1", "-e", "err.log",
+                  "--parsable")
+    assert result.returncode == 0 and result.stdout == "4245\n", result.stderr
+    assert (root / "gear-ood-notes").read_text().splitlines() == [
+        "sbatch --time 05:00:00 ignored: the time limit is the form's 2 h",
+        "sbatch --export variables ignored: gear's job sets the workspace's environment",
+        "sbatch --error err.log ignored: the job's one log is output.log"]
+    # script.sh prints them into the session's log when the job starts.
+    script = run_script(root, "exit 3\n", tmp_path)
+    out, _ = script.communicate(timeout=30)
+    assert "gear-ood: note: sbatch --time 05:00:00 ignored: the time limit is the form's 2 h" in out
 
 
 def test_other_sessions_go_to_the_real_sbatch_unchanged(gear_env, fake_slurm, tmp_path):

@@ -48,11 +48,11 @@ def ood_submit(sbatch_args: tuple[str, ...]) -> None:
         return
     root = ood.staged_root(argv)
     assert root is not None
-    if not sys.stdin.isatty():
-        sys.stdin.read()  # OnDemand's own script: gear's job replaces it
+    # OnDemand's own script: gear's job replaces it (kept, and noted in the session's log).
+    script = "" if sys.stdin.isatty() else sys.stdin.read()
     ood.clean_environment()
     site, storage = load_context()
-    execution = ood.start(site, storage, root, notice=warn, output=ood.output_path(argv, root))
+    execution = ood.start(site, storage, root, notice=warn, argv=argv, script=script)
     click.echo(f"gear: recorded workspace {execution.id} ({execution.compute_type}, {execution.image})", err=True)
     assert execution.slurm_job_id is not None  # start() returns a submitted execution
     click.echo(ood.sbatch_output(execution.slurm_job_id, argv))

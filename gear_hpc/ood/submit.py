@@ -36,9 +36,11 @@ from ..ledger.db import Execution
 from ..site.model import Site
 from ..slurm.apptainer import Mount
 from ..storage.disk import UserStorage
+from . import sbatch_args
 
 MARKER = "gear-ood.json"
 SCRIPT = "script.sh"
+NOTES = "gear-ood-notes"
 MAX_BINDINGS = 5
 
 
@@ -161,18 +163,27 @@ def _with_hours(site: Site, form: Form) -> Site:
 
 
 def start(site: Site, storage: UserStorage, root: Path,
-          notice: Callable[[str], None] = lambda message: None, output: Path | None = None) -> Execution:
+          notice: Callable[[str], None] = lambda message: None, argv: list[str] | None = None,
+          script: str = "") -> Execution:
     """Record and submit the workspace of an OnDemand session whose files OnDemand staged in `root`.
 
-    `output` (sbatch -o, OnDemand's ROOT/output.log) becomes a link to the job's log.
+    `argv` and `script` are OnDemand's sbatch arguments and job script (sbatch_args.py):
+    what gear does not honour is refused here, or noted in the session's log.
+    sbatch -o (OnDemand's ROOT/output.log) becomes a link to the job's log.
     """
+    argv = list(argv or ())
     root = root.resolve()
     form = read_form(site, root)
+    notes = sbatch_args.check(argv, form.hours)
     if not (root / SCRIPT).is_file():
         raise UsageError(f"{root / SCRIPT} does not exist: is the app's template/ installed?")
     for name in (root, root / SCRIPT):
         if any(c in str(name) for c in ":,\n\r\0"):
             raise UsageError(f"OnDemand's staged directory {str(root)!r} has a character apptainer cannot bind")
+    if script.strip():
+        _write_private(root / "ondemand-script.sh", script)
+        notes.append(sbatch_args.SCRIPT_NOTE)
+    _write_private(root / NOTES, "".join(f"{note}\n" for note in notes))  # script.sh prints them
     storage.ensure()
     token, token_file = workspaces.new_token(storage)
     request = None
@@ -201,7 +212,7 @@ def start(site: Site, storage: UserStorage, root: Path,
                 pass
     exec_dir = Path(execution.workdir).parent
     links = [(exec_dir / "jupyter-token", token_file), (root / "gear-output.log", exec_dir / "output.log"),
-             (output or root / "output.log", exec_dir / "output.log")]
+             (output_path(argv, root), exec_dir / "output.log")]
     for link, target in links:
         try:
             link.symlink_to(target)
@@ -209,6 +220,13 @@ def start(site: Site, storage: UserStorage, root: Path,
             pass
     (root / "gear-execution").write_text(execution.id + "\n")
     return execution
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
 
 
 def clean_environment() -> None:

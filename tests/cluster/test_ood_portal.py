@@ -123,7 +123,11 @@ def test_a_portal_session_is_a_gear_workspace(alice, container, form):
     assert http(base + "api/status", password) == 200, "connection.yml before JupyterLab answered"
     assert oct(connection.stat().st_mode & 0o777) == "0o600"
     assert host == alice.run("hostname", "-f", check=True).stdout.strip()
-    assert "connection.yml written" in (root / "output.log").read_text()
+    log = (root / "output.log").read_text()
+    assert "connection.yml written" in log
+    # OnDemand's script (stdin) is not run: the session's log says so, and it is kept.
+    assert "gear-ood: note: OnDemand's job script (kept as ondemand-script.sh" in log
+    assert (root / "ondemand-script.sh").read_text() == "#!/bin/bash\necho ondemand script\n"
     # The Connect button posts the password to JupyterLab's login under OnDemand's /node/
     # proxy path (here: straight to the node); no URL carries it.
     view = render("view.html.erb", {"host": host, "port": str(port), "password": password})
