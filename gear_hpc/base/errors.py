@@ -38,6 +38,16 @@ ledger_in_use: str | None = None
 STORAGE_FULL_HINT = "free space with `gear delete CONTAINER` or `gear data rm NAME@V` (see `gear du`)"
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """The storage (or the user's quota) is full: an OSError, or SQLite's word for it."""
+    import errno
+    import sqlite3
+
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)
+
+
 def describe(exc: BaseException) -> tuple[str, int] | None:
     """The one line a failure shows the user (without "gear: error: ") and its exit code.
 

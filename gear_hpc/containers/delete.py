@@ -42,7 +42,6 @@ file system (a mount point is refused before anything changes).
 
 from __future__ import annotations
 
-import errno
 import os
 import secrets
 import signal
@@ -52,11 +51,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ..base.errors import GearError
+from ..base.errors import GearError, is_disk_full
 from ..ledger.db import Execution, Ledger
 from ..notify import settings as notify
 from ..storage.disk import DIR_FLAGS as _DIR_FLAGS, UserStorage, list_fd as _list_fd, remove_entry as _remove_entry
-from .plan import MARKER, TRASH_PREFIX, DeletePlan, entry_identity, is_orphan, open_containers_dir, refuse_if_in_use
+from .plan import (
+    MARKER,
+    TRASH_PREFIX,
+    DeletePlan,
+    entry_identity,
+    is_orphan,
+    open_containers_dir,
+    refuse_if_in_use,
+    with_statuses,
+)
 from .usage import TreeUsage
 
 # Signals that must not split "commit" from "move aside"; they are delivered right after.
@@ -112,7 +120,7 @@ def delete(ledger: Ledger, storage: UserStorage, plan: DeletePlan) -> DeleteResu
                     _rollback(conn)
                 if marker:
                     _remove_marker(cfd, name)
-                if plan.in_ledger and _disk_full(exc):
+                if plan.in_ledger and is_disk_full(exc):
                     # The ledger cannot write its journal, so the rows cannot go
                     # first: the files go first, to make the room (see the table).
                     return _delete_files_first(ledger, storage, cfd, plan, trash)
@@ -143,12 +151,6 @@ def delete(ledger: Ledger, storage: UserStorage, plan: DeletePlan) -> DeleteResu
         raise GearError(f"{name} was deleted from your ledger, but some files could not be removed "
                         f"({'; '.join(failures)}); they are in {where} and the next `gear delete` tries again")
     return DeleteResult(plan, removed, freed, link_not_followed=link, freed_disk_bytes=freed_disk)
-
-
-def _disk_full(exc: BaseException) -> bool:
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -213,7 +215,7 @@ def _recheck(ledger: Ledger, cfd: int, plan: DeletePlan) -> None:
     name = plan.container
     in_ledger = name in ledger.container_names()
     rows: list[Execution] = ledger.executions(container=name) if in_ledger else []
-    refuse_if_in_use(ledger, name, rows)
+    refuse_if_in_use(ledger, name, with_statuses(rows, plan.unrecorded))
     if in_ledger != plan.in_ledger or sorted(e.number for e in rows) != sorted(e.number for e in plan.executions):
         raise GearError(f"{name} changed since it was listed; nothing was deleted. Run `gear delete {name}` again")
     if not plan.in_ledger:

@@ -12,7 +12,7 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..base.errors import GearError, NotFound
@@ -62,6 +62,8 @@ class DeletePlan:
     leftovers: list[Leftover] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)   # directories whose files are not counted
     identity: tuple[str, int, int] = ("missing", 0, 0)   # what containers/C was when planned
+    # Statuses a full disk kept out of the ledger (refresh's report.unrecorded): id -> status.
+    unrecorded: dict[str, str] = field(default_factory=dict)
 
     @property
     def total_frees_bytes(self) -> int:
@@ -91,9 +93,12 @@ def plan_delete(ledger: Ledger, storage: UserStorage, name: str,
     from ..executions import reconcile
 
     check_name(name, "container name")
-    report = reconcile.refresh(ledger, query)
+    # On a full disk the new statuses may not fit in the ledger; delete (the way
+    # out) judges by them all the same, and removes the rows with the files.
+    report = reconcile.refresh(ledger, query, full_disk_ok=True)
     in_ledger = name in ledger.container_names()
     rows = ledger.executions(container=name) if in_ledger else []
+    rows = with_statuses(rows, report.unrecorded)
     refuse_if_in_use(ledger, name, rows, report.slurm_error)
 
     with open_containers_dir(storage) as cfd:
@@ -127,7 +132,13 @@ def plan_delete(ledger: Ledger, storage: UserStorage, name: str,
                     for e in rows],
         size_bytes=sum(apparent for apparent, _ in sizes.values()), frees_bytes=frees, shared_bytes=shared,
         disk_bytes=usage.disk, frees_disk_bytes=frees_disk, shared_disk_bytes=shared_disk,
-        leftovers=leftovers, unreadable=usage.unreadable, identity=identity)
+        leftovers=leftovers, unreadable=usage.unreadable, identity=identity,
+        unrecorded={k: v for k, v in report.unrecorded.items() if k.startswith(f"{name}/")})
+
+
+def with_statuses(rows: list[Execution], statuses: dict[str, str]) -> list[Execution]:
+    """The rows, with the statuses a full disk kept out of the ledger."""
+    return [replace(e, status=statuses[e.id]) if e.id in statuses else e for e in rows]
 
 
 def refuse_if_in_use(ledger: Ledger, name: str, rows: list[Execution], slurm_error: str | None = None) -> None:

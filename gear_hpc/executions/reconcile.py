@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..base.errors import GearError, NotFound, SlurmError
+from ..base.errors import GearError, NotFound, SlurmError, is_disk_full
 from ..base.facts import (
     CLOSED_STATUSES,
     JOB_ENDED,
@@ -94,6 +94,9 @@ def read_status_record(workdir: str) -> dict[str, Any] | None:
 class RefreshReport:
     slurm_error: str | None = None
     newly_closed: list[Execution] = field(default_factory=list)
+    # execution id -> the status it has but that a full disk kept out of the
+    # ledger (only with refresh(..., full_disk_ok=True): `gear delete` is the way out)
+    unrecorded: dict[str, str] = field(default_factory=dict)
     # execution id -> the copy in progress (syncing, saving, periodic save)
     progress: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -113,7 +116,7 @@ def _progress(record: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def refresh(ledger: Ledger, query: Callable[[], dict[str, SlurmJob]] | None = None,
-            lookup: Callable[[str], SlurmJob | None] | None = None) -> RefreshReport:
+            lookup: Callable[[str], SlurmJob | None] | None = None, full_disk_ok: bool = False) -> RefreshReport:
     """Bring every open execution of the user up to date, and correct recent "lost" ones.
 
     Costs one squeue, whatever the number of executions, and none when
@@ -171,7 +174,13 @@ def refresh(ledger: Ledger, query: Callable[[], dict[str, SlurmJob]] | None = No
                 pass   # sealed again (and any error told) when it is continued or shared
             changes.update(size_bytes=tree_size(Path(execution.workdir)),
                            disk_bytes=execution_usage(Path(execution.workdir).parent).disk)
-        ledger.update_execution(execution.container, execution.number, **changes)
+        try:
+            ledger.update_execution(execution.container, execution.number, **changes)
+        except Exception as exc:
+            if not (full_disk_ok and is_disk_full(exc) and "status" in changes):
+                raise
+            report.unrecorded[execution.id] = changes["status"]
+            continue
         updated = ledger.get_execution(execution.container, execution.number)
         if updated is not None and not updated.is_open:
             report.newly_closed.append(updated)

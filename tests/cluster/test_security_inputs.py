@@ -108,3 +108,45 @@ def test_a_full_storage_is_said_and_delete_is_the_way_out():
         assert not (user.storage / "containers" / "sec-big").exists()
     finally:
         root.run("umount", str(user.storage))
+
+
+def test_delete_on_a_full_disk_when_the_ledger_has_not_seen_the_end_yet():
+    """An execution ended while nobody looked, then the storage filled up: its new status cannot be
+    written, and `gear delete` (the way out) must still judge it ended and delete it."""
+    import json
+    import time
+
+    user = User("secfull2")
+    code = user.make_dir({"a.py": "open('/hyperai/home/out.bin', 'wb').write(b'x' * 200_000)\n"})
+    root = User.__new__(User)
+    root.name = "root"
+    root.run("mount", "-t", "tmpfs", "-o", f"size=1m,uid={user.pw.pw_uid},gid={user.pw.pw_gid},mode=0700",
+             "tmpfs", str(user.storage), check=True)
+    try:
+        submitted = user.gear("run", "-c", "sec-unseen", "--code", str(code), "--", "python3", "a.py")
+        assert submitted.returncode == 0, submitted.stderr
+        status = user.storage / "containers" / "sec-unseen" / "1" / "status.json"
+        deadline = time.monotonic() + 120
+        # The job's final record, read inside the cluster (the tmpfs is mounted there), by no gear command.
+        while time.monotonic() < deadline:
+            shown = user.run("cat", str(status))
+            try:
+                if shown.returncode == 0 and json.loads(shown.stdout).get("phase") == "final":
+                    break
+            except ValueError:
+                pass
+            time.sleep(0.5)
+        else:
+            raise AssertionError("the job wrote no final record")
+        while time.monotonic() < deadline:   # ...and Slurm has let it go (not COMPLETING any more)
+            states = user.run("squeue", "-h", "-o", "%T", "-u", user.name).stdout.split()
+            if not any(state in ("PENDING", "RUNNING", "COMPLETING", "CONFIGURING") for state in states):
+                break
+            time.sleep(0.5)
+        user.run("bash", "-c", f"head -c 2000000 /dev/zero > {user.storage}/filler")   # ENOSPC, on purpose
+        result = user.gear("delete", "sec-unseen", "--yes")
+        assert result.returncode == 0, result.stderr
+        assert user.run("test", "-e", str(user.storage / "containers" / "sec-unseen")).returncode != 0
+        assert "sec-unseen" not in user.gear("ls").stdout
+    finally:
+        root.run("umount", str(user.storage))
