@@ -103,6 +103,20 @@ def test_magic_options_run_without_ipython(notebooks):
     assert "listing: captured" in out
 
 
+def test_magic_options_run_under_ipython_too(notebooks, tmp_path):
+    # IPython in the image: its magics, except %%bash --bg, which IPython runs on an event loop
+    # that only a kernel keeps running (the background script's output would be lost).
+    script = notebook.write_script(notebooks / "magic_options.ipynb", notebooks / "opts.py")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "IPYTHONDIR": str(tmp_path / "ipython")}
+    result = subprocess.run([sys.executable, "-u", str(script)], capture_output=True, text=True,
+                            cwd=notebooks, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "3 loops each" in out and "listing: captured" in out
+    assert out.index("after the server started") < out.index("background done")
+    assert "Traceback" not in result.stderr
+
+
 def test_an_option_the_fallback_lacks_is_refused_at_convert_time(notebooks, capsys):
     assert main(["convert", str(notebooks / "bad_option.ipynb")]) == 2
     err = capsys.readouterr().err

@@ -19,9 +19,22 @@ def get_ipython():
     try:
         from IPython.core.interactiveshell import InteractiveShell
         _gear_shell = InteractiveShell.instance(user_module=sys.modules["__main__"])
+        _gear_background(_gear_shell, _GearMagics(sys.modules["__main__"].__dict__))
     except ImportError:
         _gear_shell = _GearMagics(sys.modules["__main__"].__dict__)
     return _gear_shell
+
+
+def _gear_background(shell, fallback):
+    """%%bash --bg (and its kin) as the fallback runs them, under IPython too: IPython reads a
+    background script's output on its event loop, which only a kernel keeps running."""
+    run_cell_magic = shell.run_cell_magic
+
+    def run(name, line, cell):
+        if name in ("bash", "sh", "script", "python", "python3") and "--bg" in line.split():
+            return fallback.run_cell_magic(name, line, cell)
+        return run_cell_magic(name, line, cell)
+    shell.run_cell_magic = run
 
 
 class _GearMagics:
