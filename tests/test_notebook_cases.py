@@ -44,6 +44,19 @@ def test_automagic_lines_become_magics_as_in_ipython(notebooks):
     assert "__init__.py" in result.stdout and "a variable" in result.stdout
 
 
+def test_automagic_lines_run_under_ipython_when_the_notebook_imports_get_ipython(notebooks, tmp_path):
+    # The example does `from IPython import get_ipython`, which is None in a script: the magics
+    # must still reach a shell.
+    text = notebook.to_script(notebooks / "importing_notebooks.ipynb")
+    assert "_gear_get_ipython().run_line_magic('ls', 'nbpackage')" in text
+    script = notebook.write_script(notebooks / "importing_notebooks.ipynb", notebooks / "imp.py")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "IPYTHONDIR": str(tmp_path / "ipython")}
+    result = subprocess.run([sys.executable, "-u", str(script)], capture_output=True, text=True,
+                            cwd=notebooks, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "__init__.py" in result.stdout and "a variable" in result.stdout
+
+
 @pytest.mark.parametrize("source,magic", [
     ("ls nbpackage", True), ("cd ..", True), ("pwd", True), ("  ll -a", True), ("timeit -n 3 sum([1])", True),
     ("ls = 1", False), ("ls, x = 1, 2", False), ("ls\nprint(1)", False), ("print('x')", False),

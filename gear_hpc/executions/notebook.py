@@ -42,6 +42,8 @@ AUTOMAGIC = frozenset("""
     pushd pwd pycat pylab quickref recall rehashx reload_ext rep rerun reset reset_selective rm rmdir run save
     sc set_env sx system tb time timeit unalias unload_ext uv who who_ls whos xdel xmode""".split())
 # IPython's split of a line (IPython.core.splitinput.line_split): escape, first word, the rest.
+# The calls IPython's transformer writes for magics and shell escapes.
+_MAGIC_CALL = re.compile(r"(?<![\w.])get_ipython\(\)\.(run_line_magic|run_cell_magic|system|getoutput)\(")
 _LINE_SPLIT = re.compile(r"^(\s*)([,;/%]|!!?|\?\??)?\s*(%{0,2}[\w\.\*]*)(.*?$|$)")
 
 
@@ -102,7 +104,11 @@ def to_script(path: Path) -> str:
     for number, cell in enumerate(nb.cells, 1):
         if cell.cell_type == "code":
             cell.source = _automagic(cell.source, bound, manager)
-            _check_cell(name, number, cell.source, manager)
+            code = _check_cell(name, number, cell.source, manager)
+            if "get_ipython" in bound:
+                # The notebook binds the name itself (`from IPython import get_ipython`, whose
+                # get_ipython() is None in a script): its magics call the prelude's under another name.
+                cell.source = _MAGIC_CALL.sub(r"_gear_get_ipython().\1(", code)
     body, _ = PythonExporter().from_notebook_node(nb)  # type: ignore[no-untyped-call]  # unannotated
     lines = body.splitlines(keepends=True)
     # nbconvert starts with "#!/usr/bin/env python" and "# coding: utf-8".
@@ -172,8 +178,9 @@ def _automagic(source: str, bound: set[str], manager: Any) -> str:
     return f"%{word}{rest}\n"
 
 
-def _check_cell(name: str, number: int, source: str, manager: Any) -> None:
-    """Refuse, naming cell and line, a cell that is not Python or uses a magic's option the fallback lacks."""
+def _check_cell(name: str, number: int, source: str, manager: Any) -> str:
+    """The cell's code, magics as calls; UsageError, naming cell and line, if it is not Python or uses a
+    magic's option the fallback lacks."""
     code = _transform(source, manager)
     try:
         compile(code, f"{name} cell {number}", "exec")
@@ -191,6 +198,7 @@ def _check_cell(name: str, number: int, source: str, manager: Any) -> None:
             why = _GearMagics.check(magic, line, node.func.attr == "run_cell_magic")
             if why:
                 raise UsageError(f"{name}: cell {number}: {why[:300]}; remove the option") from None
+    return code
 
 
 def default_output(notebook: Path) -> Path:

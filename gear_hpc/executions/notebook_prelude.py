@@ -25,6 +25,9 @@ def get_ipython():
     return _gear_shell
 
 
+_gear_get_ipython = get_ipython  # what the magics call when the notebook binds get_ipython itself
+
+
 def _gear_background(shell, fallback):
     """%%bash --bg (and its kin) as the fallback runs them, under IPython too: IPython reads a
     background script's output on its event loop, which only a kernel keeps running."""
