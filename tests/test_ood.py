@@ -154,7 +154,7 @@ def test_form_values_reach_gear_as_json_only(tmp_path):
 
 
 def _nothing_created(gear_env, fake_slurm) -> None:
-    assert fake_slurm.calls() == []
+    assert [c for c in fake_slurm.calls() if c != "scontrol show config"] == []  # no job
     users = gear_env["storage"] / "users"
     assert not list(users.glob("*/containers/*")), list(users.rglob("*"))
     assert not list(users.glob("*/workspaces/token-*"))
@@ -235,13 +235,14 @@ def test_refusal_is_one_line_the_portal_can_show(gear_env, fake_slurm):
 
 
 @pytest.mark.parametrize("extra,words", [
-    (["-M", "other"], "sbatch --clusters other: gear submits to its own Slurm cluster"),
+    (["-M", "other"], "sbatch --clusters other: gear submits to its own Slurm cluster (gear-test)"),
     (["--constraint=bigmem", "-A", "proj", "-p", "gpu"], "sbatch --constraint, --account, --partition (from the "
      "site's OnDemand settings: submit.yml `native`"),
     (["--hold"], "sbatch --hold (from"),
 ])
 def test_sbatch_arguments_gear_cannot_honour_are_refused(gear_env, fake_slurm, extra, words):
     fake_slurm("sbatch", "echo 99")
+    fake_slurm("scontrol", 'echo "ClusterName             = gear-test"')
     root = stage(gear_env["tmp"], FORM)
     result = ood_submit(root, *extra)
     assert result.returncode == 2 and result.stdout == ""
@@ -255,8 +256,10 @@ def test_sbatch_arguments_gear_does_not_follow_are_noted_in_the_log(gear_env, fa
     fake_slurm("squeue", "exit 0")
     fake_slurm("sacct", "exit 0")
     root = stage(gear_env["tmp"], FORM)
-    result = gear("ood-submit", "-D", str(root), "-t", "05:00:00", "--export", "NONE,FOO=1", "-e", "err.log",
-                  "--parsable")
+    fake_slurm("scontrol", 'echo "ClusterName             = gear-test"')
+    # As OnDemand 4's adapter orders them: --parsable, then -M CLUSTER (its `cluster:`), here gear's own.
+    result = gear("ood-submit", "-D", str(root), "-t", "05:00:00", "--mail-type", "NONE", "--export", "FOO,BAR",
+                  "-e", "err.log", "--parsable", "-M", "gear-test")
     assert result.returncode == 0 and result.stdout == "4245\n", result.stderr
     assert (root / "gear-ood-notes").read_text().splitlines() == [
         "sbatch --time 05:00:00 ignored: the time limit is the form's 2 h",

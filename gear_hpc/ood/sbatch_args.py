@@ -12,6 +12,8 @@ gear would otherwise drop silently.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..base.errors import UsageError
 
 # sbatch options that take a value (as the next argument unless written --name=value).
@@ -66,14 +68,24 @@ def parse(argv: list[str]) -> list[tuple[str, str | None]]:
     return options
 
 
-def check(argv: list[str], hours: int) -> list[str]:
-    """The notes for the session's log; UsageError for what gear cannot honour."""
+def check(argv: list[str], hours: int, local_cluster: Callable[[], str | None] = lambda: None) -> list[str]:
+    """The notes for the session's log; UsageError for what gear cannot honour.
+
+    `local_cluster()` is the name of the Slurm cluster gear submits to (ClusterName): OnDemand's
+    `-M NAME` (the adapter's `cluster:`) is honoured when it names that cluster.
+    """
     notes: list[str] = []
     refused: list[str] = []
     for name, value in parse(argv):
         if name in ("--clusters", "--cluster"):
-            raise UsageError(f"sbatch {name} {value}: gear submits to its own Slurm cluster, where OnDemand "
-                             f"would not look for the job; remove `cluster` from the OnDemand cluster's job adapter")
+            ours = local_cluster()
+            if ours is None or (value or "").strip().lower() != ours.lower():
+                raise UsageError(f"sbatch {name} {value}: gear submits to its own Slurm cluster "
+                                 f"({ours or 'its name unknown'}), where OnDemand would not look for the job; "
+                                 f"set the OnDemand cluster's job adapter `cluster` to it or remove it")
+            continue
+        if name == "--mail-type" and (value or "").upper() == "NONE":
+            continue
         if name in HONOURED:
             continue
         if name == "--time":

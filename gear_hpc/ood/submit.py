@@ -25,6 +25,7 @@ import dataclasses
 import json
 import os
 import re
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -174,7 +175,7 @@ def start(site: Site, storage: UserStorage, root: Path,
     argv = list(argv or ())
     root = root.resolve()
     form = read_form(site, root)
-    notes = sbatch_args.check(argv, form.hours)
+    notes = sbatch_args.check(argv, form.hours, local_cluster)
     if not (root / SCRIPT).is_file():
         raise UsageError(f"{root / SCRIPT} does not exist: is the app's template/ installed?")
     for name in (root, root / SCRIPT):
@@ -220,6 +221,19 @@ def start(site: Site, storage: UserStorage, root: Path,
             pass
     (root / "gear-execution").write_text(execution.id + "\n")
     return execution
+
+
+def local_cluster() -> str | None:
+    """The name of the Slurm cluster gear submits to (scontrol show config: ClusterName)."""
+    from ..slurm.jobs import _bin
+
+    try:
+        out = subprocess.run([_bin("scontrol"), "show", "config"], capture_output=True, text=True, timeout=30,
+                             check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"^ClusterName\s*=\s*(\S+)", out, re.MULTILINE)
+    return found.group(1) if found else None
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -42,11 +42,17 @@ def stage(alice, values: dict[str, str]) -> Path:
     return alice.make_dir(files)
 
 
-def submit(alice, root: Path):  # type: ignore[no-untyped-def]
-    # As OnDemand's Slurm adapter runs sbatch: its script on stdin, --parsable last.
+def submit(alice, root: Path, *cluster: str):  # type: ignore[no-untyped-def]
+    # As OnDemand 4's Slurm adapter runs sbatch: its script on stdin, --parsable, then
+    # -M CLUSTER when the cluster's adapter names one.
     return alice.run("bash", "-c", 'printf "#!/bin/bash\\necho ondemand script\\n" | gear ood-submit "$@"', "sbatch",
                      "-D", str(root), "-J", "sys/dashboard/sys/gear-jupyter", "-o", str(root / "output.log"),
-                     "-t", "01:00:00", "--export", "NONE", "--parsable", timeout=120)
+                     "-t", "01:00:00", "--export", "NONE", "--parsable", *cluster, timeout=120)
+
+
+def cluster_name(alice) -> str:  # type: ignore[no-untyped-def]
+    config = alice.run("scontrol", "show", "config", check=True).stdout
+    return next(line.split("=", 1)[1].strip() for line in config.splitlines() if line.startswith("ClusterName"))
 
 
 def http(url: str, token: str | None = None, cookie: str | None = None) -> int:
@@ -97,7 +103,7 @@ def form(alice, container):  # type: ignore[no-untyped-def]
 
 def test_a_portal_session_is_a_gear_workspace(alice, container, form):
     root = stage(alice, form)
-    result = submit(alice, root)
+    result = submit(alice, root, "-M", cluster_name(alice))
     assert result.returncode == 0, result.stderr
     job_id = result.stdout.strip()
     assert job_id.isdigit(), result.stdout
@@ -178,10 +184,12 @@ def test_a_portal_session_is_a_gear_workspace(alice, container, form):
 @pytest.mark.parametrize("values,words", [
     ({"compute_type": "gpu-9000"}, "compute type 'gpu-9000' is not offered by this site's OnDemand form"),
     ({"image": "python"}, "image 'python' is not offered by this site's OnDemand form: it does not serve JupyterLab"),
+    ({"-M": "elsewhere"}, "sbatch --clusters elsewhere: gear submits to its own Slurm cluster"),
 ])
 def test_what_the_form_does_not_offer_is_refused(alice, container, form, values, words):
-    root = stage(alice, {**form, **values})
-    result = submit(alice, root)
+    extra = [arg for item in values.items() if item[0] == "-M" for arg in item]
+    root = stage(alice, {**form, **{k: v for k, v in values.items() if k != "-M"}})
+    result = submit(alice, root, *extra)
     assert result.returncode == 2 and result.stdout == ""
     assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     history = alice.gear("history", container, "--json")
