@@ -21,6 +21,15 @@ from gear_hpc.devcluster import SCRIPT
 STORAGE_ROOT = Path("/srv/gear")
 
 
+# Files a test made for people to look at (a browser's screenshot): named at the end of the run.
+ARTIFACTS: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for artifact in ARTIFACTS:
+        terminalreporter.write_line(f"gear: {artifact}")
+
+
 def pytest_collection_modifyitems(items: list[Any]) -> None:
     for item in items:
         item.add_marker(pytest.mark.cluster)

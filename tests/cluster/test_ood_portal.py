@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from conftest import ARTIFACTS
 
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "ood"
@@ -159,8 +162,12 @@ def test_a_portal_session_is_a_gear_workspace(alice, container, form):
     assert password not in alice.gear("show", execution, "--json", check=True).stdout
     assert password not in alice.run("ps", "-eo", "args", check=True).stdout
 
-    if os.environ.get("GEAR_OOD_SCREENSHOT"):
-        _screenshot(f"{base}lab?token={password}", Path(os.environ["GEAR_OOD_SCREENSHOT"]))  # the token: test only
+    # A real browser (Debian's chromium, headless) shows JupyterLab through the portal's path; the
+    # screenshot is kept and named in the suite's summary (GEAR_OOD_SCREENSHOT chooses where).
+    shot = Path(os.environ.get("GEAR_OOD_SCREENSHOT") or Path(tempfile.gettempdir()) / "gear-ood-jupyterlab.png")
+    dom = _screenshot(f"{base}lab?token={password}", shot)  # the token: test only (the portal posts it)
+    assert "jp-LabShell" in dom, dom[-2000:]
+    ARTIFACTS.append(f"the OnDemand-style session in a real browser: {shot}")
 
     # A file written in the session is in the saved working directory, which `gear continue` starts from.
     put = urllib.request.Request(base + "api/contents/portal.txt", method="PUT", data=json.dumps(
@@ -198,13 +205,19 @@ def test_what_the_form_does_not_offer_is_refused(alice, container, form, values,
     assert not (root / "gear-execution").exists()
 
 
-def _screenshot(url: str, out: Path) -> None:
+def _screenshot(url: str, out: Path) -> str:
+    """A PNG of `url` as headless Chromium renders it; returns the rendered DOM."""
     chromium = shutil.which("chromium")
-    assert chromium, "GEAR_OOD_SCREENSHOT needs Debian's chromium"
-    profile = Path(subprocess.run(["mktemp", "-d"], capture_output=True, text=True).stdout.strip())
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-                    "--window-size=1100,700", "--virtual-time-budget=15000", f"--screenshot={out}", url],
-                   capture_output=True, timeout=120)
-    shutil.rmtree(profile, ignore_errors=True)
+    assert chromium, "the portal test needs Debian's chromium (scripts/setup-host installs it)"
+    profile = Path(tempfile.mkdtemp(prefix="gear-chromium-"))
+    common = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+              "--window-size=1100,700", "--virtual-time-budget=15000"]
+    try:
+        out.unlink(missing_ok=True)
+        subprocess.run([*common, f"--screenshot={out}", url], capture_output=True, timeout=120)
+        dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
     assert out.exists() and out.stat().st_size > 1000
+    return dom
