@@ -188,6 +188,24 @@ def test_a_portal_session_is_a_gear_workspace(alice, container, form):
     alice.gear("stop", f"{container}/2", check=True)
 
 
+def test_a_portal_session_deleted_as_ondemand_deletes_it(alice, container, form):
+    """OnDemand's Delete is `scancel ID` (the id parsed from --parsable as its adapter does):
+    the workspace ends terminated and saves its working directory like any stopped execution."""
+    root = stage(alice, form)
+    result = submit(alice, root)
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip().split(";")[0]     # ood_core: the id before any ";cluster"
+    deadline = time.monotonic() + 240
+    while not (root / "connection.yml").exists():
+        assert time.monotonic() < deadline, alice.gear("logs", f"{container}/1").stdout
+        time.sleep(0.2)
+    alice.run("scancel", job_id, check=True)
+    record = alice.wait_for(f"{container}/1", {"terminated", "failed", "lost"}, timeout=120)
+    assert record["status"] == "terminated", record
+    assert record["note"].startswith("terminated by scancel or Slurm"), record
+    assert Path(record["workdir"]).is_dir()
+
+
 @pytest.mark.parametrize("values,words", [
     ({"compute_type": "gpu-9000"}, "compute type 'gpu-9000' is not offered by this site's OnDemand form"),
     ({"image": "python"}, "image 'python' is not offered by this site's OnDemand form: it does not serve JupyterLab"),
