@@ -6,7 +6,7 @@ ledger, with `python3 -c pass` as the anchor: single runs minutes apart differ
 by more than the change. Each tree gets its own cache directory (its own
 site record), so each takes its own fast path.
 
-    git archive BEFORE gear_hpc | tar -x -C /tmp/fp/before    # and AFTER into /tmp/fp/after
+    git archive BEFORE gear_hpc site-config | tar -x -C /tmp/fp/before    # and AFTER into /tmp/fp/after
     bash benchmarks/run fastpath_compare.py /tmp/fp/before /tmp/fp/after [--rounds 41]
 
 The ledger is filled with the second tree's code (both must read its schema).
@@ -49,6 +49,8 @@ def main() -> None:
         for name, tree in trees.items():
             env = {**os.environ, "GEAR_STORAGE_ROOT": str(root), "PYTHONPATH": str(tree),
                    "XDG_CACHE_HOME": str(Path(tmp) / f"cache-{name}")}
+            if (tree / "site-config").is_dir():   # a tree may need the site files of its own time
+                env["GEAR_SITE_CONFIG"] = str(tree / "site-config")
             # One click-path run validates the site and writes this tree's record: the fast path from then on.
             subprocess.run([sys.executable, "-m", "gear_hpc.cli", "ls"], env=env, check=True,
                            stdout=subprocess.DEVNULL)
