@@ -35,7 +35,7 @@ PIP = PREFIX + "pip"
 DEBIAN = PREFIX + "debian"
 KEYS = (OS, PYTHON, PIP, DEBIAN)
 BUILD_DATE = "org.label-schema.build-date"   # Apptainer's own label
-INSPECT_TIMEOUT = 20.0
+LABELS_TIMEOUT = 20.0
 
 
 class ManifestUnavailable(Exception):
@@ -101,7 +101,7 @@ def inspect_argv(apptainer: str, image_path: str) -> list[str]:
     return [apptainer, "inspect", "--json", image_path]
 
 
-def read(apptainer: str, image_path: str, timeout: float = INSPECT_TIMEOUT) -> Manifest | None:
+def read(apptainer: str, image_path: str, timeout: float = LABELS_TIMEOUT) -> Manifest | None:
     """The image's manifest, from one `apptainer inspect` (None: the image has no gear labels)."""
     from .base import runner
     from .base.errors import GearError
