@@ -112,6 +112,24 @@ def custom_site(user: User, site_yaml: str = "", types_yaml: str = "") -> Path:
     return site
 
 
+def tree_state(root: Path) -> dict[str, tuple[str, int, bytes]]:
+    """Bytes, mode and kept mode (sealing's attribute) of `root` and everything below it, never
+    following a link: what "not one byte, mode or attribute changed" compares. Read as root on
+    the host, which enters even a mode-000 directory."""
+    import hashlib
+
+    state = {}
+    for path in sorted([root, *root.rglob("*")]):
+        info = path.lstat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() and not path.is_symlink() else "-"
+        try:
+            kept = os.getxattr(path, "user.containers.override_stat", follow_symlinks=False)
+        except OSError:
+            kept = b""
+        state[str(path.relative_to(root))] = (digest, info.st_mode, kept)
+    return state
+
+
 @pytest.fixture(scope="session")
 def alice() -> User:
     return User("alice")

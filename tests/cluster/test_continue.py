@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import uuid
 from pathlib import Path
+
+from conftest import tree_state
 
 PARENT = r'''
 import os, sqlite3
@@ -52,14 +53,6 @@ print("child done")
 '''
 
 
-def _tree_state(root: Path) -> dict[str, tuple[str, int]]:
-    state = {}
-    for path in sorted(root.rglob("*")):
-        info = path.lstat()
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
-        state[str(path.relative_to(root))] = (digest, info.st_mode)
-    return state
-
 
 def _kept_mode(path: Path) -> int:
     """The mode a sealed file had for its program (sealing.py keeps it in an attribute)."""
@@ -76,7 +69,7 @@ def test_continue_edits_in_place_and_the_parent_never_changes(alice, container):
     parent = _last_id(alice.gear("run", "-c", container, "--code", str(code), "--param", "lr=0.1", "-f", "--",
                                  "python3", "parent.py"))
     parent_home = Path(alice.gear_json("show", parent)["workdir"])
-    before = _tree_state(parent_home)
+    before = tree_state(parent_home)
 
     child = _last_id(alice.gear("continue", parent, "-f", "--", "python3", "child.py"))
     record = alice.gear_json("show", child)
@@ -84,7 +77,7 @@ def test_continue_edits_in_place_and_the_parent_never_changes(alice, container):
     assert record["number"] == 2 and record["container"] == container
     assert record["params"] == {"lr": 0.1}
 
-    assert _tree_state(parent_home) == before  # not one byte, not one mode
+    assert tree_state(parent_home) == before  # not one byte, not one mode
     home = Path(record["workdir"])
     assert (home / "append.txt").read_text() == "one\ntwo\n"
     assert (home / "truncate.txt").read_text() == "long "
@@ -112,12 +105,12 @@ def test_continue_edits_in_place_and_the_parent_never_changes(alice, container):
     assert table[2].split()[:3] == [child, parent, "completed"] and table[1].split()[1] == "completed"
 
     # A continuation of the continuation: its parent (the child) stays as it was in turn.
-    child_state = _tree_state(home)
+    child_state = tree_state(home)
     grandchild = _last_id(alice.gear("continue", child, "-f", "--", "python3", "-c",
                                      "open('append.txt', 'a').write('three\\n'); import shutil; shutil.rmtree('moved')"))
     grandchild_home = Path(alice.gear_json("show", grandchild)["workdir"])
     assert alice.gear_json("show", grandchild)["status"] == "completed"
-    assert _tree_state(home) == child_state and _tree_state(parent_home) == before
+    assert tree_state(home) == child_state and tree_state(parent_home) == before
     assert (grandchild_home / "append.txt").read_text() == "one\ntwo\nthree\n"
     assert not (grandchild_home / "moved").exists() and (grandchild_home / "replaced" / "c").read_text() == "c"
     assert os.stat(grandchild_home / "sub" / "keep.txt").st_ino == os.stat(parent_home / "sub" / "keep.txt").st_ino
@@ -183,7 +176,7 @@ def test_continue_without_fuse_overlayfs_copies_the_parent(alice, container):
     code = alice.make_dir({"parent.py": PARENT, "child.py": CHILD})
     parent = _last_id(alice.gear("run", "-c", container, "--code", str(code), "-f", "--", "python3", "parent.py"))
     parent_home = Path(alice.gear_json("show", parent)["workdir"])
-    before = _tree_state(parent_home)
+    before = tree_state(parent_home)
     # Fault injection: a fuse-overlayfs that fails, first on the job's PATH (sbatch exports it).
     shims = alice.make_dir({"fuse-overlayfs": "#!/bin/sh\necho 'fuse: device not found' >&2\nexit 1\n"})
     os.chmod(shims / "fuse-overlayfs", 0o755)
@@ -191,7 +184,7 @@ def test_continue_without_fuse_overlayfs_copies_the_parent(alice, container):
     child = _last_id(result)
     record = alice.gear_json("show", child)
     assert record["status"] == "completed", (alice.gear("logs", child).stdout, record)
-    assert _tree_state(parent_home) == before
+    assert tree_state(parent_home) == before
     home = Path(record["workdir"])
     assert (home / "append.txt").read_text() == "one\ntwo\n" and not (home / "delete.txt").exists()
     assert sorted(os.listdir(home / "replaced")) == ["c"] and os.readlink(home / "link") == "new.txt"

@@ -9,33 +9,19 @@ what they inherit, inside their job, and continuing must not become a copy.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from pathlib import Path
 
 import pytest
 
-from conftest import User
+from conftest import User, tree_state
 
 
 @pytest.fixture(scope="module")
 def sealer() -> User:
     return User("sealer1")
 
-
-def _state(root: Path) -> dict[str, tuple[str, int, bytes]]:
-    """Bytes, mode and kept mode of every entry below `root`."""
-    state = {}
-    for path in sorted([root, *root.rglob("*")]):
-        info = path.lstat()
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() and not path.is_symlink() else "-"
-        try:
-            kept = os.getxattr(path, "user.containers.override_stat", follow_symlinks=False)
-        except OSError:
-            kept = b""
-        state[str(path.relative_to(root))] = (digest, info.st_mode, kept)
-    return state
 
 
 def _run(user: User, *args: str) -> str:
@@ -65,14 +51,14 @@ def test_neither_a_saved_directory_nor_its_continuation_can_be_changed_by_the_ow
     child_home = Path(sealer.gear_json("show", child)["workdir"])
     # Zero-copy: the child's unchanged files are the parent's (hard links), not copies.
     assert os.stat(child_home / "model.txt").st_ino == os.stat(parent_home / "model.txt").st_ino
-    before = {home: _state(home) for home in (parent_home, child_home)}
+    before = {home: tree_state(home) for home in (parent_home, child_home)}
 
     for what, script in ORDINARY_TOOLS.items():
         for home in (child_home, parent_home):
             result = sealer.run("bash", "-c", script, "_", str(home))
             assert result.returncode != 0, f"{what} in {home} succeeded"
             assert "Permission denied" in result.stderr or "Read-only" in result.stderr, (what, result.stderr)
-    assert {home: _state(home) for home in before} == before
+    assert {home: tree_state(home) for home in before} == before
     assert (parent_home / "model.txt").read_text() == "original\n"
 
 
@@ -82,14 +68,14 @@ def test_a_continuation_still_changes_what_it_inherited_and_the_parent_never_doe
                   "echo original > model.txt; echo gone > gone.txt; chmod 600 model.txt; mkdir sub;"
                   " echo s > sub/s.txt")
     parent_home = Path(sealer.gear_json("show", parent)["workdir"])
-    before = _state(parent_home)
+    before = tree_state(parent_home)
     script = ("set -e; test -w model.txt; echo more >> model.txt; chmod 640 model.txt; rm gone.txt;"
               " chmod 700 sub; echo t > sub/t.txt; echo ok")
     child = _run(sealer, "continue", parent, "-f", "--", "bash", "-c", script)
     record = sealer.gear_json("show", child)
     assert record["status"] == "completed", record
     assert "ok" in sealer.gear("logs", child, check=True).stdout
-    assert _state(parent_home) == before          # not one byte, mode or attribute of the parent
+    assert tree_state(parent_home) == before          # not one byte, mode or attribute of the parent
     home = Path(record["workdir"])
     assert (home / "model.txt").read_text() == "original\nmore\n" and not (home / "gone.txt").exists()
     # Sealed with the modes the program left: write bits taken, the rest as it set them.

@@ -3,14 +3,13 @@ read is refused without a byte or mode of the parent changed."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import User
+from conftest import User, tree_state
 from gear_hpc.devcluster import SCRIPT
 
 LOCK = "mkdir locked && echo a > locked/f && chmod 000 locked && echo kept > top.txt"
@@ -36,15 +35,6 @@ def _overlay_left(execution_dir: Path) -> list[str]:
     return mounts + daemons
 
 
-def _tree_state(root: Path) -> dict[str, tuple[str, int]]:
-    # Read as root on the host, which enters a mode-000 directory.
-    state = {}
-    for path in sorted(root.rglob("*")):
-        info = path.lstat()
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
-        state[str(path.relative_to(root))] = (digest, info.st_mode)
-    return state
-
 
 def _last_id(result) -> str:
     assert result.returncode == 0, result.stderr
@@ -63,14 +53,14 @@ def _locked_parent(owner: User, container: str) -> tuple[str, Path]:
 
 def test_a_parent_with_an_unreadable_directory_is_refused_with_a_note(owner, container):
     parent, parent_home = _locked_parent(owner, container)
-    before = _tree_state(parent_home)
+    before = tree_state(parent_home)
     result = owner.gear("continue", parent, "-f", "--", "true")
     assert result.returncode != 0 and "cannot be read or entered" in result.stderr, result.stderr
     child = result.stdout.strip().splitlines()[-1]
     record = owner.gear_json("show", child)
     assert record["status"] == "failed", record
     assert f"cannot continue {parent}: its directory locked (d---------) cannot be read" in record["note"]
-    assert _tree_state(parent_home) == before
+    assert tree_state(parent_home) == before
     assert _overlay_left(parent_home.parent.parent / child.split("/")[1]) == []
     result = owner.gear("delete", container, "--yes")
     assert result.returncode == 0, result.stderr
@@ -83,7 +73,7 @@ def test_an_overlay_is_released_when_the_job_fails_after_mounting_it(owner, cont
     parent = _last_id(owner.gear("run", "-c", container, "--code", str(code), "-f", "--", "bash", "-c",
                                  "echo kept > top.txt"))
     parent_home = Path(owner.gear_json("show", parent)["workdir"])
-    before = _tree_state(parent_home)
+    before = tree_state(parent_home)
     shims = owner.make_dir({"rsync": '#!/bin/sh\ncase "$*" in *"/code/ "*) [ -n "$SLURM_JOB_ID" ] && exit 11 ;; esac\n'
                                      'exec /usr/bin/rsync "$@"\n'})
     os.chmod(shims / "rsync", 0o755)
@@ -93,6 +83,6 @@ def test_an_overlay_is_released_when_the_job_fails_after_mounting_it(owner, cont
     record = owner.gear_json("show", child)
     assert record["status"] == "failed" and "could not copy the code" in record["note"], record
     assert _overlay_left(parent_home.parent.parent / child.split("/")[1]) == []
-    assert _tree_state(parent_home) == before
+    assert tree_state(parent_home) == before
     result = owner.gear("delete", container, "--yes")
     assert result.returncode == 0, result.stderr
