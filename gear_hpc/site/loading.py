@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,18 +152,25 @@ _TYPE_KEYS = keys(ComputeType, without=("name",))
 _IMAGE_KEYS = keys(Image, without=("name",))
 
 
-def _load_compute_types(path: Path, texts: dict[str, tuple[str, dict[str, Any]]] | None = None) -> dict[str, ComputeType]:
+def _named_sections(path: Path, texts: dict[str, tuple[str, dict[str, Any]]] | None, kind: str,
+                    allowed: frozenset[str]) -> Iterator[tuple[str, _Section]]:
+    """The entries of compute-types.yaml or images.yaml, each a checked name and its section."""
     data = _read_yaml(path, texts)
     if not data:
-        raise SiteConfigError(f"{path}: defines no compute types; at least one is required")
-    types = {}
+        raise SiteConfigError(f"{path}: defines no {kind}s; at least one is required")
     for name, spec in data.items():
         if not isinstance(name, str) or not checks.TYPE_NAME.match(name):
-            raise SiteConfigError(f"{path}: {name!r}: compute type names use a-z, 0-9, '.', '_', '-'")
+            raise SiteConfigError(f"{path}: {name!r}: {kind} names use a-z, 0-9, '.', '_', '-'")
         if not isinstance(spec, dict):
-            raise SiteConfigError(f"{path}: {name}: expected a mapping with keys {', '.join(sorted(_TYPE_KEYS))}")
+            raise SiteConfigError(f"{path}: {name}: expected a mapping with keys {', '.join(sorted(allowed))}")
         section = _Section(path, spec, prefix=f"{name}.")
-        section.only_keys(_TYPE_KEYS)
+        section.only_keys(allowed)
+        yield name, section
+
+
+def _load_compute_types(path: Path, texts: dict[str, tuple[str, dict[str, Any]]] | None = None) -> dict[str, ComputeType]:
+    types = {}
+    for name, section in _named_sections(path, texts, "compute type", _TYPE_KEYS):
         gpus = section.get("gpus", checks.count, default=0)
         gpu_type = section.get("gpu_type", checks.matching(checks.SLURM_WORD, "a GRES type name such as a100"), default=None)
         if gpu_type and not gpus:
@@ -186,17 +193,8 @@ def _load_compute_types(path: Path, texts: dict[str, tuple[str, dict[str, Any]]]
 
 
 def _load_images(path: Path, texts: dict[str, tuple[str, dict[str, Any]]] | None = None) -> dict[str, Image]:
-    data = _read_yaml(path, texts)
-    if not data:
-        raise SiteConfigError(f"{path}: defines no images; at least one is required")
     images = {}
-    for name, spec in data.items():
-        if not isinstance(name, str) or not checks.TYPE_NAME.match(name):
-            raise SiteConfigError(f"{path}: {name!r}: image names use a-z, 0-9, '.', '_', '-'")
-        if not isinstance(spec, dict):
-            raise SiteConfigError(f"{path}: {name}: expected a mapping with keys description, path, dependencies")
-        section = _Section(path, spec, prefix=f"{name}.")
-        section.only_keys(_IMAGE_KEYS)
+    for name, section in _named_sections(path, texts, "image", _IMAGE_KEYS):
         images[name] = Image(
             name=name,
             path=section.get("path", checks.absolute_path),
