@@ -26,7 +26,7 @@ from gear_hpc.storage.disk import UserStorage
 # with a single max(), SQLite takes the bare column e.status from the row
 # holding the maximum (https://www.sqlite.org/lang_select.html#bareagg).
 AGGREGATE_SQL = """
-    SELECT c.name, c.created_at, c.visibility, COUNT(e.number) AS executions,
+    SELECT c.name, c.created_at, c.visibility, c.share_group AS "group", COUNT(e.number) AS executions,
            MAX(e.number) AS last_number, COALESCE(SUM(e.size_bytes), 0) AS size_bytes,
            COALESCE(SUM(e.disk_bytes), 0) AS disk_bytes, e.status AS last_status
     FROM containers c LEFT JOIN executions e ON e.container = c.name
@@ -128,7 +128,7 @@ def test_a_container_without_executions_and_the_last_one_moving_back(storage):
         ledger.delete_execution("c", 3)  # the last one: "failed" (no size) is the last again
         summaries = {s["name"]: s for s in ledger.container_summaries()}
         assert summaries["empty"] == {"name": "empty", "created_at": summaries["empty"]["created_at"],
-                                      "visibility": "private", "executions": 0, "last_number": None,
+                                      "visibility": "private", "group": None, "executions": 0, "last_number": None,
                                       "size_bytes": 0, "disk_bytes": 0, "last_status": None}
         assert (summaries["c"]["executions"], summaries["c"]["last_number"], summaries["c"]["size_bytes"],
                 summaries["c"]["last_status"]) == (2, 2, 10, "failed")
@@ -149,7 +149,8 @@ def test_the_migration_fills_the_totals_of_an_existing_ledger(storage, monkeypat
         ledger.delete_execution("a", 2)
         ledger.conn.row_factory = sqlite3.Row
         before = [dict(row) for row in ledger.conn.execute(AGGREGATE_SQL.replace(
-            "COALESCE(SUM(e.disk_bytes), 0)", "0"))]   # no such column yet: migration 5 starts it at 0
+            "COALESCE(SUM(e.disk_bytes), 0)", "0").replace(   # no such column yet: migration 5 starts it at 0
+            'c.share_group AS "group"', 'NULL AS "group"'))]      # nor this one (migration 6)
     assert [(s["name"], s["executions"], s["last_number"], s["size_bytes"], s["last_status"]) for s in before] == [
         ("a", 2, 3, 105, "timeout"), ("b", 2, 2, 7, "lost"), ("empty", 0, None, 0, None)]
     monkeypatch.setattr(ledger_module, "MIGRATIONS", MIGRATIONS)

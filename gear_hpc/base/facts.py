@@ -73,7 +73,7 @@ def user_paths(storage_root: str, user: str) -> dict[str, str]:
 # ---- The ledger's schema: its steps, in order (ledger/migrations.py holds each step's SQL,
 # as the function `_mNNN_<name>`); their number is the schema version, a ledger's `user_version`.
 
-MIGRATION_NAMES = ("initial", "datasets", "container_totals", "ended_at_index", "disk_bytes")
+MIGRATION_NAMES = ("initial", "datasets", "container_totals", "ended_at_index", "disk_bytes", "sharing")
 SCHEMA_VERSION = len(MIGRATION_NAMES)
 
 

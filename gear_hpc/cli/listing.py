@@ -66,8 +66,8 @@ def ls_text(summaries: list[dict[str, Any]], as_json: bool) -> str:
         return NO_CONTAINERS
     # SIZE: what the disk holds (blocks, hard links once); APPARENT: the bytes of the files.
     return "\n".join(table_lines(
-        ["CONTAINER", "EXECUTIONS", "LAST", "LAST STATUS", "SIZE", "APPARENT", "VISIBILITY", "CREATED"],
+        ["CONTAINER", "EXECUTIONS", "LAST", "LAST STATUS", "SIZE", "APPARENT", "VISIBILITY", "GROUP", "CREATED"],
         [[s["name"], s["executions"], f"{s['name']}/{s['last_number']}" if s["last_number"] else "",
           s["last_status"] or "", human_size(s["disk_bytes"]), human_size(s["size_bytes"]), s["visibility"],
-          s["created_at"]]
+          s["group"] or "", s["created_at"]]
          for s in summaries]))

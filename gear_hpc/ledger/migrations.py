@@ -144,6 +144,16 @@ def _m005_disk_bytes(db: Any) -> Iterator[str]:
     END"""
 
 
+def _m006_sharing(db: Any) -> Iterator[str]:
+    # Who may read a container or dataset besides its owner (docs/sharing.md):
+    # visibility is private, group or public; share_group names the Unix group
+    # of a group share. The storage's modes are what enforce it; these columns
+    # only let `gear ls` and `gear data ls` show it without a stat per entry.
+    yield "ALTER TABLE containers ADD COLUMN share_group TEXT"
+    yield "ALTER TABLE datasets ADD COLUMN visibility TEXT NOT NULL DEFAULT 'private'"
+    yield "ALTER TABLE datasets ADD COLUMN share_group TEXT"
+
+
 # The steps in base/facts.py's order (MIGRATION_NAMES, whose length is SCHEMA_VERSION, the
 # schema a ledger has after every migration: PRAGMA user_version); a step without its function fails here.
 MIGRATIONS: list[Callable[[Any], Iterator[str]]] = [globals()[f"_m{number:03d}_{name}"]

@@ -76,11 +76,11 @@ JSON_COLUMNS = ("command", "params", "bindings")
 # on `executions` (ledger/migrations.py, 3 and 5): 100 rows to read, not 10,000.
 # size_bytes: apparent bytes of the working directories; disk_bytes: what the
 # disk holds for the container (storage.execution_usage).
-CONTAINER_SUMMARY_FIELDS = ("name", "created_at", "visibility", "executions", "last_number", "size_bytes",
+CONTAINER_SUMMARY_FIELDS = ("name", "created_at", "visibility", "group", "executions", "last_number", "size_bytes",
                             "disk_bytes", "last_status")
 CONTAINER_SUMMARIES_SQL = """
-    SELECT name, created_at, visibility, execution_count AS executions, last_number, size_bytes, disk_bytes,
-           last_status
+    SELECT name, created_at, visibility, share_group, execution_count AS executions, last_number, size_bytes,
+           disk_bytes, last_status
     FROM containers ORDER BY name"""
 
 
