@@ -3,6 +3,7 @@ for everything it refuses (project/file.py, project/tuning.py)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,40 @@ def test_openbayes_dataset_reference_maps_onto_your_dataset():
         project.binding_texts(p, _Datasets({}))  # type: ignore[arg-type]
     with pytest.raises(ProjectFileError, match=r"openbayes.yaml:2: .*has no version 2"):
         project.binding_texts(p, _Datasets({"ebiqp4ypmtu": [1]}))  # type: ignore[arg-type]
+
+
+def test_options_win_over_the_file_slot_by_slot():
+    from gear_hpc.project.apply import merge
+
+    p = _parse("resource: cpu\nenv: python\ndata:\n  - mnist@1:input0\n  - prep@2:input1\n"
+               "command: python3 train.py\nparameters: {lr: 0.1, bs: 32}\n", "gear.yaml")
+    merged = merge(p, None, container=None, compute_type="gpu-1", image=None, bindings=["other:input1"],
+                   params={"lr": 0.5}, command=[])
+    assert (merged.compute_type, merged.image) == ("gpu-1", "python")
+    assert merged.bindings == ["mnist@1:input0", "other:input1"]
+    assert merged.params == {"lr": 0.5, "bs": 32}
+    assert merged.command == ["python3", "train.py", "--lr=0.5", "--bs=32"]
+    assert merged.generated_files == {}
+    # A command after -- runs as given; the parameters stay in gear_params.json.
+    given = merge(p, None, container="c", compute_type=None, image="other", bindings=[], params={},
+                  command=["python3", "x.py"])
+    assert (given.container, given.image, given.command) == ("c", "other", ["python3", "x.py"])
+
+
+def test_openbayes_paths_and_params_file():
+    from gear_hpc.project.apply import merge
+
+    p = _parse("command: python main.py --input=/input0 --extra /input1/x.csv\nparameters: {data: /input2}\n")
+    merged = merge(p, None, container=None, compute_type=None, image=None, bindings=[], params={}, command=[])
+    assert merged.command == ["python", "main.py", "--input=/hyperai/input/input0", "--extra",
+                              "/hyperai/input/input1/x.csv", "--data=/hyperai/input/input2"]
+    assert json.loads(merged.generated_files["openbayes_params.json"]) == {"data": "/hyperai/input/input2"}
+
+
+def test_no_file_changes_nothing():
+    from gear_hpc.project.apply import merge, project_for
+
+    assert project_for(Path("/nonexistent-dir")) is None
+    merged = merge(None, None, container=None, compute_type=None, image=None, bindings=("a:input0",),
+                   params={"x": 1}, command=("true",))
+    assert (merged.bindings, merged.params, merged.command) == (["a:input0"], {"x": 1}, ["true"])

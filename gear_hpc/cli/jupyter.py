@@ -30,10 +30,13 @@ if TYPE_CHECKING:
 @click.option("--wait", "wait_seconds", type=click.FloatRange(min=0), metavar="SECONDS",
               help="How long to wait for the server to answer. Default: the site's start timeout + 120 s.")
 @click.option("--url", "url_of", metavar="CONTAINER/N", help="Only print how to reach a running workspace.")
+@click.option("--file", "project_file", type=click.Path(path_type=Path), default=None,
+              help="The project file whose resource, env and data to use. Default: gear.yaml, else "
+                   "openbayes.yaml, in the code directory (or the current one).")
 @json_option
 def jupyter(container: str | None, compute_type: str | None, image: str | None, bindings: tuple[str, ...],
             code: Path | None, message: str | None, idle_timeout: int | None, port: int | None, base_url: str,
-            wait_seconds: float | None, url_of: str | None, as_json: bool) -> None:
+            wait_seconds: float | None, url_of: str | None, project_file: Path | None, as_json: bool) -> None:
     """Start JupyterLab in a new workspace execution.
 
     The workspace has the layout of every execution (notebooks in
@@ -50,6 +53,10 @@ def jupyter(container: str | None, compute_type: str | None, image: str | None, 
       gear jupyter -r cpu-small
       gear jupyter -c mnist -r gpu-1 -e jupyter -d mnist:input0
       gear jupyter --url mnist/4        # print the URL of a running workspace again
+
+    A project file (gear.yaml or openbayes.yaml, docs/project-file.md) in
+    the code directory, or the current one, gives the compute type, image
+    and data the options leave out; its command and tuning are for gear run.
     """
     from ..base.errors import NotFound
     from ..base.names import parse_execution_id
@@ -67,6 +74,12 @@ def jupyter(container: str | None, compute_type: str | None, image: str | None, 
             execution, connection, why = workspaces.wait_until_ready(ledger, execution, token, site, 0)
         _report(execution, connection, why, as_json)
         return
+    # The project file's compute type, image and data, unless the options say otherwise (project/apply.py).
+    from ..project.apply import merge, project_for
+
+    given = merge(project_for(code or Path("."), project_file), storage, container=container,
+                  compute_type=compute_type, image=image, bindings=bindings, params={}, command=())
+    container, compute_type, image, bindings = given.container, given.compute_type, given.image, tuple(given.bindings)
     image = image or site.jupyter.default_image or site.default_image
     start_and_report(site, storage, as_json, wait_seconds, container=container, compute_type=compute_type,
                      image=image, bindings=list(bindings), code=code, message=message,

@@ -24,11 +24,13 @@ if TYPE_CHECKING:
     code="Directory (or file) to upload into /hyperai/home; honours .gearignore. Default: the current "
          "directory, refused if it holds more than the site allows (gear asks for --code then).",
     param="A parameter for gear_params.json (repeatable). V is read as JSON if it can be.")
+@click.option("--file", "project_file", type=click.Path(path_type=Path), default=None,
+              help="The project file. Default: gear.yaml, else openbayes.yaml, in the code directory.")
 @follow_option
 @json_option
-@click.argument("command", nargs=-1, required=True)
+@click.argument("command", nargs=-1)
 def run(container: str | None, compute_type: str | None, image: str | None, bindings: tuple[str, ...], code: Path | None,
-        params: tuple[str, ...], message: str | None, follow: bool, as_json: bool,
+        params: tuple[str, ...], message: str | None, project_file: Path | None, follow: bool, as_json: bool,
         command: tuple[str, ...]) -> None:
     """Run COMMAND in a new execution.
 
@@ -37,6 +39,10 @@ def run(container: str | None, compute_type: str | None, image: str | None, bind
     without a shell: use `bash -c '…'` for pipes. The new execution's id is
     the last line printed.
 
+    A project file in the code directory (gear.yaml, or OpenBayes's
+    openbayes.yaml as it is) gives what the options leave out: compute type,
+    image, data, command and parameters (docs/project-file.md).
+
     \b
     Examples:
       gear run -r cpu-small -- python3 train.py
@@ -44,6 +50,7 @@ def run(container: str | None, compute_type: str | None, image: str | None, bind
       gear run -f -- bash -c 'nproc; ls /hyperai/input'
       gear run -d mnist:input0 -d prep/2:input1 -- python3 train.py
       gear run -r gpu-1 -- train.ipynb      # runs the notebook's code cells (gear convert)
+      gear run                              # as gear.yaml (or openbayes.yaml) in . says
     """
     from ..executions import lifecycle as executions
 
@@ -53,19 +60,31 @@ def run(container: str | None, compute_type: str | None, image: str | None, bind
     # site's limit: `gear run` from $HOME must not upload all of it unasked.
     code_unnamed = code is None
     code = Path(".") if code is None else code
-    generated: dict[str, str] = {}
     if os.environ.get("GEAR_WORKSPACE"):
         # Inside a Jupyter workspace: the same container and, unless -d is given, its bindings.
         container = container or os.environ.get("GEAR_CONTAINER")
         if not bindings:
             bindings = tuple(json.loads(os.environ.get("GEAR_BINDINGS") or "[]"))
-    argv = list(command)
-    if argv and argv[0].endswith(".ipynb"):
+    # The project file fills in what the options leave out (project/apply.py: the options win).
+    from ..project.apply import merge, project_for
+
+    given = merge(project_for(code, project_file), storage, container=container, compute_type=compute_type,
+                  image=image, bindings=bindings, params=parsed, command=command)
+    container, compute_type, image, parsed = given.container, given.compute_type, given.image, given.params
+    bindings, generated = tuple(given.bindings), dict(given.generated_files)
+    argv = given.command
+    if not argv:
+        from ..base.errors import UsageError
+
+        raise UsageError("no COMMAND given: put it after --, for example: gear run -- python train.py "
+                         "(or write it in the project file gear.yaml: command: python train.py)")
+    if argv[0].endswith(".ipynb"):
         from ..executions import notebook
 
         # A notebook runs as its converted script (gear convert), added beside it in the upload.
-        argv, generated = notebook.prepare_run(argv, code)
-        click.echo(f"gear: {next(iter(generated))} runs the code cells of the notebook", err=True)
+        argv, converted = notebook.prepare_run(argv, code)
+        generated.update(converted)
+        click.echo(f"gear: {next(iter(converted))} runs the code cells of the notebook", err=True)
     request = executions.RunRequest(command=argv, code=code, container=container,
                                      compute_type=compute_type, image=image, params=parsed, message=message,
                                      bindings=list(bindings), generated_files=generated,
