@@ -37,6 +37,35 @@ def parse_execution_id(value: str) -> tuple[str, int]:
     return check_name(container, "container name"), int(number)
 
 
+# A login name as Debian's adduser allows it by default (NAME_REGEX): no '/', no leading '-' or '.'.
+_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
+
+
+def check_user(value: str) -> str:
+    """Return `value` if it can be a user's login name (another user's, in `alice/C/N`), else raise."""
+    if not _USER.match(value):
+        raise UsageError(f"{value!r} is not a user name")
+    return value
+
+
+def parse_shared_id(value: str, with_number: bool) -> tuple[str | None, str, int | None]:
+    """`[USER/]CONTAINER/N` (with_number) or `[USER/]CONTAINER`: (user or None, container, number or None).
+
+    `a/3` is always your container a's execution 3; `alice/c/3` is user alice's.
+    """
+    parts = value.split("/")
+    if with_number:
+        if len(parts) == 3:
+            owner = check_user(parts[0])
+            container, number = parse_execution_id(f"{parts[1]}/{parts[2]}")
+            return owner, container, number
+        container, number = parse_execution_id(value)
+        return None, container, number
+    if len(parts) == 2:
+        return check_user(parts[0]), check_name(parts[1], "container name"), None
+    return None, check_name(value, "container name"), None
+
+
 def check_text(value: str, what: str) -> str:
     """Refuse control characters (newline, CR, NUL…) in a value that reaches a script.
 

@@ -34,6 +34,7 @@ COMMANDS = {
     "download": "inspect:download",
     "stop": "control:stop",
     "delete": "containers:delete",
+    "share": "sharing:share",
     "data": "data:data",
     "du": "data:du",
     "devcluster": "devcluster:devcluster",

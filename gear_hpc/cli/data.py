@@ -11,6 +11,7 @@ import click
 from ..base.sizes import human_count, human_rate
 from .group import json_option, load_context, open_ledger
 from .output import human_size, print_json, table
+from .sharing import apply_share, visibility_options
 
 if TYPE_CHECKING:
     from ..data.staging import Progress
@@ -112,13 +113,21 @@ def upload(name: str, paths: tuple[Path, ...], as_json: bool) -> None:
 @click.argument("name")
 @json_option
 def versions(name: str, as_json: bool) -> None:
-    """List the versions of dataset NAME."""
+    """List the versions of dataset NAME (or OWNER/NAME, another user's shared dataset)."""
     from ..data import datasets
 
     _, storage = load_context()
-    with open_ledger(storage) as ledger:
-        datasets.require(ledger, name)
-        rows = ledger.versions(name)
+    owner, _, own_name = name.rpartition("/")
+    if owner and owner != storage.user:
+        from ..base.names import check_user
+        from ..containers import shared_view
+
+        rows = shared_view.dataset_versions(str(storage.storage_root), check_user(owner), own_name)
+    else:
+        name = own_name
+        with open_ledger(storage) as ledger:
+            datasets.require(ledger, name)
+            rows = ledger.versions(name)
     if as_json:
         print_json(rows)
         return
@@ -140,9 +149,27 @@ def ls(as_json: bool) -> None:
     if not rows:
         click.echo("no datasets yet; make one with `gear data create NAME`")
         return
-    table(["DATASET", "VERSIONS", "LATEST", "SIZE", "CREATED"],
+    table(["DATASET", "VERSIONS", "LATEST", "SIZE", "VISIBILITY", "GROUP", "CREATED"],
           [[r["name"], r["versions"], f"{r['name']}@{r['latest']}" if r["latest"] else "",
-            human_size(r["size_bytes"]), r["created_at"]] for r in rows])
+            human_size(r["size_bytes"]), r["visibility"], r["group"] or "", r["created_at"]] for r in rows])
+
+
+@data.command(name="share")
+@click.argument("name")
+@visibility_options
+@json_option
+def share(name: str, visibility: str | None, group: str | None, as_json: bool) -> None:
+    """Choose who may read dataset NAME: --public, --group GROUP or --private.
+
+    Others bind a shared dataset read-only (`-d OWNER/NAME@V:input0`) and list
+    it with `gear ls OWNER/`; they never see uploads under way.
+
+    \b
+    Examples:
+      gear data share mnist --public
+      gear data share mnist --group vision-lab
+    """
+    apply_share("dataset", name, visibility, group, as_json)
 
 
 @data.command()

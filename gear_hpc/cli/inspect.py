@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .group import json_option, load_context, open_ledger
-from .listing import EXECUTION_HEADERS, execution_rows, ls_text, recent_since, status_text
+from .listing import EXECUTION_HEADERS, execution_rows, ls_text, recent_since, shared_listing_text, status_text
 from .output import echo, human_size, print_json, table, warn
 
 if TYPE_CHECKING:
@@ -78,14 +78,19 @@ def status(execution_id: str | None, as_json: bool) -> None:
 
 
 @click.command(name="ls")
+@click.argument("owner", metavar="[USER/]", required=False)
 @json_option
-def ls(as_json: bool) -> None:
-    """List your containers.
+def ls(owner: str | None, as_json: bool) -> None:
+    """List your containers, or what USER shares with you (their containers and datasets).
 
     \b
-    Example:
+    Examples:
       gear ls
+      gear ls alice/
     """
+    if owner is not None:
+        _ls_shared(owner, as_json)
+        return
     ledger, report = _refreshed_ledger(with_report=True)
     with ledger:
         summaries = ledger.container_summaries()
@@ -94,35 +99,81 @@ def ls(as_json: bool) -> None:
     _fail_if_slurm_did_not_answer(report)
 
 
+def _ls_shared(owner: str, as_json: bool) -> None:
+    """`gear ls alice/`: what alice shares with you, from her indexes (containers/shared_view.py)."""
+    from ..base.names import check_user
+    from ..containers import shared_view
+
+    _, storage = load_context()
+    name = check_user(owner[:-1] if owner.endswith("/") else owner)
+    found = shared_view.listing(str(storage.storage_root), name)
+    if as_json:
+        print_json(found)
+        return
+    if not found["containers"] and not found["datasets"]:
+        echo(f"{name} shares nothing with you")
+        return
+    echo(shared_listing_text(name, found))
+
+
 @click.command()
-@click.argument("container")
+@click.argument("container", metavar="[USER/]CONTAINER")
 @json_option
 def history(container: str, as_json: bool) -> None:
     """List the executions of CONTAINER, oldest first, with the one each continued.
 
+    USER/CONTAINER lists the closed executions of a container USER shares with you.
+
     \b
-    Example:
+    Examples:
       gear history mnist-train
+      gear history alice/mnist-train
     """
     from ..base.errors import NotFound
-    from ..base.names import check_name
+    from ..base.names import parse_shared_id
 
-    check_name(container, "container name")
-    with _refreshed_ledger() as ledger:
-        if container not in ledger.container_names():
-            raise NotFound(f"no container {container!r}")
-        items = ledger.executions(container=container)
+    owner, container, _ = parse_shared_id(container, with_number=False)
+    shared = _others(owner)
+    if shared is not None:
+        from ..containers import shared_view
+
+        data = shared_view.history(shared, owner or "", container)
+        for item in data:
+            item["id"] = f"{owner}/{item.get('id')}"
+    else:
+        with _refreshed_ledger() as ledger:
+            if container not in ledger.container_names():
+                raise NotFound(f"no container {container!r}")
+            data = [e.to_json() for e in ledger.executions(container=container)]
     if as_json:
-        print_json([e.to_json() for e in items])
+        print_json(data)
         return
     # The lineage: which execution each one continued (gear continue).
-    rows = execution_rows([e.to_json() for e in items])
+    rows = execution_rows(data)
     table(EXECUTION_HEADERS[:1] + ["PARENT"] + EXECUTION_HEADERS[1:],
-          [row[:1] + [e.parent or ""] + row[1:] for row, e in zip(rows, items, strict=True)])
+          [row[:1] + [item.get("parent") or ""] + row[1:] for row, item in zip(rows, data, strict=True)])
+
+
+def _others(owner: str | None) -> str | None:
+    """The storage root when `owner` is another user (their shared things are read), else None (yours)."""
+    if owner is None:
+        return None
+    _, storage = load_context()
+    return None if owner == storage.user else str(storage.storage_root)
+
+
+def _shared_execution(owner: str, container: str, number: int) -> dict[str, Any] | None:
+    """Another user's shared closed execution (its record from their index), or None if `owner` is you."""
+    root = _others(owner)
+    if root is None:
+        return None
+    from ..containers import shared_view
+
+    return shared_view.execution(root, owner, container, number)
 
 
 @click.command()
-@click.argument("execution_id", metavar="CONTAINER/N")
+@click.argument("execution_id", metavar="[USER/]CONTAINER/N")
 @json_option
 def show(execution_id: str, as_json: bool) -> None:
     """Show everything recorded about one execution.
@@ -131,14 +182,19 @@ def show(execution_id: str, as_json: bool) -> None:
     Example:
       gear show mnist-train/3
     """
-    from ..base.names import parse_execution_id
+    from ..base.names import parse_shared_id
     from ..executions import reconcile
 
-    target = parse_execution_id(execution_id)
-    with _refreshed_ledger() as ledger:
-        execution = reconcile.get(ledger, *target)
-    data = execution.to_json()
-    data.update(_stopped(execution))
+    owner, container, number = parse_shared_id(execution_id, with_number=True)
+    assert number is not None
+    shared = _shared_execution(owner, container, number) if owner else None
+    if shared is not None:
+        data = shared
+    else:
+        with _refreshed_ledger() as ledger:
+            execution = reconcile.get(ledger, container, number)
+        data = execution.to_json()
+        data.update(_stopped(execution))
     if as_json:
         print_json(data)
         return
@@ -170,7 +226,7 @@ def _stopped(execution: Execution) -> dict[str, Any]:
 
 
 @click.command()
-@click.argument("execution_id", metavar="CONTAINER/N")
+@click.argument("execution_id", metavar="[USER/]CONTAINER/N")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the execution ends.")
 def logs(execution_id: str, follow: bool) -> None:
     """Print the output (stdout and stderr) of an execution.
@@ -180,10 +236,20 @@ def logs(execution_id: str, follow: bool) -> None:
       gear logs mnist-train/3
       gear logs mnist-train/3 -f
     """
-    from ..base.names import parse_execution_id
+    from ..base.names import parse_shared_id
     from ..executions import reconcile
 
-    target = parse_execution_id(execution_id)
+    owner, container, number = parse_shared_id(execution_id, with_number=True)
+    assert number is not None
+    shared = _shared_execution(owner, container, number) if owner else None
+    if shared is not None:
+        if follow:
+            from ..base.errors import UsageError
+
+            raise UsageError(f"{shared['id']} is closed (only closed executions are shared): its log is complete")
+        _copy_out(Path(shared["workdir"]).parent / "output.log", shared["id"])
+        return
+    target = (container, number)
     _, storage = load_context()
     with open_ledger(storage) as ledger:
         execution = reconcile.get(ledger, *target)
@@ -193,18 +259,25 @@ def logs(execution_id: str, follow: bool) -> None:
             follow_execution(ledger, *target, show_status=False)
             return
     path = reconcile.log_path(execution)
+    if not path.exists():
+        click.echo(f"gear: {execution.id} has no output yet (status: {execution.status})", err=True)
+        return
+    _copy_out(path, execution.id)
+
+
+def _copy_out(path: Path, execution_id: str) -> None:
+    import shutil
+    import sys
+
     try:
         with path.open("rb") as handle:
-            import shutil
-            import sys
-
             shutil.copyfileobj(handle, sys.stdout.buffer)
     except FileNotFoundError:
-        click.echo(f"gear: {execution.id} has no output yet (status: {execution.status})", err=True)
+        click.echo(f"gear: {execution_id} has no output", err=True)
 
 
 @click.command()
-@click.argument("execution_id", metavar="CONTAINER/N")
+@click.argument("execution_id", metavar="[USER/]CONTAINER/N")
 @click.option("-t", "--target", type=click.Path(path_type=Path), default=None,
               help="Directory to copy into (a name starting with '-' is a directory too). Default: ./CONTAINER-N")
 @click.option("--from", "from_path", metavar="SUBPATH", help="Only this file or directory of the working directory.")
@@ -217,19 +290,24 @@ def download(execution_id: str, target: Path | None, from_path: str | None) -> N
       gear download mnist-train/3 --from checkpoints/best.pt
     """
     from ..base.errors import GearError
-    from ..base.names import parse_execution_id
+    from ..base.names import parse_shared_id
     from ..data import paths, staging
     from ..executions import reconcile
 
-    target_id = parse_execution_id(execution_id)
-    with _refreshed_ledger() as ledger:
-        execution = reconcile.get(ledger, *target_id)
-    if execution.is_open:
-        warn(f"{execution.id} is still {execution.status}; copying what its working directory holds now")
-    home = Path(execution.workdir)
+    owner, container, number = parse_shared_id(execution_id, with_number=True)
+    assert number is not None
+    shared = _shared_execution(owner, container, number) if owner else None
+    if shared is not None:
+        the_id, home = shared["id"], Path(shared["workdir"])
+    else:
+        with _refreshed_ledger() as ledger:
+            execution = reconcile.get(ledger, container, number)
+        if execution.is_open:
+            warn(f"{execution.id} is still {execution.status}; copying what its working directory holds now")
+        the_id, home = execution.id, Path(execution.workdir)
     if not home.is_dir():
-        raise GearError(f"{execution.id} has no working directory at {home}")
-    source, _ = paths.inside(home, from_path, f"the working directory of {execution.id}")
-    destination = target or Path(f"{execution.container}-{execution.number}")
+        raise GearError(f"{the_id} has no working directory at {home}")
+    source, _ = paths.inside(home, from_path, f"the working directory of {the_id}")
+    destination = target or Path(f"{container}-{number}")
     staging.download(source, destination)
-    click.echo(f"gear: copied {execution.id}:{from_path or '/'} to {destination}", err=True)
+    click.echo(f"gear: copied {the_id}:{from_path or '/'} to {destination}", err=True)

@@ -71,3 +71,25 @@ def ls_text(summaries: list[dict[str, Any]], as_json: bool) -> str:
           s["last_status"] or "", human_size(s["disk_bytes"]), human_size(s["size_bytes"]), s["visibility"],
           s["group"] or "", s["created_at"]]
          for s in summaries]))
+
+
+def shared_listing_text(owner: str, found: dict[str, list[dict[str, Any]]]) -> str:
+    """`gear ls USER/`: what USER shares with you (containers/shared_view.listing()); only closed executions count."""
+    lines: list[str] = []
+    if found["containers"]:
+        lines += table_lines(
+            ["CONTAINER", "EXECUTIONS", "LAST", "LAST STATUS", "SIZE", "VISIBILITY", "GROUP", "CREATED"],
+            [[f"{owner}/{s['name']}", s.get("executions", 0),
+              f"{owner}/{s['name']}/{s['last_number']}" if s.get("last_number") else "", s.get("last_status") or "",
+              human_size(s.get("disk_bytes")), s.get("visibility", ""), s.get("group") or "", s.get("created_at", "")]
+             for s in found["containers"]])
+    if found["datasets"]:
+        if lines:
+            lines.append("")
+        lines += table_lines(
+            ["DATASET", "VERSIONS", "LATEST", "SIZE", "VISIBILITY", "GROUP", "CREATED"],
+            [[f"{owner}/{d['name']}", d.get("versions", 0),
+              f"{owner}/{d['name']}@{d['latest']}" if d.get("latest") else "", human_size(d.get("size_bytes")),
+              d.get("visibility", ""), d.get("group") or "", d.get("created_at", "")]
+             for d in found["datasets"]])
+    return "\n".join(lines)

@@ -179,6 +179,12 @@ def continue_(execution_id: str, compute_type: str | None, image: str | None, bi
 
     if home_as and no_home:
         raise UsageError("--home-as and --no-home cannot be used together")
+    if execution_id.count("/") == 2:
+        from ..base.errors import UsageError
+
+        owner = execution_id.split("/")[0]
+        raise UsageError(f"gear continue is for your own executions; to start from {execution_id}'s working "
+                         f"directory (shared by {owner}), run: gear run -d {execution_id}:/hyperai/home -- COMMAND")
     container, number = parse_execution_id(execution_id)
     site, storage = load_context()
     parsed = dict(executions.parse_param(p) for p in params)

@@ -95,6 +95,12 @@ def delete(ledger: Ledger, storage: UserStorage, plan: DeletePlan) -> DeleteResu
     name = plan.container
     trash = f"{TRASH_PREFIX}{name}-{secrets.token_hex(4)}"
     conn = ledger.conn
+    if plan.in_ledger:
+        from .sharing import before_deleting
+
+        # Closed to other users (and out of their indexes) before anything goes:
+        # nobody else reads a container that is half deleted.
+        before_deleting(ledger, "container", name)
     with open_containers_dir(storage) as cfd:
         marker = committed = False
         moved: str | None = None

@@ -2,16 +2,19 @@
 
     mnist:input0                 latest version of your dataset, read-only
     mnist@3:/hyperai/input/input1  version 3
-    alice/mnist@3:input1         another user's public dataset
+    alice/mnist@3:input1         another user's dataset, shared with you
     mnist-train/3:input2         execution 3's saved working directory, read-only
     mnist-train/3:/hyperai/home  that working directory copied in, writable (also :/output)
+    alice/mnist-train/3:input2   another user's execution, shared with you (also :/hyperai/home)
 
-`X/<digits>` is always an execution; any other `X/Y` is a user's dataset.
+`X/<digits>` is always an execution; any other `X/Y` is a user's dataset;
+`U/X/<digits>` is user U's execution.
 Everything is checked before anything is submitted.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -37,7 +40,7 @@ class BindingSpec:
     number: int | None = None
     dataset: str | None = None
     version: int | None = None
-    owner: str | None = None     # another user's dataset
+    owner: str | None = None     # another user's dataset or execution
 
     @property
     def is_execution(self) -> bool:
@@ -90,9 +93,9 @@ def parse(text: str) -> BindingSpec:
             if number < 1:
                 raise _bad(text, "execution numbers start at 1")
             return BindingSpec(text, resolved_target, container=check_name(first, "container name"), number=number)
-        if resolved_target == HOME:
-            raise _bad(text, f"only an execution's working directory (CONTAINER/N) can be copied into {HOME}")
         owner = None
+        if resolved_target == HOME and rest.count("/") != 1:
+            raise _bad(text, f"only an execution's working directory (CONTAINER/N) can be copied into {HOME}")
         if slash:
             if not _USER.match(first):
                 raise _bad(text, f"{first!r} is not a user name")
@@ -100,9 +103,10 @@ def parse(text: str) -> BindingSpec:
             other, slash2, number_text = rest.partition("/")
             if slash2:
                 # USER/C/N: an execution of another user's container.
-                raise _bad(text, f"{first}/{rest} names an execution of user {first}'s container {other!r}; "
-                                 "binding other users' containers or datasets needs sharing, which is not "
-                                 "available yet (bind your own: CONTAINER/N or DATASET[@V])")
+                if not (number_text.isdigit() and number_text.isascii()) or int(number_text) < 1:
+                    raise _bad(text, f"{first}/{rest} is not USER/CONTAINER/N (execution numbers start at 1)")
+                return BindingSpec(text, resolved_target, container=check_name(other, "container name"),
+                                   number=int(number_text), owner=first)
         name, at, version_text = source.partition("@")
         version = None
         if at:
@@ -137,6 +141,9 @@ def resolve(specs: list[BindingSpec], ledger: Ledger, storage: UserStorage, user
 
     resolved = []
     for spec in specs:
+        if spec.owner is not None and spec.owner != user:
+            resolved.append(_resolve_shared(spec, storage))
+            continue
         if spec.is_execution:
             assert spec.container is not None and spec.number is not None
             execution = ledger.get_execution(spec.container, spec.number)
@@ -150,9 +157,6 @@ def resolve(specs: list[BindingSpec], ledger: Ledger, storage: UserStorage, user
             resolved.append(Binding(execution.id, spec.target, spec.target != HOME, "execution", execution.workdir))
             continue
         assert spec.dataset is not None
-        if spec.owner is not None and spec.owner != user:
-            raise GearError(f"binding {spec.text!r}: dataset {spec.owner}/{spec.dataset} is not shared with you "
-                            "(sharing other users' datasets is not available yet)")
         if not ledger.dataset_exists(spec.dataset):
             raise NotFound(f"binding {spec.text!r}: you have no dataset {spec.dataset!r} "
                            f"(create it with `gear data create {spec.dataset}`)")
@@ -165,3 +169,28 @@ def resolve(specs: list[BindingSpec], ledger: Ledger, storage: UserStorage, user
         resolved.append(Binding(f"{spec.dataset}@{version}", spec.target, True, "dataset",
                                 str(storage.version_dir(spec.dataset, version))))
     return resolved
+
+
+def _resolve_shared(spec: BindingSpec, storage: UserStorage) -> Binding:
+    """Another user's execution or dataset, through what they share (containers/shared_view.py).
+
+    Checked now with your own permissions; the job binds or copies it with
+    them again, so a share taken back before the job starts fails that job
+    instead of reaching what is no longer shared (docs/cli.md, Sharing).
+    """
+    from ..containers import shared_view
+
+    root = str(storage.storage_root)
+    assert spec.owner is not None
+    try:
+        if spec.is_execution:
+            assert spec.container is not None and spec.number is not None
+            record = shared_view.execution(root, spec.owner, spec.container, spec.number)
+            if not os.access(record["workdir"], os.R_OK | os.X_OK):
+                raise GearError(f"{record['id']} is not shared with you")
+            return Binding(record["id"], spec.target, spec.target != HOME, "execution", record["workdir"])
+        assert spec.dataset is not None
+        version, path = shared_view.dataset_version_dir(root, spec.owner, spec.dataset, spec.version)
+    except GearError as exc:
+        raise type(exc)(f"binding {spec.text!r}: {exc}") from None
+    return Binding(f"{spec.owner}/{spec.dataset}@{version}", spec.target, True, "dataset", path)

@@ -94,9 +94,18 @@ def _close_version(ledger: Ledger, storage: UserStorage, name: str, staged: Path
         # (its ".." changes); a tree copied from a read-only source has none.
         os.chmod(staged, 0o700)
         os.rename(staged, target)
-        os.chmod(target, 0o500)
+        os.chmod(target, 0o555)   # readable by whoever the dataset's directory lets in
 
-    return ledger.add_version(name, place, size, files, source)
+    version = ledger.add_version(name, place, size, files, source)
+    _tell_readers(ledger, name)
+    return version
+
+
+def _tell_readers(ledger: Ledger, name: str) -> None:
+    """The indexes readers of a shared dataset read (containers/sharing.py) follow its versions."""
+    from ..containers import sharing
+
+    sharing.after_dataset_change(ledger, name)
 
 
 def upload(ledger: Ledger, storage: UserStorage, name: str, paths: list[Path],
@@ -132,10 +141,11 @@ def upload(ledger: Ledger, storage: UserStorage, name: str, paths: list[Path],
     # (a file cut off in the middle is copied again: between local paths rsync
     # copies whole files, so --partial would save nothing). --delete makes the
     # staged tree exactly the sources, whatever an earlier try left.
-    # --chmod=a-w makes every file and directory read-only as it arrives
+    # --chmod=a-w,a+rX makes every file and directory read-only (and readable by whoever
+    # the dataset's directory lets in, storage/sharing.py) as it arrives
     # (rsync lets itself write into such a directory while it fills it, on a
     # rerun too), so closing the version is a rename, not a walk.
-    progress, stats = staging.rsync_with_progress(sources, f"{incoming}/", on_progress, "--delete", "--chmod=a-w")
+    progress, stats = staging.rsync_with_progress(sources, f"{incoming}/", on_progress, "--delete", "--chmod=a-w,a+rX")
     # The totals of the file list are those of the whole version, also when a
     # rerun sent only part of it; with symlinks or special files in it, a walk.
     version = _close_version(ledger, storage, name, incoming, source="upload: " + ", ".join(map(str, resolved)),
@@ -221,6 +231,10 @@ def remove(ledger: Ledger, storage: UserStorage, ref: VersionRef) -> list[int]:
         raise GearError(f"{what} is bound by {', '.join(busy)}, which is still queued or running; "
                         "stop it or wait until it ends")
     doomed = [ref.version] if ref.version is not None else versions
+    if ref.version is None:
+        from ..containers import sharing
+
+        sharing.before_deleting(ledger, "dataset", ref.dataset)   # closed to readers before its files go
     # Move the files aside first, then forget them, then delete: a crash at any
     # point leaves either a recorded version with its files, or only garbage.
     trash = storage.dataset_dir(ref.dataset) / f"trash-{secrets.token_hex(4)}"
@@ -236,6 +250,7 @@ def remove(ledger: Ledger, storage: UserStorage, ref: VersionRef) -> list[int]:
     else:
         ledger.delete_version(ref.dataset, ref.version)
         remove_tree(trash)
+    _tell_readers(ledger, ref.dataset)
     return doomed
 
 

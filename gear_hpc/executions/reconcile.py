@@ -184,6 +184,11 @@ def refresh(ledger: Ledger, query: Callable[[], dict[str, SlurmJob]] | None = No
         updated = ledger.get_execution(execution.container, execution.number)
         if updated is not None and not updated.is_open:
             report.newly_closed.append(updated)
+    if report.newly_closed:
+        # Readable behind the container's gate, and listed for those it lets in (containers/sharing.py).
+        from ..containers.sharing import after_closing
+
+        after_closing(ledger, report.newly_closed)
     return report
 
 

@@ -20,6 +20,11 @@ blocks than before (a second one, for older releases, took a 4 KiB block per
 file as `du` counts). An older fuse-overlayfs ignores it; the job sees that
 (the top directory is not writable through the overlay) and copies instead.
 
+Sealing also makes everything in the directory readable by all, which
+shares nothing by itself: the container's directory is the gate that decides
+who may reach it (storage/sharing.py), so sharing and taking it back are one
+chmod of that directory, not a walk of every execution.
+
 Where the file system keeps no user attributes (some NFS servers), sealing
 still takes the write bits; a continuation then starts from a copy.
 """
@@ -67,7 +72,7 @@ def _seal_one(path: str) -> bool:
         return True
     if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
         return True   # links, devices and FIFOs carry no user attributes and need no write bit taken
-    if stat.S_ISREG(info.st_mode) and info.st_nlink > 1 and not info.st_mode & 0o222:
+    if stat.S_ISREG(info.st_mode) and info.st_nlink > 1 and not info.st_mode & 0o222 and info.st_mode & 0o004:
         return True   # a hard link to a file of the parent, sealed with it
     # User attributes are read and written under the file's own permission
     # bits, even for its owner: a file the program left without them gets
@@ -89,9 +94,20 @@ def _seal_one(path: str) -> bool:
         if exc.errno not in _NO_ATTR:
             raise
         kept = False
-    if current != mode & ~0o222:
-        os.chmod(path, mode & ~0o222)
+    sealed = _readable(mode & ~0o222, stat.S_ISDIR(info.st_mode))
+    if current != sealed:
+        os.chmod(path, sealed)
     return kept
+
+
+def _readable(mode: int, is_dir: bool) -> int:
+    """Readable by all (and searchable, where the owner may search or run it): a closed
+    execution is shared or not by its container's directory alone (storage/sharing.py),
+    so nothing below it needs to hide from a reader the gate lets in. The mode the
+    program gave stays in the attribute, for a continuation to see."""
+    if is_dir:
+        return mode | 0o555
+    return mode | 0o444 | (0o111 if mode & stat.S_IXUSR else 0)
 
 
 def _wanted_mode(path: str, info: os.stat_result) -> int:

@@ -25,7 +25,7 @@ from typing import Any
 # path of `gear ls`/`gear status` imports without this module's dataclass.
 from ..base import errors
 from ..base.errors import GearError
-from ..base.facts import OPEN_STATUSES
+from ..base.facts import CLOSED_STATUSES, OPEN_STATUSES
 from . import rows as ledger_rows
 from .migrations import MIGRATIONS
 from .rows import BUSY_TIMEOUT_MS as BUSY_TIMEOUT_MS, Execution as Execution  # importable from here
@@ -65,7 +65,7 @@ class DatasetLedger:
     def dataset_summaries(self) -> list[dict[str, Any]]:
         rows = self.conn.execute(
             """SELECT d.name, d.created_at, COUNT(v.version) AS versions, MAX(v.version) AS latest,
-                      COALESCE(SUM(v.size_bytes), 0) AS size_bytes
+                      COALESCE(SUM(v.size_bytes), 0) AS size_bytes, d.visibility, d.share_group AS "group"
                FROM datasets d LEFT JOIN dataset_versions v ON v.dataset = d.name
                GROUP BY d.name ORDER BY d.name""")
         return [dict(row) for row in rows]
@@ -168,6 +168,36 @@ class Ledger(DatasetLedger):
 
     def container_summaries(self) -> list[dict[str, Any]]:
         return ledger_rows.container_summaries(self.conn)
+
+    # --- sharing (storage/sharing.py: the modes enforce it; these rows say it) ---
+
+    def set_visibility(self, table: str, name: str, visibility: str, group: str | None) -> None:
+        """Record who may read container or dataset `name` (`table`: "containers" or "datasets")."""
+        assert table in ("containers", "datasets")
+        self.conn.execute(f"UPDATE {table} SET visibility = ?, share_group = ? WHERE name = ?",
+                          (visibility, group, name))
+
+    def visibility(self, table: str, name: str) -> tuple[str, str | None] | None:
+        """(visibility, group) of container or dataset `name`; None if there is none."""
+        assert table in ("containers", "datasets")
+        row = self.conn.execute(f"SELECT visibility, share_group FROM {table} WHERE name = ?", (name,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def shared_container_summaries(self) -> list[dict[str, Any]]:
+        """What readers see of each shared container: its closed executions only."""
+        rows = self.conn.execute(
+            f"""SELECT c.name, c.created_at, c.visibility, c.share_group AS "group",
+                       COUNT(e.number) AS executions, MAX(e.number) AS last_number,
+                       COALESCE(SUM(e.size_bytes), 0) AS size_bytes, COALESCE(SUM(e.disk_bytes), 0) AS disk_bytes
+                FROM containers c LEFT JOIN executions e
+                     ON e.container = c.name AND e.status IN ({", ".join("?" * len(CLOSED_STATUSES))})
+                WHERE c.visibility != 'private' GROUP BY c.name ORDER BY c.name""", CLOSED_STATUSES)
+        summaries = [dict(row) for row in rows]
+        for summary in summaries:
+            last = summary["last_number"]
+            summary["last_status"] = None if last is None else self.conn.execute(
+                "SELECT status FROM executions WHERE container = ? AND number = ?", (summary["name"], last)).fetchone()[0]
+        return summaries
 
     # --- executions ---
 

@@ -242,10 +242,11 @@ def execution_usage(exec_dir: Path) -> Usage:
 
 
 def make_read_only(path: Path) -> None:
-    """Take away every write bit below `path` (never following a symlink).
+    """Take away every write bit below `path` and give read bits to all (never following a symlink).
 
-    Closed dataset versions and saved working directories never change
-    again; the kernel, not only gear, refuses a plain write to them.
+    Closed dataset versions never change again; the kernel, not only gear,
+    refuses a plain write to them. Readable by all because the dataset's
+    directory is the gate that decides who may reach them (storage/sharing.py).
     """
     for directory, subdirs, files in os.walk(path, topdown=False):
         for name in files + subdirs:
@@ -261,8 +262,9 @@ def _drop_write(path: str) -> None:
     if stat.S_ISLNK(info.st_mode):
         return
     mode = stat.S_IMODE(info.st_mode)
-    if mode & 0o222:
-        os.chmod(path, mode & ~0o222)
+    readable = 0o555 if stat.S_ISDIR(info.st_mode) else 0o444 | (0o111 if mode & stat.S_IXUSR else 0)
+    if mode != (mode & ~0o222) | readable:
+        os.chmod(path, (mode & ~0o222) | readable)
 
 
 def remove_tree(path: Path) -> int:

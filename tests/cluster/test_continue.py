@@ -82,8 +82,9 @@ def test_continue_edits_in_place_and_the_parent_never_changes(alice, container):
     assert (home / "append.txt").read_text() == "one\ntwo\n"
     assert (home / "truncate.txt").read_text() == "long "
     assert (home / "rewrite.bin").read_bytes()[100:110] == b"B" * 10
-    # Sealed (no write bit), and the mode the program gave it kept for the next overlay.
-    assert oct(os.stat(home / "mode.txt").st_mode & 0o777) == oct(0o400) and _kept_mode(home / "mode.txt") == 0o600
+    # Sealed (no write bit, readable once its container's gate lets a reader in), and the
+    # mode the program gave it kept for the next overlay.
+    assert oct(os.stat(home / "mode.txt").st_mode & 0o777) == oct(0o444) and _kept_mode(home / "mode.txt") == 0o600
     assert not (home / "delete.txt").exists() and (home / "renamed.txt").exists()
     assert (home / "new.txt").exists() and (home / "sub" / "keep.txt").read_text() == "kept\n"
     assert sorted(os.listdir(home / "replaced")) == ["c"] and not (home / "removed").exists()

@@ -76,11 +76,13 @@ def test_gpu_execution_end_to_end(alice, container):
     alice.gear("download", f"{container}/1", "-t", str(target / "one"), "--from", "notes.txt", check=True)
     assert (target / "one" / "notes.txt").read_text() == "kept\n"
 
-    # The ledger and every directory are the user's alone: SlurmUser's group may only pass through
-    # the user directory (to notify/, for gear-mailprog), as the admin made it (docs/admin.md).
-    assert stat.S_IMODE(alice.storage.stat().st_mode) == 0o2710
+    # The ledger and the container are the user's alone: others may only pass through the user
+    # directory (to notify/ for gear-mailprog, to what is shared for the rest), as the admin made it
+    # (docs/admin.md); the container's directory, private by default, is the gate (storage/sharing.py).
+    assert stat.S_IMODE(alice.storage.stat().st_mode) == 0o2711
     assert stat.S_IMODE((alice.storage / "ledger.sqlite").stat().st_mode) == 0o600
-    assert stat.S_IMODE(workdir.parent.stat().st_mode) & 0o777 == 0o700
+    assert stat.S_IMODE(workdir.parent.parent.stat().st_mode) & 0o777 == 0o700
+    assert stat.S_IMODE(workdir.parent.stat().st_mode) & 0o777 == 0o755   # closed: open behind the gate
     # The saved working directory is sealed: not even its owner's ordinary tools change it.
     assert not any(stat.S_IMODE(p.lstat().st_mode) & 0o222 for p in [workdir, *workdir.rglob("*")] if not p.is_symlink())
 

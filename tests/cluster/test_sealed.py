@@ -78,9 +78,10 @@ def test_a_continuation_still_changes_what_it_inherited_and_the_parent_never_doe
     assert tree_state(parent_home) == before          # not one byte, mode or attribute of the parent
     home = Path(record["workdir"])
     assert (home / "model.txt").read_text() == "original\nmore\n" and not (home / "gone.txt").exists()
-    # Sealed with the modes the program left: write bits taken, the rest as it set them.
-    assert stat.S_IMODE(os.stat(home / "model.txt").st_mode) == 0o440
-    assert stat.S_IMODE(os.stat(home / "sub").st_mode) == 0o500
+    # Sealed: write bits taken, read (and search) bits given to all, since the
+    # container's directory decides who may reach it (storage/sharing.py).
+    assert stat.S_IMODE(os.stat(home / "model.txt").st_mode) == 0o444
+    assert stat.S_IMODE(os.stat(home / "sub").st_mode) == 0o555
 
     # A grandchild sees the child's modes (0640 for model.txt), so it may write again.
     grandchild = _run(sealer, "continue", child, "-f", "--", "bash", "-c",

@@ -34,8 +34,8 @@ ensure_user() {  # same user, uid and gid on the host and in the root; storage d
     die "$dir exists but is not $name's directory; remove it (it may have been planted by another user)"
   fi
   if [[ ! -d $dir ]]; then
-    install -d -o "$uid" -g "$slurm_gid" -m 2710 "$dir"
-  elif [[ $(stat -c %g:%a "$dir") != "$slurm_gid:2710" ]]; then
-    chgrp "$slurm_gid" "$dir" && chmod 2710 "$dir"
+    install -d -o "$uid" -g "$slurm_gid" -m 2711 "$dir"
+  elif [[ $(stat -c %g:%a "$dir") != "$slurm_gid:2711" ]]; then
+    chgrp "$slurm_gid" "$dir" && chmod 2711 "$dir"
   fi
 }
