@@ -51,6 +51,8 @@ class RunRequest:
     # The code is the current directory, not named with --code: refused above
     # site.code_limit, so that `gear run` from $HOME does not upload all of it.
     code_unnamed: bool = False
+    # sbatch options given by the user (`gear sbatch`), overriding the compute type's #SBATCH lines.
+    sbatch_options: list[str] = field(default_factory=list)
 
 
 def default_container_name(code: Path) -> str:
@@ -150,7 +152,7 @@ def submit(site: Site, storage: UserStorage, request: RunRequest,
                      resolved, home_layer, on_progress)
             if request.code_uploaded:
                 _notice_collisions(exec_dir / "code", resolved, notice, home_layer)
-            job_id = slurm.submit(exec_dir / "job.sh")
+            job_id = slurm.submit(exec_dir / "job.sh", request.sbatch_options)
         except slurm.SubmitTimeout:
             found = _find_job_by_token(token)
             if found is None:

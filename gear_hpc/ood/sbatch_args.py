@@ -15,19 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..base.errors import UsageError
-
-# sbatch options that take a value (as the next argument unless written --name=value).
-_SHORT_WITH_VALUE = frozenset("-D -o -e -J -t -M -p -A -q -w -C -N -n -c -d -i -a -x -G -L -m -S -F -b".split())
-_LONG_WITH_VALUE = frozenset((
-    "--chdir --output --error --job-name --time --export --clusters --cluster --partition --account --qos "
-    "--reservation --nodelist --constraint --gres --gpus --gpus-per-node --gpus-per-task --mem --mem-per-cpu "
-    "--mem-per-gpu --nodes --ntasks --ntasks-per-node --cpus-per-task --mail-user --mail-type --begin --priority "
-    "--nice --dependency --input --array --exclude --licenses --comment --signal --open-mode --time-min --tmp "
-    "--wckey --deadline --distribution --hint --network --profile --switches --uid --gid").split())
-_LONG_NAMES = {"-D": "--chdir", "-o": "--output", "-e": "--error", "-J": "--job-name", "-t": "--time",
-               "-M": "--clusters", "-H": "--hold", "-p": "--partition", "-A": "--account", "-q": "--qos",
-               "-w": "--nodelist", "-C": "--constraint", "-N": "--nodes", "-n": "--ntasks", "-c": "--cpus-per-task",
-               "-d": "--dependency", "-G": "--gpus"}
+from ..slurm import sbatch_options
 
 HONOURED = frozenset({"--chdir", "--parsable", "--output"})
 NOTED = frozenset({"--error", "--job-name", "--time", "--export"})
@@ -38,34 +26,8 @@ SCRIPT_NOTE = ("OnDemand's job script (kept as ondemand-script.sh; it holds the 
 
 
 def parse(argv: list[str]) -> list[tuple[str, str | None]]:
-    """sbatch's options as (long name, value); a lone word is ("", word)."""
-    options: list[tuple[str, str | None]] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        i += 1
-        if arg.startswith("--"):
-            name, eq, value = arg.partition("=")
-            if not eq and name in _LONG_WITH_VALUE and i < len(argv):
-                value, eq = argv[i], "="
-                i += 1
-            options.append((name, value if eq else None))
-        elif arg.startswith("-") and len(arg) >= 2:
-            short = arg[:2]
-            if short in _SHORT_WITH_VALUE:
-                if len(arg) > 2:
-                    value = arg[2:]
-                elif i < len(argv):
-                    value = argv[i]
-                    i += 1
-                else:
-                    value = ""
-                options.append((_LONG_NAMES.get(short, short), value))
-            else:
-                options.append((_LONG_NAMES.get(short, short), None))
-        else:
-            options.append(("", arg))
-    return options
+    """sbatch's options as (long name, value); a lone word is ("", word) (slurm/sbatch_options.py)."""
+    return sbatch_options.parse(argv)[0]
 
 
 def check(argv: list[str], hours: int, local_cluster: Callable[[], str | None] = lambda: None) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,10 +54,15 @@ def _bin(name: str) -> str:
     return str(Path(directory) / name) if directory else name
 
 
-def submit(script: Path) -> str:
-    """Submit a batch script file and return its job id (digits only)."""
+def submit(script: Path, options: Sequence[str] = ()) -> str:
+    """Submit a batch script file and return its job id (digits only).
+
+    `options` are sbatch options that override the script's #SBATCH lines
+    (`gear sbatch` passes the user's, each one `--name=value` argument).
+    """
     try:
-        result = run([_bin("sbatch"), "--parsable", str(script)], timeout=SUBMIT_TIMEOUT, env=_submit_env())
+        result = run([_bin("sbatch"), "--parsable", *options, str(script)], timeout=SUBMIT_TIMEOUT,
+                     env=_submit_env())
     except CommandFailed as exc:
         if exc.timed_out:
             raise SubmitTimeout(f"sbatch did not answer within {SUBMIT_TIMEOUT:.0f} s") from None
