@@ -90,7 +90,7 @@ def test_the_cycle_finder_sees_a_cycle(tmp_path):
 LAYERS = {
     "base": 0, "image_manifest": 0,
     "storage": 1, "slurm": 1, "site": 1, "ledger": 1,
-    "notify": 2, "data": 2, "executions": 2, "containers": 2, "project": 2,
+    "notify": 2, "data": 2, "executions": 2, "containers": 2, "project": 2, "tuning": 2,
     "cli": 3, "ood": 3, "__main__": 3, "devcluster": 3,
 }
 

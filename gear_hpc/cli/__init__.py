@@ -39,6 +39,8 @@ COMMANDS = {
     "du": "data:du",
     "devcluster": "devcluster:devcluster",
     "notify": "notify:notify",
+    "tune": "tune:tune",
+    "metrics": "metrics:metrics",
 }
 
 

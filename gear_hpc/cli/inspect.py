@@ -195,6 +195,9 @@ def show(execution_id: str, as_json: bool) -> None:
             execution = reconcile.get(ledger, container, number)
         data = execution.to_json()
         data.update(_stopped(execution))
+    from ..tuning.metrics import read as read_metrics
+
+    data["metrics"] = read_metrics(data["workdir"]).last()   # the last value of each (gear metrics: all)
     if as_json:
         print_json(data)
         return
@@ -205,6 +208,8 @@ def show(execution_id: str, as_json: bool) -> None:
             value = shlex.join(value)
         elif key in ("size_bytes", "disk_bytes") and value is not None:
             value = f"{value} ({human_size(value)})"
+        elif key == "metrics":
+            value = "  ".join(f"{name}={number:.6g}" for name, number in value.items())
         elif key in ("params", "bindings"):
             import json
 

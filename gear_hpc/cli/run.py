@@ -23,15 +23,18 @@ if TYPE_CHECKING:
     container="Container to run in (created on first use). Default: the code directory's name.",
     code="Directory (or file) to upload into /hyperai/home; honours .gearignore. Default: the current "
          "directory, refused if it holds more than the site allows (gear asks for --code then).",
-    param="A parameter for gear_params.json (repeatable). V is read as JSON if it can be.")
+    param="A parameter for gear_params.json (repeatable). V is read as JSON if it can be. K=V1,V2,… "
+          "runs one execution per value (a grid over every such K, as one Slurm job array).")
 @click.option("--file", "project_file", type=click.Path(path_type=Path), default=None,
               help="The project file. Default: gear.yaml, else openbayes.yaml, in the code directory.")
+@click.option("--parallel", type=click.IntRange(min=1), default=None, metavar="P",
+              help="A grid runs at most P executions at once (default: as many as Slurm runs).")
 @follow_option
 @json_option
 @click.argument("command", nargs=-1)
 def run(container: str | None, compute_type: str | None, image: str | None, bindings: tuple[str, ...], code: Path | None,
-        params: tuple[str, ...], message: str | None, project_file: Path | None, follow: bool, as_json: bool,
-        command: tuple[str, ...]) -> None:
+        params: tuple[str, ...], message: str | None, project_file: Path | None, parallel: int | None, follow: bool,
+        as_json: bool, command: tuple[str, ...]) -> None:
     """Run COMMAND in a new execution.
 
     The code is copied into the working directory, which is the current
@@ -51,11 +54,16 @@ def run(container: str | None, compute_type: str | None, image: str | None, bind
       gear run -d mnist:input0 -d prep/2:input1 -- python3 train.py
       gear run -r gpu-1 -- train.ipynb      # runs the notebook's code cells (gear convert)
       gear run                              # as gear.yaml (or openbayes.yaml) in . says
+      gear run --param lr=0.1,0.01 --param bs=32,64 --parallel 2 -- python3 train.py   # 4 executions
     """
     from ..executions import lifecycle as executions
+    from ..tuning.spec import parse_param_values
 
     site, storage = load_context()
-    parsed = dict(executions.parse_param(p) for p in params)
+    # K=V1,V2 is an axis of a grid (docs/tuning.md); K=V one value, as before.
+    axes = [parse_param_values(p) for p in params]
+    grid = [(key, values) for key, values in axes if len(values) > 1]
+    parsed = dict(executions.parse_param(p) for p, (_, values) in zip(params, axes, strict=True) if len(values) == 1)
     # Without --code the current directory is uploaded, but only up to the
     # site's limit: `gear run` from $HOME must not upload all of it unasked.
     code_unnamed = code is None
@@ -89,6 +97,16 @@ def run(container: str | None, compute_type: str | None, image: str | None, bind
                                      compute_type=compute_type, image=image, params=parsed, message=message,
                                      bindings=list(bindings), generated_files=generated,
                                      code_unnamed=code_unnamed)
+    if grid:
+        from ..base.errors import UsageError
+        from ..tuning.spec import grid_from_params
+        from .tune import start_sweep
+
+        if follow:
+            raise UsageError("-f follows one execution; a grid (--param K=V1,V2) starts several: "
+                             "see them with gear status or gear tune show")
+        start_sweep(site, storage, request, grid_from_params(grid, parallel), as_json)
+        return
     _submit_and_report(site, storage, request, follow, as_json)
 
 

@@ -291,6 +291,9 @@ def _prepare(site: Site, storage: UserStorage, exec_dir: Path, container: str, n
         (exec_dir / "code" / relative).write_text(text)
     (exec_dir / "gear_params.json").write_text(json.dumps(request.params, indent=2) + "\n")
     (exec_dir / "empty").mkdir(mode=0o500)
+    from .job_lib import install_lib
+
+    python_lib = install_lib(exec_dir)   # gear_metrics and openbayestool for the program
     kept = True
     if home_layer is not None:
         from .sealing import is_sealed, seal
@@ -301,7 +304,8 @@ def _prepare(site: Site, storage: UserStorage, exec_dir: Path, container: str, n
         kept = is_sealed(home) or seal(home)
     (exec_dir / "job.sh").write_text(job_script(site, exec_dir, container, number, token, compute_type,
                                                 image, request.command, storage.user, bindings,
-                                                home_layer, workspace=request.workspace, layer_modes_kept=kept))
+                                                home_layer, workspace=request.workspace, layer_modes_kept=kept,
+                                                python_lib=python_lib))
     if site.mail.enabled:
         # The proof gear-mailprog asks for before it sends gear's mail about this job (notify/settings.py).
         notify.register_execution(storage, container, number, token)
@@ -311,7 +315,7 @@ def job_script(site: Site, exec_dir: Path, container: str, number: int, token: s
                compute_type: ComputeType, image: Image, command: list[str], user: str,
                bindings: list[Binding] = (),  # type: ignore[assignment]
                home_layer: Execution | None = None, workspace: Workspace | None = None,
-               layer_modes_kept: bool = True) -> str:
+               layer_modes_kept: bool = True, python_lib: Path | None = None) -> str:
     """The batch script of one execution (a pure function of its inputs).
 
     `layer_modes_kept`: the parent of a continuation was sealed with its modes
@@ -370,8 +374,16 @@ def job_script(site: Site, exec_dir: Path, container: str, number: int, token: s
                    ("GEAR_COMPUTE_TYPE", compute_type.name), ("GEAR_IMAGE", image.name)]
     if workspace is not None:
         environment += workspace.environment
+    mounts = list(workspace.mounts) if workspace is not None else []
+    if python_lib is not None:
+        # `python_lib`: gear's modules for the program (job_lib.py: gear_metrics, openbayestool).
+        from .job_lib import job_mount
+
+        lib_mount, pythonpath = job_mount(python_lib)
+        mounts.append(lib_mount)
+        environment.append(pythonpath)
     argv = exec_argv(site.apptainer, image.path, str(work), inputs, str(exec_dir / "empty"), command,
-                     gpu=compute_type.gpus > 0, extra_mounts=workspace.mounts if workspace is not None else ())
+                     gpu=compute_type.gpus > 0, extra_mounts=mounts)
     return render("job.sh.j2" if workspace is None else "jupyter.sh.j2", workspace=workspace,
                   execution_id=f"{container}/{number}", sbatch_options=options,
                   exec_dir=str(exec_dir), home=str(home), work=str(work), environment=environment,

@@ -351,8 +351,9 @@ def fold_lost(execution: Execution, record: dict[str, Any] | None) -> dict[str, 
     """
     if not record or record.get("phase") != "final":
         return None
-    if record.get("slurm_job_id") and execution.slurm_job_id and str(record["slurm_job_id"]) != execution.slurm_job_id:
-        return None   # not this job's record
+    if (record.get("slurm_job_id") and execution.slurm_job_id and "_" not in execution.slurm_job_id
+            and str(record["slurm_job_id"]) != execution.slurm_job_id):
+        return None   # not this job's record (an array task's record names the task's own id: not compared)
     status = record.get("status", "failed")
     exit_code = record.get("exit_code")
     saved = ("the working directory was saved" if record.get("saved")
@@ -372,10 +373,16 @@ def _fold_submitting(execution: Execution, record: dict[str, Any] | None,
     """A row whose command died between taking a number and recording the job."""
     if jobs is None:
         return None
+    sweep_token, is_task, task = execution.token.partition(".")
     for job in jobs.values():
+        if is_task and job.comment.endswith(f":{sweep_token}"):
+            # A task of a sweep's job array (executions/sweep.py): the array's comment, the row's task.
+            return {"status": "queued", "slurm_job_id": f"{job.job_id.partition('_')[0]}_{task}",
+                    "submitted_at": utc_now()}
         if job.comment.endswith(f":{execution.token}"):
             return {"status": "queued", "slurm_job_id": job.job_id, "submitted_at": utc_now()}
-    if record is not None and record.get("slurm_job_id"):
+    # (A task's record names its own job id, not the array's ARRAY_TASK: only squeue adopts it.)
+    if not is_task and record is not None and record.get("slurm_job_id"):
         return {"status": "queued", "slurm_job_id": record["slurm_job_id"], "submitted_at": utc_now()}
     created = _parse_time(execution.created_at)
     if created is not None and now - created > SUBMITTING_EXPIRY:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..base.errors import SlurmError
@@ -18,6 +18,8 @@ from ..base.facts import JOB_ENDED, JOB_PENDING, JOB_RUNNING
 from ..base.runner import CommandFailed, run
 
 UNIT, RECORD = "\x1f", "\x1e"
+# A job, or one task of a job array as squeue names it (ARRAYJOB_TASK).
+JOB_ID = re.compile(r"[0-9]+(_[0-9]+)?")
 SUBMIT_TIMEOUT = 60.0
 QUERY_TIMEOUT = 30.0
 
@@ -111,8 +113,30 @@ def query_jobs() -> dict[str, SlurmJob]:
         if len(parts) != 6:
             continue
         job = SlurmJob(*parts)
-        jobs[job.job_id] = job
+        for job_id in expand_job_id(job.job_id):
+            jobs[job_id] = job if job_id == job.job_id else replace(job, job_id=job_id)
     return jobs
+
+
+def expand_job_id(text: str) -> list[str]:
+    """squeue's name of one line: a job (`123`), an array task (`123_5`), or the
+    pending tasks of an array collapsed into one line (`123_[5-999%10]`,
+    `123_[1,3,7-9]`), as the task ids it stands for."""
+    base, sep, tasks = text.partition("_")
+    if not sep or not tasks.startswith("["):
+        return [text]
+    body = tasks.strip("[]").split("%")[0]   # %N: the array's limit of tasks at once
+    ids: list[str] = []
+    for part in body.split(","):
+        low, dash, high = part.partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            return [text]
+        step = 1
+        if dash and ":" in high:
+            high, _, step_text = high.partition(":")
+            step = int(step_text or 1)
+        ids += [f"{base}_{task}" for task in range(int(low), int(high if dash else low) + 1, step)]
+    return ids
 
 
 # "Invalid job id specified": scontrol's words for a job the controller does not
@@ -128,7 +152,7 @@ def show_job(job_id: str) -> SlurmJob | None:
     lost: squeue's answer alone is not proof that Slurm forgot a job.
     Raises SlurmError when Slurm does not answer or answers something else.
     """
-    if not re.fullmatch(r"[0-9]+", job_id):
+    if not JOB_ID.fullmatch(job_id):
         raise SlurmError(f"not a Slurm job id: {job_id!r}")
     try:
         result = run([_bin("scontrol"), "--oneliner", "show", "job", job_id], timeout=QUERY_TIMEOUT)
@@ -137,8 +161,15 @@ def show_job(job_id: str) -> SlurmJob | None:
             return None
         raise SlurmError(f"cannot ask Slurm about job {job_id}: "
                          f"{(exc.stderr or exc.stdout).strip() or 'timed out'}") from None
+    array_job, _, task = job_id.partition("_")
     for line in result.stdout.splitlines():
-        if not re.match(rf"JobId={job_id}(\s|$)", line):
+        if task:
+            # An array task: JobId is the task's own id; ArrayTaskId may still be a pending range.
+            found = re.search(r"(?:^|\s)ArrayJobId=(\S+)\s+ArrayTaskId=(\S+)", line)
+            if not found or found.group(1) != array_job or job_id not in expand_job_id(
+                    f"{array_job}_{found.group(2) if found.group(2).isdigit() else '[' + found.group(2) + ']'}"):
+                continue
+        elif not re.match(rf"JobId={job_id}(\s|$)", line):
             continue
         # Key=value pairs; only values without spaces are read (a comment may
         # hold spaces, and only a "submitting" row, never asked here, reads it).
@@ -152,8 +183,11 @@ def show_job(job_id: str) -> SlurmJob | None:
 
 
 def cancel(job_id: str, signal: str | None = None, batch_only: bool = False) -> bool:
-    """scancel; returns False if Slurm no longer knows the job (already finished)."""
-    if not re.fullmatch(r"[0-9]+", job_id):
+    """scancel; returns False if Slurm no longer knows the job (already finished).
+
+    `job_id` may be an array task (123_5); a whole array is its job id (123).
+    """
+    if not JOB_ID.fullmatch(job_id):
         raise SlurmError(f"not a Slurm job id: {job_id!r}")
     argv = [_bin("scancel")]
     if signal:

@@ -1,0 +1,41 @@
+"""gear's own Python for programs in an execution (`gear_metrics`, `openbayestool`).
+
+The modules (gear_hpc/job_python/, standard library only) are copied into
+each execution's directory, `lib/`, and bound read-only into the container at
+/opt/gear/python, which the job puts on PYTHONPATH. So any image with a
+Python has them, and a site that brings its own images has nothing to add;
+the copy keeps what the execution ran with, whatever gear is installed later.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from ..slurm.apptainer import Mount
+
+LIB = "lib"                            # in an execution's directory
+IN_CONTAINER = "/opt/gear/python"      # where the job binds it
+SOURCE = Path(__file__).resolve().parent.parent / "job_python"
+MODULES = ("gear_metrics.py", "openbayestool.py")
+
+
+def install_lib(exec_dir: Path, like: Path | None = None) -> Path:
+    """Put the modules in exec_dir/lib; hard links to `like`'s copy when given (a sweep's trials share one)."""
+    lib = exec_dir / LIB
+    lib.mkdir(mode=0o700)
+    for name in MODULES:
+        if like is not None:
+            try:
+                os.link(like / LIB / name, lib / name)
+                continue
+            except OSError:
+                pass
+        shutil.copyfile(SOURCE / name, lib / name)
+    return lib
+
+
+def job_mount(lib: Path) -> tuple[Mount, tuple[str, str]]:
+    """The container's mount of `lib`, and the PYTHONPATH that makes its modules importable."""
+    return Mount(str(lib), IN_CONTAINER, read_only=True), ("PYTHONPATH", IN_CONTAINER)

@@ -1,0 +1,313 @@
+"""A sweep: many executions of one container, submitted as ONE Slurm job array.
+
+Each trial is an ordinary execution C/N (its own directory, row, job script,
+`gear_params.json`, and its values as `--name=value` arguments): listed,
+continued, downloaded, stopped and deleted like any other. What the trials
+share lives in the first one's directory:
+
+    C/<first>/code/            the code, snapshot once (the others' `code` is a link to it)
+    C/<first>/sweep/job.sh     the array's batch script: task I runs C/<first+I>/job.sh
+    C/<first>/sweep/tasks/I    a link to C/<first+I>, so Slurm's --output=…/tasks/%a/output.log
+                               lands in each execution's own output.log
+    C/<first>/sweep/tuning.json  what was asked (gear tune show reads it)
+
+The rows and directories of all trials are written in one transaction
+(rows `submitting`); a failure before Slurm has the array removes all of
+them; a command that dies after it leaves rows the next refresh adopts by
+the array's comment token, or removes whole after five minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..base.errors import GearError, SlurmError, UsageError
+from ..base.names import check_name, check_text
+from ..ledger.db import Ledger, utc_now
+from ..ledger.rows import JSON_COLUMNS
+from ..site.model import Site
+from ..slurm import jobs as slurm
+from ..storage.disk import UserStorage, remove_tree
+from . import lifecycle
+
+SWEEP_DIR = "sweep"
+TUNING_FILE = "tuning.json"
+
+
+@dataclass
+class SweepRequest:
+    base: lifecycle.RunRequest               # command, code, container, type, image, bindings, message, params
+    trials: list[dict[str, Any]]             # each trial's parameter values
+    parallel: int | None = None              # at most this many tasks at once (--array=…%P)
+    tuning: dict[str, Any] = field(default_factory=dict)   # what was asked, for gear tune show
+
+
+@dataclass
+class Sweep:
+    container: str
+    first: int
+    count: int
+    slurm_job_id: str
+
+    @property
+    def last(self) -> int:
+        return self.first + self.count - 1
+
+    @property
+    def ids(self) -> list[str]:
+        return [f"{self.container}/{n}" for n in range(self.first, self.first + self.count)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"container": self.container, "first": self.first, "last": self.last, "count": self.count,
+                "slurm_job_id": self.slurm_job_id, "executions": self.ids}
+
+
+def submit(site: Site, storage: UserStorage, request: SweepRequest,
+           notice: Callable[[str], None] = lambda message: None) -> Sweep:
+    """Create every trial's execution and submit them as one job array."""
+    base = request.base
+    if not request.trials:
+        raise UsageError("the sweep has no trials")
+    if not base.command:
+        raise UsageError("no command given: put it after --, for example: gear run --param lr=0.1,0.01 -- python3 train.py")
+    for arg in base.command:
+        check_text(arg, "the command")
+    if base.message is not None:
+        check_text(base.message, "the message")
+    if request.parallel is not None and request.parallel < 1:
+        raise UsageError("the number of trials at once must be at least 1")
+    from ..data import bindings as binding_specs
+    from ..tuning.spec import trial_command
+
+    commands = [trial_command(base.command, trial) for trial in request.trials]
+    for command in commands:
+        for arg in command:
+            check_text(arg, "a trial's value")
+    specs = binding_specs.parse_all(base.bindings)
+    code = Path(base.code)
+    if not code.exists():
+        raise UsageError(f"code path {code} does not exist")
+    if base.code_unnamed:
+        lifecycle.check_code_size(site, code)
+    container = check_name(base.container if base.container is not None else lifecycle.default_container_name(code),
+                           "container name")
+    compute_type = site.compute_type(base.compute_type or site.default_compute_type)
+    image = site.image(base.image or site.default_image)
+    if not os.path.exists(image.path):
+        raise GearError(f"image {image.name!r}: {image.path} does not exist on this node; tell your admin")
+    # Slurm mails about an array as a whole, not per execution: a sweep sends none.
+    quiet_site = replace(site, mail=replace(site.mail, enabled=False))
+
+    storage.ensure()
+    token = secrets.token_hex(8)
+    count = len(request.trials)
+    with Ledger(storage.ledger_path) as ledger:
+        if any(spec.is_execution for spec in specs):
+            from .reconcile import refresh
+
+            refresh(ledger)
+        resolved = binding_specs.resolve(specs, ledger, storage, storage.user)
+        rows = [dict(mode="script", status="submitting", compute_type=compute_type.name, image=image.name,
+                     command=commands[i], params={**base.params, **trial},
+                     bindings=[b.to_json() for b in resolved], message=base.message, token=f"{token}.{i}")
+                for i, trial in enumerate(request.trials)]
+        first = _allocate(ledger, storage, container, rows)
+        numbers = range(first, first + count)
+        exec_dirs = [storage.execution_dir(container, n) for n in numbers]
+        sweep_dir = exec_dirs[0] / SWEEP_DIR
+        try:
+            _prepare(quiet_site, storage, container, first, token, code, compute_type, image, base, resolved,
+                     rows, exec_dirs, request)
+            job_id = slurm.submit(sweep_dir / "job.sh")
+        except slurm.SubmitTimeout:
+            found = _find_array(token)
+            if found is None:
+                _discard(ledger, container, exec_dirs)
+                raise
+            job_id = found
+        except BaseException:
+            _discard(ledger, container, exec_dirs)
+            raise
+        now = utc_now()
+        with ledger.transaction() as conn:
+            conn.executemany("UPDATE executions SET status = 'queued', slurm_job_id = ?, submitted_at = ? "
+                             "WHERE container = ? AND number = ?",
+                             [(f"{job_id}_{i}", now, container, n) for i, n in enumerate(numbers)])
+    return Sweep(container, first, count, job_id)
+
+
+def _allocate(ledger: Ledger, storage: UserStorage, container: str, rows: list[dict[str, Any]]) -> int:
+    """Take len(rows) consecutive numbers, make their directories and record the rows: one transaction.
+
+    A failure part-way removes the directories made (the rows roll back with
+    the transaction): no half sweep. Numbers whose directory exists (left by
+    a crash) are skipped, never reused.
+    """
+    made: list[Path] = []
+    container_dir = storage.container_dir(container)
+    try:
+        with ledger.transaction() as conn:
+            ledger.ensure_container(container)
+            first = (conn.execute("SELECT MAX(number) FROM executions WHERE container = ?",
+                                  (container,)).fetchone()[0] or 0) + 1
+            if not container_dir.is_dir():
+                container_dir.mkdir(mode=0o700, parents=True)
+                made.append(container_dir)
+            existing = {int(name) for name in os.listdir(container_dir) if name.isdigit()}
+            while any(n in existing for n in range(first, first + len(rows))):
+                first = max(n for n in existing if n < first + len(rows)) + 1
+            now = utc_now()
+            values = []
+            for offset, row in enumerate(rows):
+                number = first + offset
+                exec_dir = storage.execution_dir(container, number)
+                exec_dir.mkdir(mode=0o700)
+                made.append(exec_dir)
+                full = dict(row, container=container, number=number, workdir=str(exec_dir / "home"), created_at=now)
+                for key in JSON_COLUMNS:
+                    full[key] = json.dumps(full[key])
+                values.append(full)
+            columns = list(values[0])
+            conn.executemany(f"INSERT INTO executions ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                             [[row[c] for c in columns] for row in values])
+    except BaseException:
+        for path in reversed(made):
+            try:
+                remove_tree(path)
+            except OSError:
+                pass
+        raise
+    return first
+
+
+def _prepare(site: Site, storage: UserStorage, container: str, first: int, token: str, code: Path,
+             compute_type: Any, image: Any, base: lifecycle.RunRequest, bindings: list[Any],
+             rows: list[dict[str, Any]], exec_dirs: list[Path], request: SweepRequest) -> None:
+    """Every trial's directory (code link, parameters, job script) and the array's script."""
+    from ..data import staging
+    from .job_lib import install_lib
+
+    shared_code = exec_dirs[0] / "code"
+    staging.snapshot_code(code, shared_code)
+    for relative, text in base.generated_files.items():
+        (shared_code / relative).write_text(text)
+    sweep_dir = exec_dirs[0] / SWEEP_DIR
+    tasks = sweep_dir / "tasks"
+    tasks.mkdir(mode=0o700, parents=True)
+    for i, (exec_dir, row) in enumerate(zip(exec_dirs, rows, strict=True)):
+        number = first + i
+        if i:
+            os.symlink(f"../{first}/code", exec_dir / "code")
+        (exec_dir / "gear_params.json").write_text(json.dumps(row["params"], indent=2) + "\n")
+        (exec_dir / "empty").mkdir(mode=0o500)
+        install_lib(exec_dir, like=exec_dirs[0] if i else None)
+        (exec_dir / "job.sh").write_text(lifecycle.job_script(
+            site, exec_dir, container, number, row["token"], compute_type, image, row["command"], storage.user,
+            bindings, python_lib=exec_dir / "lib"))
+        os.symlink(f"../../../{number}", tasks / str(i))
+    (sweep_dir / TUNING_FILE).write_text(json.dumps(
+        {**request.tuning, "container": container, "first": first, "count": len(rows),
+         "trials": request.trials, "created_at": utc_now()}, indent=2) + "\n")
+    (sweep_dir / "job.sh").write_text(array_script(
+        (exec_dirs[0] / "job.sh").read_text(), container, first, len(rows), token, sweep_dir, request.parallel))
+
+
+def array_script(task_script: str, container: str, first: int, count: int, token: str, sweep_dir: Path,
+                 parallel: int | None) -> str:
+    """The array's batch script: the first task's #SBATCH lines (all tasks share type and site
+    options), with the array's name, directory, log pattern and comment; task I runs C/<first+I>/job.sh."""
+    from ..slurm.render import sbatch_value, shell_quote
+
+    own = {"job-name", "chdir", "output", "comment", "array"}
+    lines = ["#!/bin/bash",
+             f"# gear-hpc sweep {container}/{first}-{first + count - 1}: one Slurm job array; generated by gear, "
+             "do not edit."]
+    for line in task_script.splitlines():
+        option = re.match(r"#SBATCH --([a-z-]+)=", line)
+        if option and option.group(1) not in own:
+            lines.append(line)
+    options = [("job-name", f"gear-{container}-{first}-{first + count - 1}"), ("chdir", sweep_dir),
+               # %a: the task's index; tasks/I links to the task's own execution directory.
+               ("output", sweep_dir / "tasks" / "%a" / "output.log"),
+               ("comment", f"gear:{container}/{first}-{first + count - 1}:{token}"),
+               ("array", f"0-{count - 1}" + (f"%{parallel}" if parallel else ""))]
+    lines += [f"#SBATCH --{key}={sbatch_value(value)}" for key, value in options]
+    lines += ["set -u",
+              "task=${SLURM_ARRAY_TASK_ID:?gear: not run as a task of a job array}",
+              # exec: the task's script becomes the batch shell, so Slurm's signals (stop, time-limit warning) reach its traps.
+              f"exec /bin/bash {shell_quote(str(sweep_dir / 'tasks'))}/\"$task\"/job.sh", ""]
+    return "\n".join(lines)
+
+
+def _discard(ledger: Ledger, container: str, exec_dirs: list[Path]) -> None:
+    """Undo a sweep Slurm does not have: its rows (one transaction) and its directories."""
+    numbers = [int(d.name) for d in exec_dirs]
+    try:
+        with ledger.transaction() as conn:
+            conn.executemany("DELETE FROM executions WHERE container = ? AND number = ?",
+                             [(container, n) for n in numbers])
+            if not conn.execute("SELECT COUNT(*) FROM executions WHERE container = ?", (container,)).fetchone()[0]:
+                conn.execute("DELETE FROM containers WHERE name = ?", (container,))
+    except Exception:
+        pass   # rows left `submitting` are removed, with their directories, by a refresh once expired
+    for exec_dir in exec_dirs:
+        remove_tree(exec_dir) if exec_dir.exists() else None
+    try:
+        exec_dirs[0].parent.rmdir()   # only if now empty
+    except OSError:
+        pass
+
+
+def _find_array(token: str) -> str | None:
+    try:
+        jobs = slurm.query_jobs()
+    except SlurmError:
+        return None
+    for job in jobs.values():
+        if job.comment.endswith(f":{token}"):
+            return job.job_id.partition("_")[0]
+    return None
+
+
+@dataclass
+class SweepStop:
+    stopped: list[str]            # executions that were open and were asked to stop
+    still_open: list[str]         # of those, still open when the wait ended
+    arrays: list[str]             # the Slurm job arrays cancelled
+
+
+def stop(ledger: Ledger, container: str, numbers: range, wait_seconds: float = 120.0, poll: float = 1.0) -> SweepStop:
+    """Stop every open trial of a sweep: one scancel per job array (its running tasks get TERM and save,
+    as `gear stop` does for one execution; its pending tasks never start), then wait for their records."""
+    import time
+
+    from .reconcile import refresh
+    from .stop import STOP_MARKER
+
+    refresh(ledger)
+    trials = [e for e in ledger.executions(container) if e.number in numbers and e.is_open]
+    if any(not e.slurm_job_id for e in trials):
+        raise GearError("part of the sweep is still being submitted; try again in a moment")
+    for execution in trials:
+        try:   # the job reads it: its final record says gear stop, not scancel, stopped it
+            (Path(execution.workdir).parent / STOP_MARKER).write_text(f"gear stop {utc_now()}\n")
+        except OSError:
+            pass
+    arrays = sorted({(e.slurm_job_id or "").partition("_")[0] for e in trials})
+    for array in arrays:
+        slurm.cancel(array)
+    deadline = time.monotonic() + wait_seconds
+    wanted = {e.number for e in trials}
+    still_open = sorted(wanted)
+    while still_open and time.monotonic() < deadline:
+        time.sleep(poll)
+        refresh(ledger)
+        still_open = [e.number for e in ledger.executions(container) if e.number in wanted and e.is_open]
+    return SweepStop([e.id for e in trials], [f"{container}/{n}" for n in still_open], arrays)

@@ -1,0 +1,287 @@
+"""Tuning without a cluster: trials from a spec, --param grids, job array ids, metrics lines, the
+array's script, and a sweep that Slurm refuses (fault injection: nothing is left)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from gear_hpc.base.errors import SlurmError, UsageError
+from gear_hpc.executions import reconcile
+from gear_hpc.ledger.db import Execution
+from gear_hpc.slurm.jobs import SlurmJob, expand_job_id
+from gear_hpc.tuning import metrics
+from gear_hpc.tuning.spec import (
+    ParameterSpec,
+    TuningSpec,
+    grid_from_params,
+    parse_param_values,
+    trial_command,
+    trials,
+)
+from helpers import REPO, gear
+
+
+def test_grid_is_the_product_in_order_and_max_job_count_caps_it():
+    spec = TuningSpec((ParameterSpec("lr", "DISCRETE", (0.1, 0.01)), ParameterSpec("opt", "CATEGORICAL", ("SGD", "Adam")),
+                       ParameterSpec("layers", "INTEGER", (), 1, 2)))
+    points = trials(spec)
+    assert len(points) == 8
+    assert points[0] == {"lr": 0.1, "opt": "SGD", "layers": 1} and points[-1] == {"lr": 0.01, "opt": "Adam", "layers": 2}
+    assert trials(TuningSpec(spec.parameters, max_job_count=3)) == points[:3]
+
+
+def test_grid_refuses_a_double_range():
+    with pytest.raises(UsageError, match="cannot enumerate a DOUBLE"):
+        trials(TuningSpec((ParameterSpec("lr", "DOUBLE", (), 0.001, 0.1, "LOG"),)))
+
+
+def test_random_is_reproducible_with_its_seed_and_stays_in_range():
+    spec = TuningSpec((ParameterSpec("lr", "DOUBLE", (), 1e-4, 1e-1, "LOG"), ParameterSpec("units", "INTEGER", (), 8, 64),
+                       ParameterSpec("opt", "CATEGORICAL", ("SGD", "Adam"))), "Random", max_job_count=200, seed=7)
+    first, again = trials(spec), trials(spec)
+    assert first == again and len(first) == 200
+    assert all(1e-4 <= t["lr"] <= 1e-1 and 8 <= t["units"] <= 64 and t["opt"] in ("SGD", "Adam") for t in first)
+    # LOG: about as many draws below 0.00316 (the middle of the logarithm) as above it.
+    assert 60 < sum(t["lr"] < 10 ** -2.5 for t in first) < 140
+    assert trials(TuningSpec(spec.parameters, "Random", max_job_count=5, seed=8)) != first[:5]
+
+
+def test_random_needs_a_count_and_bayesian_is_not_expanded():
+    with pytest.raises(UsageError, match="max_job_count"):
+        trials(TuningSpec((ParameterSpec("a", "DISCRETE", (1,)),), "Random"))
+    with pytest.raises(UsageError, match="driver"):
+        trials(TuningSpec((ParameterSpec("a", "DISCRETE", (1,)),), "Bayesian", max_job_count=3))
+
+
+@pytest.mark.parametrize("text, key, values", [
+    ("lr=0.1,0.01", "lr", [0.1, 0.01]),
+    ("opt=SGD,Adam", "opt", ["SGD", "Adam"]),
+    ("lr=0.1", "lr", [0.1]),
+    ('tag="a,b"', "tag", ['"a,b"']),
+    ("sizes=[1,2]", "sizes", [[1, 2]]),
+    ("name=hello world", "name", ["hello world"]),
+])
+def test_param_values(text, key, values):
+    assert parse_param_values(text) == (key, values)
+
+
+@pytest.mark.parametrize("text, words", [("lr=0.1,,0.2", "empty value"), ("=1,2", "expected KEY=VALUE"),
+                                         ("lr", "expected KEY=VALUE")])
+def test_bad_param_values(text, words):
+    with pytest.raises(UsageError, match=words):
+        parse_param_values(text)
+
+
+def test_grid_from_params_refuses_a_name_twice_and_a_name_no_program_can_take():
+    with pytest.raises(UsageError, match="given twice"):
+        grid_from_params([("lr", [1, 2]), ("lr", [3, 4])])
+    with pytest.raises(UsageError, match="must be letters"):
+        grid_from_params([("l r", [1, 2])])
+
+
+def test_trial_command_passes_values_as_arguments_also_inside_bash_c():
+    assert trial_command(["python3", "t.py"], {"lr": 0.1, "opt": "Adam"}) == ["python3", "t.py", "--lr=0.1", "--opt=Adam"]
+    assert trial_command(["bash", "-c", "python3 t.py"], {"opt": "a b"}) == ["bash", "-c", "python3 t.py '--opt=a b'"]
+
+
+@pytest.mark.parametrize("text, ids", [
+    ("123", ["123"]),
+    ("123_5", ["123_5"]),
+    ("123_[5-8]", ["123_5", "123_6", "123_7", "123_8"]),
+    ("123_[5-7%2]", ["123_5", "123_6", "123_7"]),
+    ("123_[1,3,7-8]", ["123_1", "123_3", "123_7", "123_8"]),
+    ("123_[0-999]", [f"123_{i}" for i in range(1000)]),
+])
+def test_squeue_names_of_array_tasks(text, ids):
+    assert expand_job_id(text) == ids
+
+
+def _execution(token: str, status: str = "submitting", job: str | None = None) -> Execution:
+    return Execution(container="c", number=3, mode="script", status=status, compute_type="cpu", image="python",
+                     command=["x"], params={}, bindings=[], workdir="/nonexistent/c/3/home", token=token,
+                     slurm_job_id=job, created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def test_a_sweep_row_left_submitting_is_adopted_by_its_array_task():
+    jobs = {f"77_{i}": SlurmJob(f"77_{i}", "PENDING", "None", "gear:c/1-4:abcd", "N/A") for i in range(4)}
+    changes = reconcile.fold(_execution("abcd.2"), None, jobs, datetime.now(UTC))
+    assert changes is not None and changes["slurm_job_id"] == "77_2" and changes["status"] == "queued"
+    # A record names the task's own job id, not squeue's: it adopts nothing.
+    assert reconcile.fold(_execution("abcd.2"), {"slurm_job_id": "80", "phase": "running"}, {}, datetime.now(UTC)) is None
+
+
+def test_a_pending_array_task_is_queued_and_a_running_one_in_its_phase():
+    jobs = {"77_2": SlurmJob("77_2", "PENDING", "JobArrayTaskLimit", "gear:c/1-4:abcd", "N/A")}
+    assert reconcile.fold(_execution("abcd.2", "queued", "77_2"), None, jobs, datetime.now(UTC)) is None
+    jobs = {"77_2": SlurmJob("77_2", "RUNNING", "None", "gear:c/1-4:abcd", "N/A", "node1")}
+    changes = reconcile.fold(_execution("abcd.2", "queued", "77_2"), {"phase": "running"}, jobs, datetime.now(UTC))
+    assert changes == {"status": "running"}
+
+
+def test_metrics_lines_of_both_forms_and_what_is_skipped(tmp_path):
+    home = tmp_path / "home"
+    (home / ".gear").mkdir(parents=True)
+    (home / ".gear" / "metrics.jsonl").write_text(
+        '{"name": "acc", "value": 0.5, "step": 0, "time": 1.5}\n'
+        '{"acc": 0.7, "loss": 0.2, "step": 1}\n'
+        'not json\n{"name": "acc", "value": "high"}\n[1, 2]\n\n'
+        '{"name": "acc", "value": NaN}\n{"acc": true}\n')
+    found = metrics.read(home)
+    assert [(p.name, p.value, p.step) for p in found.points] == [("acc", 0.5, 0), ("acc", 0.7, 1), ("loss", 0.2, 1)]
+    assert found.skipped == 5 and found.last() == {"acc": 0.7, "loss": 0.2}
+
+
+def test_metrics_are_never_read_through_a_link_or_from_a_fifo(tmp_path):
+    secret = tmp_path / "secret.jsonl"
+    secret.write_text('{"name": "stolen", "value": 1}\n')
+    home = tmp_path / "home"
+    (home / ".gear").mkdir(parents=True)
+    (home / ".gear" / "metrics.jsonl").symlink_to(secret)
+    assert metrics.read(home).points == []
+    (home / ".gear" / "metrics.jsonl").unlink()
+    (home / ".gear").rmdir()
+    (home / ".gear").symlink_to(tmp_path)
+    assert metrics.read(home).points == []
+    (home / ".gear").unlink()
+    (home / ".gear").mkdir()
+    os.mkfifo(home / ".gear" / "metrics.jsonl")
+    assert metrics.read(home).points == []     # and it did not block
+    assert metrics.read(tmp_path / "missing").points == []
+
+
+def test_gear_metrics_and_openbayestool_as_a_program_uses_them(tmp_path):
+    program = ("import gear_metrics, openbayestool\n"
+               "gear_metrics.log_metric('acc', 0.25, step=1)\n"
+               "openbayestool.log_metric('acc', 0.5)\n"
+               "gear_metrics.log_metrics({'loss': 3, 'acc': 0.75}, step=2)\n")
+    target = tmp_path / "home" / ".gear" / "metrics.jsonl"
+    subprocess.run([sys.executable, "-I", "-c", "import sys; sys.path.insert(0, sys.argv[1]); exec(sys.argv[2])",
+                    str(REPO / "gear_hpc" / "job_python"), program],
+                   check=True, env={"GEAR_METRICS_FILE": str(target), "PATH": os.environ["PATH"]})
+    lines = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [(r["name"], r["value"], r.get("step")) for r in lines] == [("acc", 0.25, 1), ("acc", 0.5, None),
+                                                                      ("loss", 3.0, 2), ("acc", 0.75, 2)]
+    assert metrics.read(tmp_path / "home").last() == {"acc": 0.75, "loss": 3.0}
+
+
+def test_the_array_script_keeps_the_task_options_and_adds_the_arrays_own():
+    from gear_hpc.executions.sweep import array_script
+
+    task = ("#!/bin/bash\n#SBATCH --job-name=gear-c-5\n#SBATCH --partition=cpu\n#SBATCH --time=01:00:00\n"
+            "#SBATCH --chdir=/s/c/5\n#SBATCH --output=/s/c/5/output.log\n#SBATCH --comment=gear:c/5:t.0\n"
+            "#SBATCH --signal=B:USR1@60\necho hi\n")
+    text = array_script(task, "c", 5, 4, "tok", Path("/s/c/5/sweep"), 2)
+    lines = [line for line in text.splitlines() if line.startswith("#SBATCH")]
+    assert lines == ["#SBATCH --partition=cpu", "#SBATCH --time=01:00:00", "#SBATCH --signal=B:USR1@60",
+                     "#SBATCH --job-name=gear-c-5-8", "#SBATCH --chdir=/s/c/5/sweep",
+                     "#SBATCH --output=/s/c/5/sweep/tasks/%a/output.log", "#SBATCH --comment=gear:c/5-8:tok",
+                     "#SBATCH --array=0-3%2"]
+    assert 'exec /bin/bash /s/c/5/sweep/tasks/"$task"/job.sh' in text
+    subprocess.run(["bash", "-n"], input=text, text=True, check=True)
+
+
+def _nothing_created(gear_env) -> None:
+    for user_dir in (gear_env["storage"] / "users").iterdir():
+        containers = user_dir / "containers"
+        assert not containers.exists() or list(containers.iterdir()) == [], list(containers.rglob("*"))
+        ledger = user_dir / "ledger.sqlite"
+        if ledger.exists():
+            with sqlite3.connect(ledger) as conn:
+                assert conn.execute("SELECT COUNT(*) FROM executions").fetchone()[0] == 0
+                assert conn.execute("SELECT COUNT(*) FROM containers").fetchone()[0] == 0
+
+
+def test_a_sweep_slurm_refuses_leaves_no_row_and_no_directory(gear_env, fake_slurm):
+    fake_slurm("sbatch", "echo 'sbatch: error: Batch job submission failed: Invalid job array specification' >&2; exit 1")
+    result = gear("run", "-c", "sw", "--code", str(gear_env["code"]), "--param", "lr=0.1,0.01", "--param", "bs=1,2,3",
+                  "--", "python3", "train.py")
+    assert result.returncode == 1 and "Invalid job array specification" in result.stderr
+    assert len(fake_slurm.calls()) == 1 and result.stderr.count("\n") == 1
+    _nothing_created(gear_env)
+
+
+def test_a_sweep_that_fails_while_its_directories_are_made_leaves_nothing(gear_env, fake_slurm, monkeypatch):
+    """A crash part-way through the transaction (the 3rd directory cannot be made): no rows, no directories."""
+    fake_slurm("sbatch", "exit 99")
+    from gear_hpc.executions import lifecycle, sweep
+    from gear_hpc.site import loading as site
+    from gear_hpc.storage.disk import UserStorage
+
+    made = []
+    real_mkdir = Path.mkdir
+
+    def failing_mkdir(self, *args, **kwargs):
+        if self.name.isdigit() and self.parent.name == "sw":
+            made.append(self)
+            if len(made) == 3:
+                raise OSError(28, "No space left on device")
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", failing_mkdir)
+    loaded = site.load()
+    request = sweep.SweepRequest(lifecycle.RunRequest(command=["x"], code=gear_env["code"], container="sw"),
+                                 [{"a": i} for i in range(5)])
+    with pytest.raises(OSError, match="No space"):
+        sweep.submit(loaded, UserStorage(loaded.storage_root), request)
+    assert fake_slurm.calls() == []
+    _nothing_created(gear_env)
+
+
+def test_a_sweep_whose_sbatch_timed_out_with_no_array_leaves_nothing(gear_env, fake_slurm, monkeypatch):
+    monkeypatch.setattr("gear_hpc.slurm.jobs.SUBMIT_TIMEOUT", 1.0)
+    fake_slurm("sbatch", "sleep 5")
+    fake_slurm("squeue", "exit 0")
+    from gear_hpc.executions import lifecycle, sweep
+    from gear_hpc.site import loading as site
+    from gear_hpc.storage.disk import UserStorage
+
+    loaded = site.load()
+    request = sweep.SweepRequest(lifecycle.RunRequest(command=["x"], code=gear_env["code"], container="sw"),
+                                 [{"a": i} for i in range(3)])
+    with pytest.raises(SlurmError, match="did not answer"):
+        sweep.submit(loaded, UserStorage(loaded.storage_root), request)
+    _nothing_created(gear_env)
+
+
+def test_status_of_a_sweep_is_one_squeue_with_pending_tasks_collapsed(gear_env, fake_slurm):
+    fake_slurm("sbatch", "echo 4242")
+    result = gear("run", "-c", "sw", "--code", str(gear_env["code"]), "--param", "n=1,2,3,4,5,6", "--parallel", "2",
+                  "--", "python3", "train.py")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [f"sw/{n}" for n in range(1, 7)]
+    script = next((gear_env["storage"] / "users").iterdir()) / "containers" / "sw" / "1" / "sweep" / "job.sh"
+    assert "#SBATCH --array=0-5%2" in script.read_text()
+    # squeue: two tasks running, the rest pending as one collapsed line.
+    fake_slurm("squeue", "printf '4242_0\\x1fRUNNING\\x1fNone\\x1fgear:sw/1-6:x\\x1fN/A\\x1fn1\\x1e\\n"
+                         "4242_1\\x1fRUNNING\\x1fNone\\x1fgear:sw/1-6:x\\x1fN/A\\x1fn1\\x1e\\n"
+                         "4242_[2-5%%2]\\x1fPENDING\\x1fJobArrayTaskLimit\\x1fgear:sw/1-6:x\\x1fN/A\\x1f\\x1e\\n'")
+    fake_slurm("scontrol", "exit 99")
+    before = len(fake_slurm.calls())
+    listed = json.loads(gear("status", "--json").stdout)
+    assert [c.split()[0] for c in fake_slurm.calls()[before:]] == ["squeue"]
+    assert {e["id"] if "id" in e else f"{e['container']}/{e['number']}": (e["status"], e["slurm_job_id"])
+            for e in listed} == {f"sw/{n}": ("syncing" if n <= 2 else "queued", f"4242_{n - 1}") for n in range(1, 7)}
+    # Every trial: its own directory, parameters, arguments and job script; the code once, linked.
+    sw = script.parent.parent.parent
+    for n in range(1, 7):
+        assert json.loads((sw / str(n) / "gear_params.json").read_text()) == {"n": n}
+        assert f"--n={n}" in (sw / str(n) / "job.sh").read_text()
+        assert (sw / "1" / "sweep" / "tasks" / str(n - 1)).resolve() == (sw / str(n)).resolve()
+    assert (sw / "2" / "code").is_symlink() and (sw / "2" / "code" / "train.py").is_file()
+
+
+def test_tune_show_without_a_sweep_and_with_a_bad_target(gear_env):
+    result = gear("tune", "show", "nothing")
+    assert result.returncode == 1 and "no tuning or sweep" in result.stderr and result.stderr.count("\n") == 1
+    result = gear("tune", "show", "../x")
+    assert result.returncode == 2 and "invalid" in result.stderr and result.stderr.count("\n") == 1
+    result = gear("metrics", "nothing/1")
+    assert result.returncode == 1 and "no execution nothing/1" in result.stderr
