@@ -263,11 +263,15 @@ def fold(execution: Execution, record: dict[str, Any] | None, jobs: dict[str, Sl
     if since is not None:
         changes["note"] = None   # the first look's mark: gone unless still missing (below)
     # A final record while Slurm still runs or queues the job belongs to an
-    # earlier run of a requeued job (or the job is just exiting): wait.
-    final_is_current = job is None or job.phase == ENDED
+    # earlier run of a requeued job, which runs again (or the job is just
+    # exiting): wait. Unless it says completed and saved: that holds (`completed_for_good`).
+    final_is_current = job is None or job.phase == ENDED or completed_for_good(record)
     if record and record.get("phase") == "final" and final_is_current:
         changes.update(status=record.get("status", "failed"), exit_code=record.get("exit_code"),
                        ended_at=record.get("at") or utc_now())
+        if (job is not None and job.phase == PENDING) or record.get("not_rerun"):
+            changes["note"] = (f"Slurm requeued job {execution.slurm_job_id} after its program had completed and its "
+                               "working directory was saved; that result stands and is not run again")
         if not record.get("saved"):
             changes["note"] = record.get("note") or "the working directory was not saved completely"
         if changes["status"] == "terminated" and job is not None and job.state in ("TIMEOUT", "DEADLINE"):
@@ -301,6 +305,8 @@ def fold(execution: Execution, record: dict[str, Any] | None, jobs: dict[str, Sl
 
     if job.phase == PENDING:
         changes["status"] = "queued"
+        if phase:   # a job that wrote a record has run: Slurm requeued it
+            changes["note"] = requeue_note(execution.slurm_job_id or "", job, record or {})
     elif job.phase == RUNNING:
         changes["status"] = phase if phase in JOB_PHASES else execution.status
         if changes["status"] in (QUEUED, SUBMITTING):
@@ -323,6 +329,30 @@ def fold(execution: Execution, record: dict[str, Any] | None, jobs: dict[str, Sl
                  + (f" during phase {phase!r}" if phase else "")
                  + "; the save may be incomplete")
     return _only_changes(execution, changes)
+
+
+def completed_for_good(record: dict[str, Any] | None) -> bool:
+    """The job's final record says its program completed and its working directory was saved.
+
+    Such a record holds whatever Slurm says of the job: one Slurm keeps
+    COMPLETING has ended, and a run Slurm starts again (it requeues every job
+    of a node it marks down, finished or not) finds the record and ends
+    without running anything (templates/lib/record.sh, `completed_before`).
+    Any other final record may be an earlier run's of a job that runs again.
+    """
+    return (record is not None and record.get("phase") == "final" and record.get("status") == "completed"
+            and record.get("exit_code") == 0 and record.get("saved") is True)
+
+
+def requeue_note(job_id: str, job: SlurmJob, record: dict[str, Any]) -> str:
+    """Why a job that has run is queued again, and what its next run starts from."""
+    said = f"said {record.get('phase')!r}"
+    if record.get("phase") == "final":
+        said = f"said it ended {record.get('status')}" + ("" if record.get("saved") else ", not saved completely")
+    when = f" ({record['at']})" if record.get("at") else ""
+    waits = f", waiting: {job.reason}" if job.reason and job.reason != "None" else ""
+    return (f"Slurm requeued job {job_id} ({job.state}{waits}); its earlier run's last status record{when} {said}; "
+            "the next run starts from what that run saved (kept in runs/)")
 
 
 _SIGNALS = {"TERM": 15, "KILL": 9}

@@ -65,6 +65,22 @@ json_string() { # TEXT: as a JSON string (notes name paths, which may hold quote
   printf '"%s"' "$text"
 }
 
+# Slurm requeues every job of a node it marks down, also one whose program had
+# already completed and whose working directory was saved (seen: slurmd killed,
+# node DOWN, three such jobs requeued and run again). That run's result stands.
+# Its final record, as record writes it (these fields first, in this order) and
+# of this job, says so; the record gains "not_rerun": the run that found it.
+completed_before() {
+  local line
+  line=$(head -c 8192 "$status_file" 2>/dev/null) || return 1
+  [[ $line == '{"phase": "final", "status": "completed", "exit_code": 0, "saved": true, '* ]] \
+    && [[ $line == *"\"slurm_job_id\": \"${SLURM_JOB_ID:-}\""* ]] || return 1
+  [[ $line == *'"not_rerun": '* ]] && return 0
+  printf '%s, "not_rerun": %s}\n' "${line%\}}" "$((${SLURM_RESTART_COUNT:-0} + 1))" > "$status_file.$BASHPID.tmp" \
+    && mv -f "$status_file.$BASHPID.tmp" "$status_file"
+  return 0
+}
+
 # lib/report.sh: the outcome, for the mail. Uses home, set by the template,
 # which defines report STATUS EXIT_CODE SAVED: the field gear-mailprog reads.
 
@@ -132,6 +148,14 @@ fail_before_start() { # MESSAGE
   exit 1
 }
 
+restart=${SLURM_RESTART_COUNT:-0}
+if [ "$restart" -gt 0 ] && completed_before; then
+  # Requeued after the program had completed and saved: not run again, nothing
+  # moved, and no second mail (Slurm would send its END mail again).
+  timeout 10 scontrol update "JobId=${SLURM_JOB_ID:-0}" MailType=NONE >/dev/null 2>&1 || true
+  echo "gear: requeued (run $((restart + 1))) after the earlier run had completed and saved; not run again" >&2
+  exit 0
+fi
 record syncing syncing null false
 # A stop or the time-limit warning while copying in is remembered, and acted
 # on as soon as the program exists (Slurm may warn right after the start).
@@ -140,7 +164,6 @@ trap 'stop_reason=timeout' USR1
 # Requeued (preempted, or requeued by hand): what the earlier run saved is
 # moved aside untouched to runs/N, and this run starts from it.
 previous_run=""
-restart=${SLURM_RESTART_COUNT:-0}
 if [ "$restart" -gt 0 ] && [ -n "$(ls -A "$home" 2>/dev/null)" ]; then
   previous_run="$exec_dir/runs/$restart"
   mkdir -p "$exec_dir/runs" && mv "$home" "$previous_run" \
@@ -192,10 +215,56 @@ on_signal() {
   if [ -z "${kill_timer:-}" ]; then
     ( trap 'kill "$nap" 2>/dev/null; exit 0' TERM
       sleep "$kill_after" & nap=$!
-      wait "$nap" && kill -KILL "$payload" 2>/dev/null ) &
+      wait "$nap" && kill_tree "$payload" ) &
     kill_timer=$!
   fi
 }
+
+# Apptainer's helpers (squashfuse_ll, its fuse-overlayfs) are children of its
+# starter in process groups of their own: a KILL of the starter alone left them
+# running, re-parented to init (seen 27 min after a time limit). The program is
+# killed as a tree: what runs below it, found through /proc, goes with it.
+descendants() { # PID: the pids below PID
+  local dir stat pid ppid found=" $1 " grew=1
+  local -A parent=()
+  for dir in /proc/[0-9]*; do
+    [ -O "$dir" ] && read -r stat 2>/dev/null < "$dir/stat" || continue
+    stat=${stat##*) }   # the name, in parentheses, may hold spaces
+    read -r _ ppid _ <<< "$stat"
+    parent[${dir#/proc/}]=$ppid
+  done
+  while [ "$grew" = 1 ]; do
+    grew=0
+    for pid in "${!parent[@]}"; do
+      if [[ $found == *" ${parent[$pid]} "* && $found != *" $pid "* ]]; then found+="$pid "; grew=1; fi
+    done
+  done
+  found=${found# "$1" }
+  echo "$found"
+}
+
+kill_tree() { # PID: KILL it and everything below it
+  local below
+  below=$(descendants "$1")
+  # shellcheck disable=SC2086  # a list of pids
+  kill -KILL "$1" $below 2>/dev/null
+}
+
+# However the job ends: whatever of this job still runs orphaned (re-parented to
+# init, in the batch shell's session, as its user) is a helper or a process the
+# program left behind; Slurm with proctrack/cgroup would end it too.
+end_leftovers() {
+  local dir stat session ppid sid
+  read -r stat < /proc/$$/stat && stat=${stat##*) } && read -r _ _ _ session _ <<< "$stat" || return 0
+  for dir in /proc/[0-9]*; do
+    [ -O "$dir" ] && read -r stat 2>/dev/null < "$dir/stat" || continue
+    stat=${stat##*) }
+    read -r _ ppid _ sid _ <<< "$stat"
+    [ "$ppid" = 1 ] && [ "$sid" = "$session" ] && kill -KILL "${dir#/proc/}" 2>/dev/null
+  done
+  return 0
+}
+at_exit end_leftovers   # after the other hooks: a helper the program's end left orphaned
 trap 'on_signal terminated' TERM
 trap 'on_signal timeout' USR1
 
@@ -278,7 +347,7 @@ elif [ -z "$stop_reason" ]; then
   if kill -0 "$payload" 2>/dev/null; then
     reason="JupyterLab did not listen within 30 s"
     kill -TERM "$payload" 2>/dev/null
-    ( sleep 20; kill -KILL "$payload" 2>/dev/null ) &
+    ( sleep 20; kill_tree "$payload" ) &
   else
     reason="JupyterLab ended before it listened"
   fi

@@ -18,3 +18,19 @@ json_string() { # TEXT: as a JSON string (notes name paths, which may hold quote
   text=${text//$'\n'/\\n}
   printf '"%s"' "$text"
 }
+
+# Slurm requeues every job of a node it marks down, also one whose program had
+# already completed and whose working directory was saved (seen: slurmd killed,
+# node DOWN, three such jobs requeued and run again). That run's result stands.
+# Its final record, as record writes it (these fields first, in this order) and
+# of this job, says so; the record gains "not_rerun": the run that found it.
+completed_before() {
+  local line
+  line=$(head -c 8192 "$status_file" 2>/dev/null) || return 1
+  [[ $line == '{"phase": "final", "status": "completed", "exit_code": 0, "saved": true, '* ]] \
+    && [[ $line == *"\"slurm_job_id\": \"${SLURM_JOB_ID:-}\""* ]] || return 1
+  [[ $line == *'"not_rerun": '* ]] && return 0
+  printf '%s, "not_rerun": %s}\n' "${line%\}}" "$((${SLURM_RESTART_COUNT:-0} + 1))" > "$status_file.$BASHPID.tmp" \
+    && mv -f "$status_file.$BASHPID.tmp" "$status_file"
+  return 0
+}
