@@ -254,9 +254,13 @@ def test_a_download_into_an_existing_directory_merges(storage, tmp_path):
 
 # --- 5. small ones ---
 
-def test_a_binding_of_another_users_execution_says_so():
-    with pytest.raises(UsageError, match="another user|user alice's container 'demo'.*sharing"):
-        bindings.parse("alice/demo/1:input0")
+def test_a_binding_of_another_users_execution_is_parsed_as_theirs():
+    spec = bindings.parse("alice/demo/1:input0")
+    assert (spec.owner, spec.container, spec.number) == ("alice", "demo", 1)
+    for text in ("alice/demo/0:input0", "alice/demo/x:input0", "Alice/demo/1:input0", "alice/../1:input0",
+                 "alice/demo/1/2:input0"):
+        with pytest.raises(UsageError, match="invalid binding"):
+            bindings.parse(text)
 
 
 @pytest.mark.parametrize("option", [["--wait", "-5"], ["--idle-timeout", "-1"], ["--port", "0"]])

@@ -88,3 +88,18 @@ def exec_(user: str, cwd: str | None, command: tuple[str, ...]) -> None:
     if cwd:
         args += ["--cwd", cwd]
     _script(*args, "--", *command)
+
+
+@devcluster.command()
+@click.argument("name")
+@click.argument("users", nargs=-1)
+def group(name: str, users: tuple[str, ...]) -> None:
+    """Make Unix group NAME in the cluster (and on this host, same gid) with USERS as members.
+
+    A site's project groups, for `gear share C --group NAME`.
+
+    \b
+    Example:
+      gear devcluster group vision-lab alice bob
+    """
+    _script("group", name, *users)

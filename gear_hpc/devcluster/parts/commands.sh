@@ -10,6 +10,9 @@ usage: devcluster.sh up                       build (if needed) and start the cl
        devcluster.sh exec [--user NAME] [--cwd DIR] [--] [COMMAND...]
                                               run COMMAND in the cluster as NAME (default root;
                                               created on first use); no COMMAND: a bash shell
+       devcluster.sh group NAME [USER...]     a Unix group (same gid on the host and inside) with these
+                                              members added (users created on first use), as a site's
+                                              project groups; idempotent
        devcluster.sh mail [--last N] [--json] [--clear]
                                               the mail the cluster sent (caught on 127.0.0.1:$SMTP_PORT)
 environment: GEAR_DEVCLUSTER_DIR (state, default /var/lib/gear-devcluster)
@@ -117,6 +120,33 @@ exec "$@"'
     /usr/bin/env -i "${envs[@]}" /bin/sh -c "$launch" devcluster-exec "$cwd" "$strict" "$@" 9>&-
 }
 
+cmd_group() {  # a project group, as an admin makes one, for sharing (docs/cli.md, Sharing)
+  need_root group
+  (($#)) || die "usage: group NAME [USER...]" 2
+  local name=$1 user; shift
+  [[ $name =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || die "invalid group name '$name'" 2
+  for user in "$@"; do
+    [[ $user =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || die "invalid user name '$user'" 2
+  done
+  holder_pid >/dev/null || die "the devcluster is not up (run: devcluster.sh up)" 3
+  (
+    flock -w 60 8
+    getent group "$name" >/dev/null || groupadd "$name"
+    local gid; gid=$(getent group "$name" | cut -d: -f3)
+    local inside; inside=$(chroot "$ROOT" getent group "$name" | cut -d: -f3 || true)
+    if [[ -z $inside ]]; then
+      chroot "$ROOT" groupadd -g "$gid" "$name"
+    elif [[ $inside != "$gid" ]]; then
+      die "group $name has gid $inside in the root but $gid on the host"
+    fi
+    for user in "$@"; do
+      ensure_user "$user"
+      usermod -a -G "$name" "$user"
+      chroot "$ROOT" usermod -a -G "$name" "$user"
+    done
+  ) 8>"$STATE/.users.lock"
+}
+
 cmd_mail() {  # show (or clear) what the mail catcher caught; works while the cluster is down too
   local action=show args=()
   while (($#)); do
@@ -140,6 +170,7 @@ main() {
     status) cmd_status "$@" ;;
     exec) cmd_exec "$@" ;;
     mail) cmd_mail "$@" ;;
+    group) cmd_group "$@" ;;
     __ns) ns_main "$@" ;;
     help | -h | --help) usage ;;
     *) usage >&2; exit 2 ;;

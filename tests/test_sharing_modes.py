@@ -1,0 +1,124 @@
+"""storage/sharing.py and the names of shared things, without a cluster (the cluster tests,
+tests/cluster/test_sharing.py, check the same rules with three real users)."""
+
+from __future__ import annotations
+
+import grp
+import os
+import stat
+
+import pytest
+
+from gear_hpc.base.errors import GearError, UsageError
+from gear_hpc.base.names import parse_shared_id
+from gear_hpc.data import bindings
+from gear_hpc.storage import sharing
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def test_an_index_appears_whole_with_its_mode_and_nothing_else_is_left(tmp_path):
+    tmp_path = tmp_path / "index"
+    tmp_path.mkdir()
+    path = tmp_path / "closed.json"
+    sharing.write_index(path, {"format": sharing.INDEX_FORMAT, "executions": [1]})
+    assert mode(path) == 0o644 and os.listdir(tmp_path) == ["closed.json"]
+    assert sharing.read_index(str(path)) == {"format": 1, "executions": [1]}
+    sharing.write_index(path, {"format": sharing.INDEX_FORMAT, "executions": [1, 2]}, mode=0o640)
+    assert mode(path) == 0o640 and sharing.read_index(str(path))["executions"] == [1, 2]
+
+
+def test_a_failed_index_write_leaves_the_old_one(tmp_path):
+    tmp_path = tmp_path / "index"
+    tmp_path.mkdir()
+    path = tmp_path / "public.json"
+    sharing.write_index(path, {"format": sharing.INDEX_FORMAT, "containers": []})
+    with pytest.raises(TypeError):
+        sharing.write_index(path, {"format": sharing.INDEX_FORMAT, "containers": [object()]})
+    assert sharing.read_index(str(path)) == {"format": 1, "containers": []}
+    assert os.listdir(tmp_path) == ["public.json"]
+
+
+def test_what_a_reader_may_not_read_and_what_is_missing_look_the_same(tmp_path):
+    assert sharing.read_index(str(tmp_path / "missing.json")) is None
+    assert sharing.read_index(str(tmp_path / "no-dir" / "x.json")) is None
+    target = tmp_path / "elsewhere.json"
+    sharing.write_index(target, {"format": sharing.INDEX_FORMAT})
+    (tmp_path / "link.json").symlink_to(target)
+    assert sharing.read_index(str(tmp_path / "link.json")) is None   # an index is never read through a link
+
+
+@pytest.mark.parametrize("text, message", [("{not json", "not a valid index"), ('[1]', "not a valid index"),
+                                           ('{"format": 99}', "format 99")])
+def test_a_broken_index_is_one_clear_error(tmp_path, text, message):
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(GearError, match=message):
+        sharing.read_index(str(path))
+
+
+def test_a_gate_is_one_mode_and_says_its_visibility(tmp_path):
+    gate = tmp_path / "c"
+    gate.mkdir(mode=0o700)
+    sharing.set_gate(gate, sharing.PUBLIC)
+    assert mode(gate) == 0o711 and sharing.gate_of(gate) == ("public", None)
+    gid = os.getgid()
+    sharing.set_gate(gate, sharing.GROUP, gid)
+    assert mode(gate) == 0o710 and sharing.gate_of(gate) == ("group", grp.getgrgid(gid).gr_name)
+    sharing.set_gate(gate, sharing.PRIVATE)
+    assert mode(gate) == 0o700 and sharing.gate_of(gate) == ("private", None)
+
+
+def test_a_closed_execution_opens_its_log_code_and_directory_but_not_gears_own_files(tmp_path):
+    exec_dir = tmp_path / "1"
+    (exec_dir / "code" / "sub").mkdir(parents=True)
+    for name in ("output.log", "gear_params.json", "job.sh", "status.json"):
+        (exec_dir / name).write_text("x")
+        os.chmod(exec_dir / name, 0o600)
+    (exec_dir / "code" / "run.sh").write_text("x")
+    os.chmod(exec_dir / "code" / "run.sh", 0o700)
+    (exec_dir / "code" / "link").symlink_to("/etc/passwd")
+    os.chmod(exec_dir / "code" / "sub", 0o700)
+    os.chmod(exec_dir, 0o700)
+    sharing.open_closed_execution(exec_dir)
+    assert mode(exec_dir) == 0o755 and mode(exec_dir / "code" / "sub") == 0o755
+    assert mode(exec_dir / "output.log") == 0o644 and mode(exec_dir / "gear_params.json") == 0o644
+    assert mode(exec_dir / "code" / "run.sh") == 0o755
+    assert mode(exec_dir / "job.sh") == 0o600 and mode(exec_dir / "status.json") == 0o600
+    sharing.close_execution(exec_dir)
+    assert mode(exec_dir) == 0o700
+
+
+def test_groups_are_checked_before_anything_is_shared():
+    with pytest.raises(UsageError, match="not a group name"):
+        sharing.member_group("../x")
+    with pytest.raises(UsageError, match="there is no group"):
+        sharing.member_group("gear-no-such-group")
+    mine = grp.getgrgid(os.getgid()).gr_name
+    assert sharing.member_group(mine) == os.getgid()
+
+
+@pytest.mark.parametrize("text, with_number, expected", [
+    ("c/3", True, (None, "c", 3)),
+    ("alice/c/3", True, ("alice", "c", 3)),
+    ("c", False, (None, "c", None)),
+    ("alice/c", False, ("alice", "c", None)),
+])
+def test_shared_ids(text, with_number, expected):
+    assert parse_shared_id(text, with_number) == expected
+
+
+@pytest.mark.parametrize("text, with_number", [("Alice/c/3", True), ("alice/c/0", True), ("a/b/c/3", True),
+                                               ("alice/../3", True), ("-x/c", False), ("alice/c/d", False)])
+def test_bad_shared_ids_are_refused(text, with_number):
+    with pytest.raises(UsageError):
+        parse_shared_id(text, with_number)
+
+
+def test_another_users_execution_can_be_copied_into_home_but_a_dataset_cannot():
+    spec = bindings.parse("alice/c/3:/hyperai/home")
+    assert (spec.owner, spec.container, spec.number, spec.target) == ("alice", "c", 3, "/hyperai/home")
+    with pytest.raises(UsageError, match="only an execution's working directory"):
+        bindings.parse("alice/mnist@2:/hyperai/home")
