@@ -238,3 +238,37 @@ def test_what_the_fast_path_assumes_about_the_library(gear_env):
                      "containers": str(storage.root / "containers"), "datasets": str(storage.root / "datasets")}
     assert site.config_dir() == Path(site_memo.config_dir_name())
     assert os.environ["GEAR_SITE_CONFIG"] == site_memo.config_dir_name()
+
+
+SHARED_ARGS = [["ls", "sharer/"], ["ls", "sharer/", "--json"], ["history", "sharer/mnist"],
+               ["history", "sharer/mnist", "--json"]]
+
+
+@pytest.mark.parametrize("args", SHARED_ARGS, ids=" ".join)
+def test_another_users_shared_listing_prints_what_the_click_path_prints(storage, capsys, args):
+    """`gear ls USER/` and `gear history USER/C` read USER's indexes on the fast path too.
+
+    The owner is a second storage directory of this test's own user: the reader's path
+    never asks who owns what it reads (the kernel does; tests/cluster/test_sharing.py).
+    """
+    from gear_hpc.containers import sharing
+
+    owner = UserStorage(storage.storage_root, "sharer")
+    owner.ensure()
+    os.chmod(owner.root, 0o711)
+    _fill(owner)
+    with Ledger(owner.ledger_path) as ledger:
+        sharing.share(ledger, "container", "mnist", "public")
+    expected = _click(args, capsys)
+    assert ("sharer/mnist" in expected or '"mnist"' in expected) and "old" not in expected   # only what is shared
+    assert _fast(args, capsys) == expected
+
+
+@pytest.mark.parametrize("args", [["ls", "sharer/"], ["history", "sharer/mnist"], ["history", "Sharer/mnist"],
+                                  ["history", "sharer/../x"], ["ls", "sharer"]])
+def test_the_shared_fast_path_leaves_errors_and_odd_names_to_the_click_path(storage, capsys, args):
+    _click(["ls"], capsys)   # the site is remembered: only the arguments decide
+    if args == ["ls", "sharer/"]:
+        assert _fast(args, capsys) == "sharer shares nothing with you\n"
+    else:
+        assert _fast(args, capsys) is None

@@ -1,4 +1,5 @@
-"""`gear ls` and `gear status` [--json] without click, when none of the user's executions is open.
+"""`gear ls` and `gear status` [--json] without click, when none of the user's executions is open;
+`gear ls USER/` and `gear history USER/C` [--json] too (another user's indexes, no ledger).
 
 These two commands run on busy login nodes, often in loops, and must start
 in about the time of the interpreter itself. Their click path costs click,
@@ -48,10 +49,11 @@ ARGUMENTS = (["ls"], ["ls", "--json"], ["status"], ["status", "--json"])
 
 def run(argv: list[str]) -> int | None:
     """Print `gear ls`/`gear status` and return the exit code, or None: "not handled, use click"."""
-    if argv not in ARGUMENTS:
+    shared = _shared_arguments(argv)
+    if argv not in ARGUMENTS and shared is None:
         return None
     try:
-        text = render(argv[0], as_json=len(argv) == 2)
+        text = render_shared(*shared) if shared is not None else render(argv[0], as_json=len(argv) == 2)
     except Exception as exc:
         if _locked(exc):
             # The click path would wait out the busy timeout a second time, then say the same.
@@ -95,6 +97,56 @@ def _report(exc: BaseException) -> int:
     except Exception:
         pass  # stderr itself is gone: the exit code still tells
     return code
+
+
+# ---- `gear ls USER/` and `gear history USER/C` [--json]: another user's indexes (storage/shared_index.py)
+
+_USER_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz_")
+_USER_REST = _USER_FIRST | frozenset("0123456789-")
+_NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_NAME_REST = _NAME_FIRST | frozenset("._-")
+
+
+def _shared_arguments(argv: list[str]) -> tuple[str, str, str | None, bool] | None:
+    """(command, owner, container or None, as_json) for the shared listings the fast path prints, else None.
+
+    Names are checked as base/names.py checks them, without its regular
+    expressions (3 ms to import): anything they would refuse goes to the
+    click path, which says why.
+    """
+    as_json = argv[-1:] == ["--json"]
+    words = argv[:-1] if as_json else argv
+    if len(words) != 2 or words[0] not in ("ls", "history"):
+        return None
+    owner, slash, rest = words[1].partition("/")
+    if not slash or not (0 < len(owner) <= 32 and owner[0] in _USER_FIRST and all(c in _USER_REST for c in owner)):
+        return None
+    if words[0] == "ls":
+        return ("ls", owner, None, as_json) if rest == "" else None
+    if not (0 < len(rest) <= 64 and rest[0] in _NAME_FIRST and all(c in _NAME_REST for c in rest)):
+        return None
+    return "history", owner, rest, as_json
+
+
+def render_shared(command: str, owner: str, container: str | None, as_json: bool) -> str | None:
+    """What `gear ls OWNER/` or `gear history OWNER/C` prints, or None if the click path must run
+    (OWNER is you, nothing is shared with you there, or anything unexpected: it says why)."""
+    from ..base.facts import CONTAINERS, USERS, current_user, valid_storage_root
+
+    storage_root = valid_storage_root()
+    if storage_root is None or owner == current_user():
+        return None
+    from ..storage import shared_index
+    from . import listing
+
+    user_root = os.path.join(storage_root, USERS, owner)
+    if command == "ls":
+        return listing.shared_ls_text(owner, shared_index.listing(user_root), as_json)
+    assert container is not None
+    found = shared_index.closed_executions(os.path.join(user_root, CONTAINERS, container))
+    if found is None:
+        return None   # the click path says "not shared with you"
+    return listing.history_text(listing.shared_history(owner, found), as_json)
 
 
 def render(command: str, as_json: bool) -> str | None:

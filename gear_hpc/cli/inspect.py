@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .group import json_option, load_context, open_ledger
-from .listing import EXECUTION_HEADERS, execution_rows, ls_text, recent_since, shared_listing_text, status_text
-from .output import echo, human_size, print_json, table, warn
+from .listing import history_text, ls_text, recent_since, shared_history, shared_ls_text, status_text
+from .output import echo, human_size, print_json, warn
 
 if TYPE_CHECKING:
     from ..executions.reconcile import RefreshReport
@@ -106,14 +106,8 @@ def _ls_shared(owner: str, as_json: bool) -> None:
 
     _, storage = load_context()
     name = check_user(owner[:-1] if owner.endswith("/") else owner)
-    found = shared_view.listing(str(storage.storage_root), name)
-    if as_json:
-        print_json(found)
-        return
-    if not found["containers"] and not found["datasets"]:
-        echo(f"{name} shares nothing with you")
-        return
-    echo(shared_listing_text(name, found))
+    # The fast path (fastpath.py) prints `gear ls USER/` [--json] through the same shared_ls_text.
+    echo(shared_ls_text(name, shared_view.listing(str(storage.storage_root), name), as_json))
 
 
 @click.command()
@@ -137,21 +131,15 @@ def history(container: str, as_json: bool) -> None:
     if shared is not None:
         from ..containers import shared_view
 
-        data = shared_view.history(shared, owner or "", container)
-        for item in data:
-            item["id"] = f"{owner}/{item.get('id')}"
+        # The fast path (fastpath.py) prints this through the same shared_history and history_text.
+        data = shared_history(owner or "", shared_view.history(shared, owner or "", container))
     else:
         with _refreshed_ledger() as ledger:
             if container not in ledger.container_names():
                 raise NotFound(f"no container {container!r}")
             data = [e.to_json() for e in ledger.executions(container=container)]
-    if as_json:
-        print_json(data)
-        return
     # The lineage: which execution each one continued (gear continue).
-    rows = execution_rows(data)
-    table(EXECUTION_HEADERS[:1] + ["PARENT"] + EXECUTION_HEADERS[1:],
-          [row[:1] + [item.get("parent") or ""] + row[1:] for row, item in zip(rows, data, strict=True)])
+    echo(history_text(data, as_json))
 
 
 def _others(owner: str | None) -> str | None:

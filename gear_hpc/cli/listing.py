@@ -73,6 +73,32 @@ def ls_text(summaries: list[dict[str, Any]], as_json: bool) -> str:
          for s in summaries]))
 
 
+def history_text(items: list[dict[str, Any]], as_json: bool) -> str:
+    """`gear history [USER/]C`: executions as JSON (Execution.to_json()), with the one each continued."""
+    if as_json:
+        return json_text(items)
+    rows = execution_rows(items)
+    return "\n".join(table_lines(EXECUTION_HEADERS[:1] + ["PARENT"] + EXECUTION_HEADERS[1:],
+                                 [row[:1] + [item.get("parent") or ""] + row[1:]
+                                  for row, item in zip(rows, items, strict=True)]))
+
+
+def shared_history(owner: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A shared container's closed executions, named as the reader names them (USER/C/N)."""
+    for item in items:
+        item["id"] = f"{owner}/{item.get('container')}/{item.get('number')}"
+    return items
+
+
+def shared_ls_text(owner: str, found: dict[str, list[dict[str, Any]]], as_json: bool) -> str:
+    """`gear ls USER/` [--json]."""
+    if as_json:
+        return json_text(found)
+    if not found["containers"] and not found["datasets"]:
+        return f"{owner} shares nothing with you"
+    return shared_listing_text(owner, found)
+
+
 def shared_listing_text(owner: str, found: dict[str, list[dict[str, Any]]]) -> str:
     """`gear ls USER/`: what USER shares with you (containers/shared_view.listing()); only closed executions count."""
     lines: list[str] = []

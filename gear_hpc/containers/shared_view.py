@@ -15,7 +15,7 @@ from typing import Any
 from ..base.errors import GearError, NotFound
 from ..base.facts import CONTAINERS, DATASETS, USERS
 from ..base.names import check_name, check_user
-from ..storage import sharing as modes
+from ..storage import shared_index
 
 
 def user_root(storage_root: str, owner: str) -> str:
@@ -24,32 +24,29 @@ def user_root(storage_root: str, owner: str) -> str:
 
 def listing(storage_root: str, owner: str) -> dict[str, list[dict[str, Any]]]:
     """The containers and datasets `owner` shares with you: public ones and your groups' ones."""
-    shared = os.path.join(user_root(storage_root, owner), modes.SHARED)
-    found: dict[str, dict[str, dict[str, Any]]] = {"containers": {}, "datasets": {}}
-    names = [modes.PUBLIC_INDEX] + [modes.group_index(group) for group in modes.reader_groups()]
-    for name in names:
-        index = modes.read_index(os.path.join(shared, name))
-        if index is None:
-            continue
-        for kind in ("containers", "datasets"):
-            for item in index.get(kind) or []:
-                if type(item) is dict and type(item.get("name")) is str:
-                    found[kind].setdefault(item["name"], item)
-    return {kind: [found[kind][name] for name in sorted(found[kind])] for kind in found}
+    found: dict[str, list[dict[str, Any]]] = _told(shared_index.listing, user_root(storage_root, owner))
+    return found
 
 
 def _not_shared(what: str) -> NotFound:
     return NotFound(f"{what} is not shared with you (or does not exist)")
 
 
+def _told(read: Any, *args: Any) -> Any:
+    """A broken index is one GearError line."""
+    try:
+        return read(*args)
+    except shared_index.BrokenIndex as exc:
+        raise GearError(str(exc)) from None
+
+
 def history(storage_root: str, owner: str, container: str) -> list[dict[str, Any]]:
     """The closed executions of `owner`'s container, oldest first."""
-    path = os.path.join(user_root(storage_root, owner), CONTAINERS, check_name(container, "container name"),
-                        modes.CLOSED_INDEX)
-    index = modes.read_index(path)
-    if index is None:
+    path = os.path.join(user_root(storage_root, owner), CONTAINERS, check_name(container, "container name"))
+    found = _told(shared_index.closed_executions, path)
+    if found is None:
         raise _not_shared(f"{owner}/{container}")
-    return [item for item in index.get("executions") or [] if type(item) is dict]
+    return list(found)
 
 
 def execution(storage_root: str, owner: str, container: str, number: int) -> dict[str, Any]:
@@ -71,8 +68,8 @@ def execution_dir(storage_root: str, owner: str, container: str, number: int) ->
 
 def dataset_versions(storage_root: str, owner: str, dataset: str) -> list[dict[str, Any]]:
     path = os.path.join(user_root(storage_root, owner), DATASETS, check_name(dataset, "dataset name"),
-                        modes.VERSIONS_INDEX)
-    index = modes.read_index(path)
+                        shared_index.VERSIONS_INDEX)
+    index = _told(shared_index.read_index, path)
     if index is None:
         raise _not_shared(f"dataset {owner}/{dataset}")
     return [item for item in index.get("versions") or [] if type(item) is dict and type(item.get("version")) is int]

@@ -33,40 +33,37 @@ from __future__ import annotations
 import grp
 import json
 import os
-import re
 import secrets
 import stat
 from pathlib import Path
 from typing import Any
 
 from ..base.errors import GearError, UsageError
+from .shared_index import (
+    CLOSED_INDEX as CLOSED_INDEX,
+    INDEX_FORMAT as INDEX_FORMAT,
+    PUBLIC_INDEX as PUBLIC_INDEX,
+    SHARED as SHARED,
+    VERSIONS_INDEX as VERSIONS_INDEX,
+    BrokenIndex,
+    group_index as group_index,
+    is_group_name,
+    read_index as _read_index,
+)
 
 PRIVATE, GROUP, PUBLIC = "private", "group", "public"
 VISIBILITIES = (PRIVATE, GROUP, PUBLIC)
 GATE_MODES = {PRIVATE: 0o700, GROUP: 0o710, PUBLIC: 0o711}
 
-SHARED = "shared"                # users/<owner>/shared/
-PUBLIC_INDEX = "public.json"
-CLOSED_INDEX = "closed.json"     # containers/<C>/closed.json
-VERSIONS_INDEX = "versions.json"  # datasets/<D>/versions.json
-INDEX_FORMAT = 1
 PASS_ONLY = 0o711                # a directory others may pass through, not list
 
 # What a closed execution's directory shows readers besides its working directory.
 PUBLISHED_FILES = ("output.log", "gear_params.json")
 PUBLISHED_TREES = ("code",)      # `home` is made readable by sealing (executions/sealing.py)
 
-# Unix group names a site may use; anything else is refused rather than put in a file name.
-_GROUP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\Z")
-
-
-def group_index(group: str) -> str:
-    return f"group-{group}.json"
-
-
 def member_group(name: str) -> int:
     """The gid of group `name`, which the calling user must belong to (as `chgrp` asks)."""
-    if not _GROUP_NAME.match(name):
+    if not is_group_name(name):
         raise UsageError(f"{name!r} is not a group name")
     try:
         gid = grp.getgrnam(name).gr_gid
@@ -75,17 +72,6 @@ def member_group(name: str) -> int:
     if gid not in os.getgroups() and gid != os.getgid():
         raise UsageError(f"you are not a member of group {name!r}; share with one of yours (see `id`)")
     return gid
-
-
-def reader_groups() -> list[str]:
-    """The names of the calling user's groups, whose indexes a reader looks for."""
-    names = []
-    for gid in dict.fromkeys([os.getgid(), *os.getgroups()]):
-        try:
-            names.append(grp.getgrgid(gid).gr_name)
-        except KeyError:
-            continue
-    return [name for name in names if _GROUP_NAME.match(name)]
 
 
 def require_passable(user_root: Path) -> None:
@@ -208,25 +194,8 @@ def remove_index(path: Path) -> None:
 
 
 def read_index(path: str) -> Any:
-    """An index another user wrote, or None where there is none for us (missing, or not ours to read).
-
-    One answer for both, on purpose: what a reader may not see and what does
-    not exist must look the same.
-    """
+    """shared_index.read_index, a broken index told as one GearError line."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except (FileNotFoundError, PermissionError, NotADirectoryError):
-        return None
-    except OSError as exc:
-        if exc.errno in (40,):   # ELOOP: a symlink where an index should be
-            return None
-        raise
-    with os.fdopen(fd, "rb") as handle:
-        try:
-            data = json.loads(handle.read())
-        except ValueError:
-            raise GearError(f"{path} is not a valid index; its owner's next `gear share` rewrites it") from None
-    if type(data) is not dict or data.get("format") != INDEX_FORMAT:
-        raise GearError(f"{path} is not an index this gear reads (format {data.get('format')!r})"
-                        if type(data) is dict else f"{path} is not a valid index")
-    return data
+        return _read_index(path)
+    except BrokenIndex as exc:
+        raise GearError(str(exc)) from None
