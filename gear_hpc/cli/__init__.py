@@ -25,6 +25,7 @@ COMMANDS = {
     "convert": "convert:convert",
     "jupyter": "jupyter:jupyter",
     "ood-submit": "ood:ood_submit",
+    "sbatch": "sbatch:sbatch",
     "continue": "run:continue_",
     "status": "inspect:status",
     "ls": "inspect:ls",

@@ -1,0 +1,135 @@
+"""`gear sbatch`: sbatch's command line, the job a gear execution (executions/batch.py)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+SHIM_DIR = Path(__file__).resolve().parent.parent / "shims"
+SHIM_MARK = b"gear-sbatch-shim"
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--path", "show_path", is_flag=True,
+              help="Print the directory holding gear's `sbatch`, to put first on PATH.")
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED)
+def sbatch(show_path: bool, argv: tuple[str, ...]) -> None:
+    """Submit a batch script as sbatch does; the job is also a gear execution.
+
+    Takes sbatch's options and #SBATCH lines (the command line wins), and
+    #GEAR lines for gear's own: -r TYPE, -e IMAGE, -c CONTAINER (default
+    sbatch), -d BINDING, --code DIR, --param K=V, -m MESSAGE. The script runs
+    inside the image with the layout, through its #! interpreter, from
+    /hyperai/home, which holds the script (and --code DIR). Prints what sbatch
+    prints: `Submitted batch job N`, or `N` with --parsable; --wait exits
+    with the job's exit code. `--version`, `--usage` and `--test-only` go to
+    the real sbatch, and so does a script gear wrote itself.
+
+    With `gear sbatch --path` first on PATH, programs that run `sbatch` by
+    name submit through gear.
+
+    \b
+    Examples:
+      gear sbatch train.sh --epochs 3
+      gear sbatch --parsable -t 10 --wrap 'python3 -c "print(1)"'
+      export PATH="$(gear sbatch --path):$PATH"
+    """
+    if show_path:
+        click.echo(str(SHIM_DIR))
+        return
+    args = list(argv)
+    _leave_shims_off_path()
+    from ..executions import batch
+    from ..slurm.sbatch_options import parse
+
+    options, rest = parse(args, stop_at_script=True)
+    names = {name for name, _ in options}
+    if names & batch.PASSTHROUGH or (rest and _written_by_gear(Path(rest[0]))):
+        _exec_real_sbatch(args)
+    stdin_text = None
+    if not rest and "--wrap" not in names and not sys.stdin.isatty():
+        stdin_text = sys.stdin.read()
+    plan = batch.build(args, Path.cwd(), stdin_text)
+    try:
+        _submit(plan)
+    finally:
+        batch.cleanup(plan)
+
+
+def _submit(plan: object) -> None:
+    from ..base.errors import SlurmError, UsageError
+    from ..executions import batch, lifecycle
+    from .group import load_context
+
+    assert isinstance(plan, batch.Plan)
+    if plan.clusters is not None:
+        from ..ood.submit import local_cluster
+
+        ours = local_cluster()
+        if ours is None or plan.clusters.strip().lower() != ours.lower():
+            raise UsageError(f"sbatch --clusters {plan.clusters}: gear submits to its own Slurm cluster "
+                             f"({ours or 'its name unknown'})")
+    if plan.array is not None:
+        raise UsageError("sbatch --array: not available with gear sbatch yet")
+    site, storage = load_context()
+    try:
+        execution = lifecycle.submit(site, storage, plan.request)
+    except SlurmError as exc:
+        # sbatch's refusal of the user's options, in one line (it writes two: the reason, then "failed").
+        raise SlurmError("; ".join(line.strip() for line in str(exc).splitlines() if line.strip())) from None
+    assert execution.slurm_job_id is not None
+    answer = batch.sbatch_answer(execution.slurm_job_id, plan)
+    if answer is not None:
+        click.echo(answer)
+    if plan.wait:
+        sys.stdout.flush()
+        ended = batch.wait_for_end(storage, execution.container, execution.number)
+        raise click.exceptions.Exit(ended)
+
+
+def _written_by_gear(script: Path) -> bool:
+    """gear's own job scripts (gear run and the others submit through `sbatch` by name): submitted as they are."""
+    try:
+        with open(script, "rb") as handle:
+            head = handle.read(200)
+    except OSError:
+        return False
+    second = head.split(b"\n")[1:2]
+    return bool(second) and second[0].startswith((b"# gear-hpc execution ", b"# gear-hpc sweep "))
+
+
+def _is_shim(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return SHIM_MARK in handle.read(256)
+    except OSError:
+        return False
+
+
+def _leave_shims_off_path() -> None:
+    """PATH without gear's sbatch: every sbatch this process runs (by name) is then the real one."""
+    entries = os.environ.get("PATH", "").split(os.pathsep)
+    kept = [entry for entry in entries if not _is_shim(Path(entry or ".") / "sbatch")]
+    if len(kept) != len(entries):
+        os.environ["PATH"] = os.pathsep.join(kept)
+    slurm_bin = os.environ.get("GEAR_SLURM_BIN")
+    if slurm_bin and _is_shim(Path(slurm_bin) / "sbatch"):
+        from ..base.errors import GearError
+
+        raise GearError(f"GEAR_SLURM_BIN={slurm_bin} holds gear's own sbatch; it must name Slurm's directory")
+
+
+def _exec_real_sbatch(args: list[str]) -> NoReturn:
+    from ..base.errors import GearError
+    from ..slurm.jobs import _bin
+
+    sys.stdout.flush()
+    sbatch = _bin("sbatch")
+    try:
+        os.execvp(sbatch, [sbatch, *args])
+    except OSError as exc:
+        raise GearError(f"cannot run the real sbatch ({sbatch}): {exc.strerror}") from None
