@@ -47,6 +47,9 @@ class SweepRequest:
     trials: list[dict[str, Any]]             # each trial's parameter values
     parallel: int | None = None              # at most this many tasks at once (--array=…%P)
     tuning: dict[str, Any] = field(default_factory=dict)   # what was asked, for gear tune show
+    # gear sbatch --array: the user's --array value and the task ids it names (default: 0 … N-1, one per trial).
+    array: str | None = None
+    indices: list[int] | None = None
 
 
 @dataclass
@@ -125,7 +128,7 @@ def submit(site: Site, storage: UserStorage, request: SweepRequest,
         try:
             _prepare(quiet_site, storage, container, first, token, code, compute_type, image, base, resolved,
                      rows, exec_dirs, request)
-            job_id = slurm.submit(sweep_dir / "job.sh")
+            job_id = slurm.submit(sweep_dir / "job.sh", base.sbatch_options)
         except slurm.SubmitTimeout:
             found = _find_array(token)
             if found is None:
@@ -139,7 +142,8 @@ def submit(site: Site, storage: UserStorage, request: SweepRequest,
         with ledger.transaction() as conn:
             conn.executemany("UPDATE executions SET status = 'queued', slurm_job_id = ?, submitted_at = ? "
                              "WHERE container = ? AND number = ?",
-                             [(f"{job_id}_{i}", now, container, n) for i, n in enumerate(numbers)])
+                             [(f"{job_id}_{task}", now, container, n)
+                              for task, n in zip(_tasks(request), numbers, strict=True)])
     return Sweep(container, first, count, job_id)
 
 
@@ -211,16 +215,22 @@ def _prepare(site: Site, storage: UserStorage, container: str, first: int, token
         (exec_dir / "job.sh").write_text(lifecycle.job_script(
             site, exec_dir, container, number, row["token"], compute_type, image, row["command"], storage.user,
             bindings, python_lib=exec_dir / "lib"))
-        os.symlink(f"../../../{number}", tasks / str(i))
+        os.symlink(f"../../../{number}", tasks / str(_tasks(request)[i]))
     (sweep_dir / TUNING_FILE).write_text(json.dumps(
         {**request.tuning, "container": container, "first": first, "count": len(rows),
          "trials": request.trials, "created_at": utc_now()}, indent=2) + "\n")
     (sweep_dir / "job.sh").write_text(array_script(
-        (exec_dirs[0] / "job.sh").read_text(), container, first, len(rows), token, sweep_dir, request.parallel))
+        (exec_dirs[0] / "job.sh").read_text(), container, first, len(rows), token, sweep_dir, request.parallel,
+        request.array))
+
+
+def _tasks(request: SweepRequest) -> list[int]:
+    """The array task id of each trial, in order."""
+    return request.indices if request.indices is not None else list(range(len(request.trials)))
 
 
 def array_script(task_script: str, container: str, first: int, count: int, token: str, sweep_dir: Path,
-                 parallel: int | None) -> str:
+                 parallel: int | None, array: str | None = None) -> str:
     """The array's batch script: the first task's #SBATCH lines (all tasks share type and site
     options), with the array's name, directory, log pattern and comment; task I runs C/<first+I>/job.sh."""
     from ..slurm.render import sbatch_value, shell_quote
@@ -237,7 +247,7 @@ def array_script(task_script: str, container: str, first: int, count: int, token
                # %a: the task's index; tasks/I links to the task's own execution directory.
                ("output", sweep_dir / "tasks" / "%a" / "output.log"),
                ("comment", f"gear:{container}/{first}-{first + count - 1}:{token}"),
-               ("array", f"0-{count - 1}" + (f"%{parallel}" if parallel else ""))]
+               ("array", array or f"0-{count - 1}" + (f"%{parallel}" if parallel else ""))]
     lines += [f"#SBATCH --{key}={sbatch_value(value)}" for key, value in options]
     lines += ["set -u",
               "task=${SLURM_ARRAY_TASK_ID:?gear: not run as a task of a job array}",
