@@ -212,7 +212,7 @@ def _stopped(execution: Execution) -> dict[str, Any]:
 
     record = reconcile.read_status_record(execution.workdir) if not execution.is_open else None
     if not record or record.get("phase") != "final" or not record.get("stopped_by") \
-            or str(record.get("slurm_job_id") or "") != (execution.slurm_job_id or ""):
+            or not reconcile.record_is_of_job(record, execution):
         return {"stopped_by": None, "signal": None}
     by = "time limit" if execution.status == "timeout" else record.get("stopped_by")
     return {"stopped_by": by, "signal": record.get("signal")}

@@ -374,6 +374,15 @@ def stop_note(record: dict[str, Any], status: str) -> str | None:
     return text
 
 
+def record_is_of_job(record: dict[str, Any], execution: Execution) -> bool:
+    """The status record was written by the execution's own job. A task of a job array
+    (executions/sweep.py) writes its own job id (SLURM_JOB_ID), while its row names it
+    as squeue does (ARRAYJOB_TASK): that pair is not compared."""
+    if "_" in (execution.slurm_job_id or ""):
+        return True
+    return str(record.get("slurm_job_id") or "") == (execution.slurm_job_id or "")
+
+
 def fold_lost(execution: Execution, record: dict[str, Any] | None) -> dict[str, Any] | None:
     """A "lost" execution whose final record arrived after all: what really happened.
 
@@ -381,9 +390,8 @@ def fold_lost(execution: Execution, record: dict[str, Any] | None) -> dict[str, 
     """
     if not record or record.get("phase") != "final":
         return None
-    if (record.get("slurm_job_id") and execution.slurm_job_id and "_" not in execution.slurm_job_id
-            and str(record["slurm_job_id"]) != execution.slurm_job_id):
-        return None   # not this job's record (an array task's record names the task's own id: not compared)
+    if record.get("slurm_job_id") and execution.slurm_job_id and not record_is_of_job(record, execution):
+        return None   # not this job's record
     status = record.get("status", "failed")
     exit_code = record.get("exit_code")
     saved = ("the working directory was saved" if record.get("saved")
