@@ -83,3 +83,16 @@ def test_refused_before_anything_is_made(tmp_path, argv, text, words):
         (tmp_path / "s.sh").write_text(text)
     with pytest.raises(UsageError, match=words.replace("(", r"\(").replace(")", r"\)")):
         batch.build(argv, tmp_path)
+
+
+@pytest.mark.parametrize("spec,tasks", [
+    ("0-3", [0, 1, 2, 3]), ("1,3,5-9:2%2", [1, 3, 5, 7, 9]), ("7", [7]), ("0-99%10", list(range(100))),
+])
+def test_array_task_ids(spec, tasks):
+    assert batch.array_tasks(spec) == tasks
+
+
+@pytest.mark.parametrize("spec", ["", "5-1", "a", "1-3:0", "0-3%", "0-3%x", "1,1", "0-20000", "-1"])
+def test_bad_array_specs(spec):
+    with pytest.raises(UsageError, match="sbatch --array="):
+        batch.array_tasks(spec)

@@ -73,22 +73,28 @@ def _submit(plan: object) -> None:
         if ours is None or plan.clusters.strip().lower() != ours.lower():
             raise UsageError(f"sbatch --clusters {plan.clusters}: gear submits to its own Slurm cluster "
                              f"({ours or 'its name unknown'})")
-    if plan.array is not None:
-        raise UsageError("sbatch --array: not available with gear sbatch yet")
     site, storage = load_context()
     try:
-        execution = lifecycle.submit(site, storage, plan.request)
+        if plan.array is None:
+            execution = lifecycle.submit(site, storage, plan.request)
+            assert execution.slurm_job_id is not None
+            job_id, container, numbers = execution.slurm_job_id, execution.container, [execution.number]
+        else:
+            # One Slurm job array, each task an execution (executions/sweep.py, as gear tune submits).
+            from ..executions import sweep
+
+            array = sweep.submit(site, storage, sweep.SweepRequest(
+                base=plan.request, trials=[{} for _ in plan.tasks], array=plan.array, indices=plan.tasks))
+            job_id, container, numbers = array.slurm_job_id, array.container, list(range(array.first, array.last + 1))
     except SlurmError as exc:
         # sbatch's refusal of the user's options, in one line (it writes two: the reason, then "failed").
         raise SlurmError("; ".join(line.strip() for line in str(exc).splitlines() if line.strip())) from None
-    assert execution.slurm_job_id is not None
-    answer = batch.sbatch_answer(execution.slurm_job_id, plan)
+    answer = batch.sbatch_answer(job_id, plan)
     if answer is not None:
         click.echo(answer)
     if plan.wait:
         sys.stdout.flush()
-        ended = batch.wait_for_end(storage, execution.container, execution.number)
-        raise click.exceptions.Exit(ended)
+        raise click.exceptions.Exit(batch.wait_for_end(storage, container, numbers))
 
 
 def _written_by_gear(script: Path) -> bool:

@@ -78,7 +78,8 @@ class Plan:
     quiet: bool = False
     wait: bool = False
     clusters: str | None = None                 # -M NAME, honoured as the local cluster
-    array: str | None = None
+    array: str | None = None                    # --array as given, and the task ids it names
+    tasks: list[int] = field(default_factory=list)
     options: list[tuple[str, str | None]] = field(default_factory=list)   # every option, merged
     temporary_code: Path | None = None          # the empty code directory build() made (cleanup removes it)
 
@@ -201,6 +202,8 @@ def build(argv: list[str], cwd: Path, stdin_text: str | None = None) -> Plan:
     plan.wait = any(n == "--wait" for n, _ in merged)
     plan.clusters = _last(merged, "--clusters") or _last(merged, "--cluster")
     plan.array = _last(merged, "--array")
+    if plan.array is not None:
+        plan.tasks = array_tasks(plan.array)
     plan.temporary_code = _apply_gear_lines(plan.request, script, cwd, passed)
     return plan
 
@@ -255,21 +258,49 @@ def sbatch_answer(job_id: str, plan: Plan) -> str | None:
     return f"Submitted batch job {job_id}" + (f" on cluster {plan.clusters}" if plan.clusters else "")
 
 
-def wait_for_end(storage: UserStorage, container: str, number: int) -> int:
-    """Wait until the execution has ended (as sbatch --wait does); its exit code, as sbatch --wait gives it."""
+def wait_for_end(storage: UserStorage, container: str, numbers: list[int]) -> int:
+    """Wait until every one of the executions has ended (as sbatch --wait waits for its job or array); the
+    highest exit code, as sbatch --wait gives it (1 for one that ended without an exit code)."""
     import time
 
     from ..ledger.db import Ledger
-    from .reconcile import get, refresh
+    from .reconcile import refresh
 
     delay = 1.0
+    wanted = set(numbers)
     while True:
         with Ledger(storage.ledger_path) as ledger:
             refresh(ledger)
-            execution = get(ledger, container, number)
-        if not execution.is_open:
-            if execution.exit_code is not None:
-                return execution.exit_code
-            return 0 if execution.status == "completed" else 1
+            executions = [e for e in ledger.executions(container) if e.number in wanted]
+        if executions and not any(e.is_open for e in executions):
+            return max(e.exit_code if e.exit_code is not None else (0 if e.status == "completed" else 1)
+                       for e in executions)
         time.sleep(delay)
         delay = min(delay * 1.5, 10.0)   # sbatch --wait too asks less often as the job goes on
+
+
+MAX_ARRAY_TASKS = 10_000   # each task is an execution with its own directory
+
+
+def array_tasks(spec: str) -> list[int]:
+    """The task ids of sbatch's --array value (`0-15`, `1,3,5-9:2`, `0-99%10`), checked as Slurm reads it."""
+    body, percent, limit = spec.partition("%")
+    if percent and (not limit.isdigit() or not limit.isascii() or int(limit) < 1):
+        raise UsageError(f"sbatch --array={spec}: the limit after % must be a number of tasks at once")
+    tasks: list[int] = []
+    for part in body.split(","):
+        span, colon, step_text = part.partition(":")
+        low, dash, high = span.partition("-")
+        numbers = [low, high] if dash else [low]
+        if not all(n.isdigit() and n.isascii() for n in numbers) or (colon and not (step_text.isdigit()
+                                                                                   and int(step_text) > 0)):
+            raise UsageError(f"sbatch --array={spec}: expected task ids such as 0-15, 1,3,5-9:2 or 0-99%10")
+        first, last = int(low), int(high if dash else low)
+        if last < first:
+            raise UsageError(f"sbatch --array={spec}: {span} counts down")
+        tasks += range(first, last + 1, int(step_text) if colon else 1)
+        if len(tasks) > MAX_ARRAY_TASKS:
+            raise UsageError(f"sbatch --array={spec}: more than {MAX_ARRAY_TASKS:,} tasks (each is an execution)")
+    if len(set(tasks)) != len(tasks):
+        raise UsageError(f"sbatch --array={spec}: a task id is given twice")
+    return sorted(tasks)

@@ -182,3 +182,43 @@ def test_the_shim_never_finds_itself(user):
                       "import subprocess; subprocess.run(['sbatch', '--wrap', 'true'])", cwd="/tmp", timeout=60)
     # It ends, one line, rather than running itself again (rsync or sbatch is missing there, not gear).
     assert re.fullmatch(r"gear: error: command not found: (rsync|sbatch)\n", result.stderr), result.stderr
+
+
+def test_array_each_task_an_execution(user, container):
+    script = (f"#!/bin/bash\n#SBATCH --array=0-1\n#GEAR -c {container}\n"
+              "echo task $SLURM_ARRAY_TASK_ID of $SLURM_ARRAY_JOB_ID; exit $SLURM_ARRAY_TASK_ID\n")
+    code = user.make_dir({"arr.sh": script})
+    # The command line's --array wins over the script's: ids 1, 3, 5, two at a time.
+    result = user.gear("sbatch", "--array=1-5:2%2", "--wait", "arr.sh", cwd=str(code))
+    assert result.returncode == 5, result.stderr                 # the highest exit code, as sbatch --wait
+    found = re.fullmatch(r"Submitted batch job (\d+)\n", result.stdout)
+    assert found, result.stdout
+    array_id = found.group(1)
+    history = sorted(user.gear_json("history", container), key=lambda e: e["number"])
+    assert [(e["slurm_job_id"], e["exit_code"]) for e in history] == [
+        (f"{array_id}_1", 1), (f"{array_id}_3", 3), (f"{array_id}_5", 5)]
+    assert "task 3 of " + array_id in user.gear("logs", f"{container}/2", check=True).stdout
+
+
+def test_array_tasks_are_slurm_jobs(user, container):
+    code = user.make_dir({"arr.sh": f"#!/bin/sh\n#GEAR -c {container}\nsleep 120\n"})
+    result = user.gear("sbatch", "--parsable", "-a", "0-1", "arr.sh", cwd=str(code))
+    assert result.returncode == 0, result.stderr
+    array_id = result.stdout.strip()
+    assert array_id.isdigit()
+    assert {f"{array_id}_0", f"{array_id}_1"} <= set(user.run("squeue", "--me", "-r", "-h", "-o", "%i").stdout.split())
+    for n in (1, 2):
+        assert user.wait_for(f"{container}/{n}", {"running"}, timeout=90)["status"] == "running"
+    user.run("scancel", f"{array_id}_1", check=True)             # one task, by Slurm's own id
+    assert user.wait_for(f"{container}/2", {"terminated", "failed"}, timeout=60)["status"] == "terminated"
+    assert user.gear_json("status", f"{container}/1")["status"] == "running"
+    user.run("scancel", array_id, check=True)                    # the rest, as one job
+    assert user.wait_for(f"{container}/1", {"terminated", "failed"}, timeout=60)["status"] == "terminated"
+
+
+@pytest.mark.parametrize("spec", ["5-1", "1-x", "0-3%0", "1,1"])
+def test_bad_array_submits_nothing(user, container, spec):
+    code = user.make_dir({"arr.sh": f"#!/bin/sh\n#GEAR -c {container}\ntrue\n"})
+    result = user.gear("sbatch", f"--array={spec}", "arr.sh", cwd=str(code))
+    assert result.returncode == 2 and f"sbatch --array={spec}" in result.stderr
+    assert not (user.storage / "containers" / container).exists()
