@@ -112,8 +112,11 @@ def _reader_record(execution: Execution) -> dict[str, Any]:
     from ..executions.reconcile import read_status_record
 
     data = execution.to_json()
-    record = read_status_record(execution.workdir)
-    stopped = (record or {}).get("stopped_by") if (record or {}).get("phase") == "final" else None
+    data.pop("workdir", None)   # the owner's path: a reader computes its own (containers/shared_view.py)
+    stopped = None
+    if execution.status in ("terminated", "timeout"):   # only these were stopped: one file read each, not all
+        record = read_status_record(execution.workdir) or {}
+        stopped = record.get("stopped_by") if record.get("phase") == "final" else None
     data["stopped_by"] = "time limit" if stopped and execution.status == "timeout" else stopped
     return data
 
@@ -173,12 +176,14 @@ def after_closing(ledger: Ledger, executions: list[Execution]) -> None:
         except OSError:
             continue
     for container in containers:
+        visibility = ledger.visibility(CONTAINER_TABLE, container)
+        if visibility is None or visibility[0] == modes.PRIVATE:
+            continue   # nobody could read its index: `gear share` writes it when it opens the container
         try:
             write_container_index(ledger, container)
         except OSError:
             continue
-        visibility = ledger.visibility(CONTAINER_TABLE, container)
-        shared_changed = shared_changed or (visibility is not None and visibility[0] != modes.PRIVATE)
+        shared_changed = True
     if shared_changed:
         try:
             write_shared_indexes(ledger)

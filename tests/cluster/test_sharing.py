@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,15 @@ import pytest
 from conftest import SCRIPT, STORAGE_ROOT, User
 
 GROUP = "shr-team"
+RUN = uuid.uuid4().hex[:6]   # the users persist between runs: names of this run's own
+
+
+def c(visibility: str) -> str:
+    return f"shr-{visibility}-{RUN}"
+
+
+def d(visibility: str) -> str:
+    return f"shrd-{visibility}-{RUN}"
 WRITE = r'''
 import os
 open("result.txt", "w").write("the answer\n")
@@ -64,21 +74,22 @@ def shared(owner, member, outsider) -> dict[str, str]:
     code = owner.make_dir({"write.py": WRITE})
     names = {}
     for visibility in ("public", "group", "private"):
-        container = f"shr-{visibility}"
+        container = c(visibility)
         result = owner.gear("run", "-c", container, "--code", str(code), "-f", "--", "python3", "write.py")
         assert result.returncode == 0, result.stderr
         names[visibility] = result.stdout.split()[-1]
         data = owner.make_dir({"a.txt": f"{visibility} data\n"})
-        owner.gear("data", "create", f"shrd-{visibility}", check=True)
-        owner.gear("data", "upload", f"shrd-{visibility}", str(data), check=True)
-    for kind, prefix in (("share", "shr-"), ("data", "shrd-")):
-        base = ["data", "share"] if kind == "data" else ["share"]
-        owner.gear(*base, f"{prefix}public", "--public", check=True)
-        owner.gear(*base, f"{prefix}group", "--group", GROUP, check=True)
-    running = owner.gear("run", "-c", "shr-public", "--code", str(code), "--", "bash", "-c",
+        owner.gear("data", "create", d(visibility), check=True)
+        owner.gear("data", "upload", d(visibility), str(data), check=True)
+    for base, name in ((["share"], c), (["data", "share"], d)):
+        owner.gear(*base, name("public"), "--public", check=True)
+        owner.gear(*base, name("group"), "--group", GROUP, check=True)
+    running = owner.gear("run", "-c", c("public"), "--code", str(code), "--", "bash", "-c",
                          "echo open-secret > open.txt; echo open-log; sleep 600")
     assert running.returncode == 0, running.stderr
     names["open"] = running.stdout.split()[-1]
+    # Closed to others from the moment it exists (queued, syncing, running, saving alike).
+    assert denied(raw(outsider, "ls", str(owner.storage / "containers" / names["open"])))
     owner.wait_for(names["open"], {"running"})
     yield names
     owner.gear("stop", names["open"])
@@ -86,27 +97,29 @@ def shared(owner, member, outsider) -> dict[str, str]:
 
 def test_the_owner_sees_visibility_and_group(owner, shared):
     listed = {c["name"]: c for c in owner.gear_json("ls")}
-    assert (listed["shr-public"]["visibility"], listed["shr-public"]["group"]) == ("public", None)
-    assert (listed["shr-group"]["visibility"], listed["shr-group"]["group"]) == ("group", GROUP)
-    assert (listed["shr-private"]["visibility"], listed["shr-private"]["group"]) == ("private", None)
+    assert (listed[c("public")]["visibility"], listed[c("public")]["group"]) == ("public", None)
+    assert (listed[c("group")]["visibility"], listed[c("group")]["group"]) == ("group", GROUP)
+    assert (listed[c("private")]["visibility"], listed[c("private")]["group"]) == ("private", None)
     table = owner.gear("ls", check=True).stdout
     assert "VISIBILITY" in table and "GROUP" in table and GROUP in table
     datasets = {d["name"]: d for d in owner.gear_json("data", "ls")}
-    assert (datasets["shrd-group"]["visibility"], datasets["shrd-group"]["group"]) == ("group", GROUP)
+    assert (datasets[d("group")]["visibility"], datasets[d("group")]["group"]) == ("group", GROUP)
 
 
 @pytest.mark.parametrize("reader_name, sees", [("member", {"public", "group"}), ("outsider", {"public"})])
 def test_gear_ls_of_another_user_lists_what_is_shared_with_the_reader(request, owner, shared, reader_name, sees):
     reader: User = request.getfixturevalue(reader_name)
     found = reader.gear_json("ls", f"{owner.name}/")
-    assert {c["name"] for c in found["containers"]} == {f"shr-{v}" for v in sees}
-    assert {d["name"] for d in found["datasets"]} == {f"shrd-{v}" for v in sees}
-    public = next(c for c in found["containers"] if c["name"] == "shr-public")
+    assert {x["name"] for x in found["containers"]} >= {c(v) for v in sees}
+    assert not {x["name"] for x in found["containers"]} & {c(v) for v in {"public", "group", "private"} - sees}
+    assert {x["name"] for x in found["datasets"]} >= {d(v) for v in sees}
+    assert not {x["name"] for x in found["datasets"]} & {d(v) for v in {"public", "group", "private"} - sees}
+    public = next(x for x in found["containers"] if x["name"] == c("public"))
     # Closed executions only: the running one is not counted.
     assert public["executions"] == 1 and public["last_number"] == 1 and public["visibility"] == "public"
     assert "group" in public
     text = reader.gear("ls", f"{owner.name}/", check=True).stdout
-    assert f"{owner.name}/shr-public" in text and (f"{owner.name}/shr-group" in text) == ("group" in sees)
+    assert f"{owner.name}/{c('public')}" in text and (f"{owner.name}/{c('group')}" in text) == ("group" in sees)
 
 
 @pytest.mark.parametrize("visibility", ["public", "group", "private"])
@@ -140,7 +153,7 @@ def test_each_command_on_a_closed_execution(request, owner, shared, visibility, 
 def test_an_open_execution_of_a_public_container_is_invisible(owner, member, outsider, shared):
     ident = f"{owner.name}/{shared['open']}"
     for reader in (member, outsider):
-        assert ident not in [e["id"] for e in reader.gear_json("history", f"{owner.name}/shr-public")]
+        assert ident not in [e["id"] for e in reader.gear_json("history", f"{owner.name}/{c('public')}")]
         for command in (["show", ident], ["logs", ident], ["download", ident, "-t", "x"]):
             assert "is not shared with you" in one_line_error(reader.gear(*command, cwd=str(reader.make_dir({}))))
         exec_dir = STORAGE_ROOT / "users" / owner.name / "containers" / shared["open"]
@@ -155,7 +168,7 @@ def test_around_gear_the_kernel_refuses_what_is_private(request, owner, shared, 
     reader: User = request.getfixturevalue(reader_name)
     root = STORAGE_ROOT / "users" / owner.name
     ledger = root / "ledger.sqlite"
-    private = root / "containers" / "shr-private"
+    private = root / "containers" / c("private")
     refused = [
         ["ls", str(root)],                                   # the user's directory: pass, never list
         ["ls", str(root / "containers")],                    # nor the list of containers
@@ -167,28 +180,28 @@ def test_around_gear_the_kernel_refuses_what_is_private(request, owner, shared, 
         ["cat", str(private / "closed.json")],
         ["cat", str(private / "1" / "output.log")],
         ["cat", str(private / "1" / "home" / "result.txt")],
-        ["ls", str(root / "datasets" / "shrd-private")],
-        ["cat", str(root / "datasets" / "shrd-private" / "versions" / "1" / "a.txt")],
+        ["ls", str(root / "datasets" / d("private"))],
+        ["cat", str(root / "datasets" / d("private") / "versions" / "1" / "a.txt")],
         ["ls", str(root / "shared")],
-        ["cat", str(root / "containers" / "shr-public" / "1" / "job.sh")],   # gear's own, never shared
+        ["cat", str(root / "containers" / c("public") / "1" / "job.sh")],   # gear's own, never shared
     ]
     if reader_name == "outsider":
-        group = root / "containers" / "shr-group"
+        group = root / "containers" / c("group")
         refused += [["ls", str(group)], ["cat", str(group / "closed.json")],
                     ["cat", str(group / "1" / "home" / "result.txt")],
                     ["cat", str(root / "shared" / f"group-{GROUP}.json")],
-                    ["cat", str(root / "datasets" / "shrd-group" / "versions" / "1" / "a.txt")]]
+                    ["cat", str(root / "datasets" / d("group") / "versions" / "1" / "a.txt")]]
     for argv in refused:
         result = raw(reader, *argv)
         assert denied(result), (argv, result)
     result = raw(reader, "find", str(root))
     assert "result.txt" not in result.stdout and "ledger.sqlite" not in result.stdout
     # What is shared is readable by hand too (with the same paths gear reads).
-    allowed = [root / "containers" / "shr-public" / "1" / "home" / "result.txt",
-               root / "containers" / "shr-public" / "1" / "output.log",
-               root / "datasets" / "shrd-public" / "versions" / "1" / "a.txt"]
+    allowed = [root / "containers" / c("public") / "1" / "home" / "result.txt",
+               root / "containers" / c("public") / "1" / "output.log",
+               root / "datasets" / d("public") / "versions" / "1" / "a.txt"]
     if reader_name == "member":
-        allowed.append(root / "containers" / "shr-group" / "1" / "home" / "result.txt")
+        allowed.append(root / "containers" / c("group") / "1" / "home" / "result.txt")
     for path in allowed:
         assert raw(reader, "cat", str(path)).returncode == 0, path
 
@@ -197,7 +210,7 @@ def test_a_run_binds_another_users_output_and_dataset(owner, member, outsider, s
     pub = f"{owner.name}/{shared['public']}"
     code = outsider.make_dir({"noop.txt": ""})
     result = outsider.gear("run", "-c", "shr-reader", "--code", str(code), "-d", f"{pub}:input2",
-                           "-d", f"{owner.name}/shrd-public@1:input1", "-f", "--", "bash", "-c",
+                           "-d", f"{owner.name}/{d('public')}@1:input1", "-f", "--", "bash", "-c",
                            "cat /hyperai/input/input2/result.txt /hyperai/input/input1/a.txt;"
                            " touch /hyperai/input/input2/x 2>/dev/null && echo WROTE || echo read-only")
     assert result.returncode == 0, result.stderr
@@ -205,7 +218,7 @@ def test_a_run_binds_another_users_output_and_dataset(owner, member, outsider, s
     log = outsider.gear("logs", ident, check=True).stdout
     assert "the answer" in log and "public data" in log and "read-only" in log and "WROTE" not in log
     bindings = {b["target"]: b["source"] for b in outsider.gear_json("show", ident)["bindings"]}
-    assert bindings["/hyperai/input/input2"] == pub and bindings["/hyperai/input/input1"] == f"{owner.name}/shrd-public@1"
+    assert bindings["/hyperai/input/input2"] == pub and bindings["/hyperai/input/input1"] == f"{owner.name}/{d('public')}@1"
 
     # A copy as the new working directory: writable, and the owner's stays as it was.
     before = (STORAGE_ROOT / "users" / owner.name / "containers" / shared["public"] / "home" / "result.txt")
@@ -216,10 +229,10 @@ def test_a_run_binds_another_users_output_and_dataset(owner, member, outsider, s
     assert before.read_text() == "the answer\n"
 
 
-@pytest.mark.parametrize("spec", ["{o}/{group}:input0", "{o}/shrd-group@1:input0", "{o}/shrd-private:input0",
+@pytest.mark.parametrize("spec", ["{o}/{group}:input0", "{o}/{dgroup}@1:input0", "{o}/{dprivate}:input0",
                                   "{o}/{private}:/hyperai/home", "{o}/{open}:input0"])
 def test_binding_what_is_not_shared_is_refused_and_creates_nothing(owner, outsider, shared, spec):
-    text = spec.format(o=owner.name, **shared)
+    text = spec.format(o=owner.name, dgroup=d("group"), dprivate=d("private"), **shared)
     before = outsider.gear_json("ls")
     result = outsider.gear("run", "-c", "shr-refused", "--code", str(outsider.make_dir({"n": ""})), "-d", text,
                            "--", "true")
@@ -240,36 +253,36 @@ def test_going_private_revokes_at_once_and_sharing_again_restores(owner, member,
     ident = f"{owner.name}/{shared['public']}"
     home = STORAGE_ROOT / "users" / owner.name / "containers" / shared["public"] / "home"
     assert raw(outsider, "cat", str(home / "result.txt")).returncode == 0
-    owner.gear("share", "shr-public", "--private", check=True)
+    owner.gear("share", c("public"), "--private", check=True)
     try:
         assert denied(raw(outsider, "cat", str(home / "result.txt")))
         assert "is not shared with you" in one_line_error(outsider.gear("show", ident))
-        assert "shr-public" not in [c["name"] for c in outsider.gear_json("ls", f"{owner.name}/")["containers"]]
+        assert c("public") not in [x["name"] for x in outsider.gear_json("ls", f"{owner.name}/")["containers"]]
         # Moving a group share to another group also leaves the old group out at once.
-        owner.gear("share", "shr-group", "--group", owner.name, check=True)
+        owner.gear("share", c("group"), "--group", owner.name, check=True)
         assert "is not shared with you" in one_line_error(member.gear("show", f"{owner.name}/{shared['group']}"))
     finally:
-        owner.gear("share", "shr-public", "--public", check=True)
-        owner.gear("share", "shr-group", "--group", GROUP, check=True)
+        owner.gear("share", c("public"), "--public", check=True)
+        owner.gear("share", c("group"), "--group", GROUP, check=True)
     assert raw(outsider, "cat", str(home / "result.txt")).returncode == 0
     assert member.gear_json("show", f"{owner.name}/{shared['group']}")["status"] == "completed"
 
 
 def test_an_execution_that_closes_appears_to_readers(owner, outsider, shared):
     code = owner.make_dir({"n": ""})
-    result = owner.gear("run", "-c", "shr-public", "--code", str(code), "-f", "--", "bash", "-c", "echo late")
+    result = owner.gear("run", "-c", c("public"), "--code", str(code), "-f", "--", "bash", "-c", "echo late")
     assert result.returncode == 0, result.stderr
     ident = result.stdout.split()[-1]
-    assert f"{owner.name}/{ident}" in [e["id"] for e in outsider.gear_json("history", f"{owner.name}/shr-public")]
+    assert f"{owner.name}/{ident}" in [e["id"] for e in outsider.gear_json("history", f"{owner.name}/{c('public')}")]
     assert "late" in outsider.gear("logs", f"{owner.name}/{ident}", check=True).stdout
 
 
 @pytest.mark.parametrize("argv, message", [
     (["share", "shr-nosuch", "--public"], "you have no container 'shr-nosuch'"),
-    (["share", "shr-public", "--group", "root"], "not a member of group 'root'"),
-    (["share", "shr-public", "--group", "no-such-group"], "there is no group 'no-such-group'"),
-    (["share", "shr-public"], "--public, --group GROUP or --private"),
-    (["share", "shr-public", "--public", "--group", GROUP], "choose one of"),
+    (["share", c("public"), "--group", "root"], "not a member of group 'root'"),
+    (["share", c("public"), "--group", "no-such-group"], "there is no group 'no-such-group'"),
+    (["share", c("public")], "--public, --group GROUP or --private"),
+    (["share", c("public"), "--public", "--group", GROUP], "choose one of"),
     (["share", "../x", "--public"], "invalid container name"),
     (["data", "share", "shrd-nosuch", "--public"], "you have no dataset 'shrd-nosuch'"),
     (["ls", "Bad-User/"], "is not a user name"),
@@ -290,7 +303,7 @@ def test_a_running_execution_keeps_what_it_bound_when_access_is_taken_back(owner
     assert started.returncode == 0, started.stderr
     mine = started.stdout.split()[-1]
     assert member.wait_for(mine, {"running"})["status"] == "running"
-    owner.gear("share", "shr-group", "--private", check=True)
+    owner.gear("share", c("group"), "--private", check=True)
     try:
         work = Path(member.gear_json("show", mine)["workdir"])
         member.run("touch", str(work / "go"), check=True)
@@ -300,4 +313,11 @@ def test_a_running_execution_keeps_what_it_bound_when_access_is_taken_back(owner
         assert "not shared with you" in one_line_error(
             member.gear("run", "--code", str(member.make_dir({"n": ""})), "-d", f"{ident}:input0", "--", "true"))
     finally:
-        owner.gear("share", "shr-group", "--group", GROUP, check=True)
+        owner.gear("share", c("group"), "--group", GROUP, check=True)
+
+
+def test_dataset_versions_of_another_user(owner, member, outsider, shared):
+    versions = member.gear_json("data", "versions", f"{owner.name}/{d('group')}")
+    assert [v["version"] for v in versions] == [1] and versions[0]["files"] == 1
+    assert "not shared with you" in one_line_error(outsider.gear("data", "versions", f"{owner.name}/{d('group')}"))
+    assert "not shared with you" in one_line_error(member.gear("data", "versions", f"{owner.name}/{d('private')}"))
