@@ -94,4 +94,9 @@ def closed_executions(container_dir: str) -> list[dict[str, Any]] | None:
     index = read_index(os.path.join(container_dir, CLOSED_INDEX))
     if index is None:
         return None
-    return [item for item in index.get("executions") or [] if type(item) is dict]
+    fields = index.get("fields")
+    if type(fields) is not list or not all(type(name) is str for name in fields):
+        raise BrokenIndex(f"{os.path.join(container_dir, CLOSED_INDEX)} is not a valid index")
+    # One row per execution, its values in the order of `fields` (containers/sharing.py writes it so).
+    return [dict(zip(fields, row, strict=True)) for row in index.get("executions") or []
+            if type(row) is list and len(row) == len(fields)]
