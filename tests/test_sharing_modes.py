@@ -122,3 +122,22 @@ def test_another_users_execution_can_be_copied_into_home_but_a_dataset_cannot():
     assert (spec.owner, spec.container, spec.number, spec.target) == ("alice", "c", 3, "/hyperai/home")
     with pytest.raises(UsageError, match="only an execution's working directory"):
         bindings.parse("alice/mnist@2:/hyperai/home")
+
+
+@pytest.mark.parametrize("text", ['{"a": [1, 2.5, -3e5, true, false, null, "x\\u00e9\\n\\"q"], "b": {}}', "[]",
+                                  ' {"format": 1} \n', '"s"', "1", '[1e999, -0.0, 12345678901234567890]',
+                                  '{"k": "\\ud83d\\ude00", "k": 2}'])
+def test_the_fast_json_reader_reads_what_json_reads(text):
+    import json
+
+    from gear_hpc.storage.shared_index import _loads
+
+    assert _loads(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ["{", '{"a":1} x', "", "[1,]", "{'a':1}", "   ", "nul"])
+def test_the_fast_json_reader_refuses_what_json_refuses(text):
+    from gear_hpc.storage.shared_index import _loads
+
+    with pytest.raises(ValueError):
+        _loads(text)
