@@ -72,6 +72,7 @@ def main() -> None:
         commands = {
             "anchor `python3 -c pass`": [sys.executable, "-c", "pass"],
             f"own `gear ls` ({COUNT:,} executions)": GEAR + ["ls"],
+            f"own `gear ls --json` ({COUNT:,} executions)": GEAR + ["ls", "--json"],
             f"own `gear history mine` ({COUNT:,} executions)": GEAR + ["history", "mine"],
             f"`gear ls {OWNER}/` ({COUNT:,} closed)": GEAR + ["ls", f"{OWNER}/"],
             f"`gear ls {OWNER}/ --json`": GEAR + ["ls", f"{OWNER}/", "--json"],
