@@ -321,3 +321,22 @@ def test_dataset_versions_of_another_user(owner, member, outsider, shared):
     assert [v["version"] for v in versions] == [1] and versions[0]["files"] == 1
     assert "not shared with you" in one_line_error(outsider.gear("data", "versions", f"{owner.name}/{d('group')}"))
     assert "not shared with you" in one_line_error(member.gear("data", "versions", f"{owner.name}/{d('private')}"))
+
+
+def test_deleting_a_shared_container_or_dataset_closes_it_first(owner, outsider):
+    code = owner.make_dir({"write.py": WRITE})
+    container, dataset = f"shr-gone-{RUN}", f"shrd-gone-{RUN}"
+    owner.gear("run", "-c", container, "--code", str(code), "-f", "--", "python3", "write.py", check=True)
+    owner.gear("data", "create", dataset, check=True)
+    owner.gear("data", "upload", dataset, str(owner.make_dir({"a.txt": "x"})), check=True)
+    owner.gear("share", container, "--public", check=True)
+    owner.gear("data", "share", dataset, "--public", check=True)
+    listed = outsider.gear_json("ls", f"{owner.name}/")
+    assert container in [x["name"] for x in listed["containers"]] and dataset in [x["name"] for x in listed["datasets"]]
+    owner.gear("delete", container, "--yes", check=True)
+    owner.gear("data", "rm", dataset, check=True)
+    listed = outsider.gear_json("ls", f"{owner.name}/")
+    assert container not in [x["name"] for x in listed["containers"]]
+    assert dataset not in [x["name"] for x in listed["datasets"]]
+    assert "not shared with you" in one_line_error(outsider.gear("history", f"{owner.name}/{container}"))
+    assert not (owner.storage / "containers" / container).exists()
