@@ -48,6 +48,13 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     # Everything gear creates is private to its owner unless shared on purpose.
     os.umask(0o077)
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["sbatch"]:
+        # Without click: workflow tools call sbatch thousands of times (cli/sbatch.py).
+        from .sbatch import main as sbatch_main
+
+        answered = sbatch_main((sys.argv[1:] if argv is None else argv)[1:])
+        if answered is not None:
+            return answered
     try:
         from .fastpath import run as run_fast
 

@@ -1,24 +1,29 @@
-"""`gear sbatch`: sbatch's command line, the job a gear execution (executions/batch.py)."""
+"""`gear sbatch`: sbatch's command line, the job a gear execution (executions/batch.py).
+
+Run without click (cli/__init__.py hands `gear sbatch …` to `main` first):
+workflow tools call sbatch thousands of times, and importing click costs
+more than sbatch itself (docs/benchmarks.md, the submission's cost). The
+click command, for `gear sbatch --help` and `gear --help`, is made only when
+asked for (module __getattr__).
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
 
-import click
+# Annotations only: importing typing would cost the submission.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+    from ..executions.batch import Plan
 
 SHIM_DIR = Path(__file__).resolve().parent.parent / "shims"
 SHIM_MARK = b"gear-sbatch-shim"
 
-
-@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--path", "show_path", is_flag=True,
-              help="Print the directory holding gear's `sbatch`, to put first on PATH.")
-@click.argument("argv", nargs=-1, type=click.UNPROCESSED)
-def sbatch(show_path: bool, argv: tuple[str, ...]) -> None:
-    """Submit a batch script as sbatch does; the job is also a gear execution.
+HELP = """Submit a batch script as sbatch does; the job is also a gear execution.
 
     Takes sbatch's options and #SBATCH lines (the command line wins), and
     #GEAR lines for gear's own: -r TYPE, -e IMAGE, -c CONTAINER (default
@@ -26,8 +31,9 @@ def sbatch(show_path: bool, argv: tuple[str, ...]) -> None:
     inside the image with the layout, through its #! interpreter, from
     /hyperai/home, which holds the script (and --code DIR). Prints what sbatch
     prints: `Submitted batch job N`, or `N` with --parsable; --wait exits
-    with the job's exit code. `--version`, `--usage` and `--test-only` go to
-    the real sbatch, and so does a script gear wrote itself.
+    with the job's exit code; --array makes each task an execution.
+    `--version`, `--usage` and `--test-only` go to the real sbatch, and so
+    does a script gear wrote itself.
 
     With `gear sbatch --path` first on PATH, programs that run `sbatch` by
     name submit through gear.
@@ -38,10 +44,33 @@ def sbatch(show_path: bool, argv: tuple[str, ...]) -> None:
       gear sbatch --parsable -t 10 --wrap 'python3 -c "print(1)"'
       export PATH="$(gear sbatch --path):$PATH"
     """
-    if show_path:
-        click.echo(str(SHIM_DIR))
-        return
-    args = list(argv)
+
+
+def main(args: list[str]) -> int | None:
+    """`gear sbatch ARGS`; its exit code, or None to leave it to click (--help)."""
+    if args[:1] in (["--help"], ["-h"]):
+        return None
+    from .output import echo
+
+    if args == ["--path"]:
+        echo(str(SHIM_DIR))
+        return 0
+    try:
+        return _sbatch(args)
+    except KeyboardInterrupt:
+        echo("gear: interrupted", err=True)
+        return 130
+    except Exception as exc:
+        if os.environ.get("GEAR_TRACEBACK"):
+            raise
+        from ..base.errors import one_line
+
+        message, code = one_line(exc)
+        echo(f"gear: error: {message}", err=True)
+        return code
+
+
+def _sbatch(args: list[str]) -> int:
     _leave_shims_off_path()
     from ..executions import batch
     from ..slurm.sbatch_options import parse
@@ -55,17 +84,18 @@ def sbatch(show_path: bool, argv: tuple[str, ...]) -> None:
         stdin_text = sys.stdin.read()
     plan = batch.build(args, Path.cwd(), stdin_text)
     try:
-        _submit(plan)
+        return _submit(plan)
     finally:
         batch.cleanup(plan)
 
 
-def _submit(plan: object) -> None:
+def _submit(plan: Plan) -> int:
     from ..base.errors import SlurmError, UsageError
     from ..executions import batch, lifecycle
-    from .group import load_context
+    from ..site import loading
+    from ..storage.disk import UserStorage
+    from .output import echo
 
-    assert isinstance(plan, batch.Plan)
     if plan.clusters is not None:
         from ..ood.submit import local_cluster
 
@@ -73,7 +103,8 @@ def _submit(plan: object) -> None:
         if ours is None or plan.clusters.strip().lower() != ours.lower():
             raise UsageError(f"sbatch --clusters {plan.clusters}: gear submits to its own Slurm cluster "
                              f"({ours or 'its name unknown'})")
-    site, storage = load_context()
+    site = loading.load()
+    storage = UserStorage(site.storage_root)
     try:
         if plan.array is None:
             execution = lifecycle.submit(site, storage, plan.request)
@@ -91,10 +122,11 @@ def _submit(plan: object) -> None:
         raise SlurmError("; ".join(line.strip() for line in str(exc).splitlines() if line.strip())) from None
     answer = batch.sbatch_answer(job_id, plan)
     if answer is not None:
-        click.echo(answer)
+        echo(answer)
     if plan.wait:
         sys.stdout.flush()
-        raise click.exceptions.Exit(batch.wait_for_end(storage, container, numbers))
+        return batch.wait_for_end(storage, container, numbers)
+    return 0
 
 
 def _written_by_gear(script: Path) -> bool:
@@ -139,3 +171,26 @@ def _exec_real_sbatch(args: list[str]) -> NoReturn:
         os.execvp(sbatch, [sbatch, *args])
     except OSError as exc:
         raise GearError(f"cannot run the real sbatch ({sbatch}): {exc.strerror}") from None
+
+
+def _click_command() -> Any:
+    import click
+
+    @click.command(help=HELP, context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+    @click.option("--path", "show_path", is_flag=True,
+                  help="Print the directory holding gear's `sbatch`, to put first on PATH.")
+    @click.argument("argv", nargs=-1, type=click.UNPROCESSED)
+    def sbatch(show_path: bool, argv: tuple[str, ...]) -> None:
+        code = main(["--path"] if show_path else list(argv))
+        if code:
+            raise click.exceptions.Exit(code)
+
+    return sbatch
+
+
+def __getattr__(name: str) -> Any:
+    if name == "sbatch":   # the click command (cli/__init__.py COMMANDS), made when first asked for
+        command = _click_command()
+        globals()["sbatch"] = command
+        return command
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

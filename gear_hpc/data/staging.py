@@ -190,10 +190,47 @@ def snapshot_code(source: Path, target: Path, on_progress: Callable[[Progress], 
         sources, options = [str(source)], []
     else:
         raise UsageError(f"code path {source} does not exist")
+    if source.is_dir():
+        copied = _copy_small(source, target)
+        if copied is not None:
+            if on_progress is not None:
+                on_progress(Progress(copied[1], 100, copied[0], copied[0], 0.0))
+            return
     if on_progress is None:
         rsync(*sources, f"{target}/", *options)
     else:
         rsync_with_progress(sources, f"{target}/", on_progress, *options)
+
+
+SMALL_FILES, SMALL_BYTES = 32, 4 << 20
+
+
+def _copy_small(source: Path, target: Path) -> tuple[int, int] | None:
+    """A directory of a few small regular files (no subdirectory, link, special file or .gearignore) is
+    copied here as rsync -a copies it (bytes, modes, times; the directory's mode and times too), without
+    starting rsync, which was most of the cost of submitting small code. Returns (files, bytes) copied;
+    None: leave it to rsync."""
+    import stat
+
+    entries: list[tuple[os.DirEntry[str], os.stat_result]] = []
+    with os.scandir(source) as listing:
+        for entry in listing:
+            if len(entries) >= SMALL_FILES or entry.name == IGNORE_FILE or not entry.is_file(follow_symlinks=False):
+                return None
+            entries.append((entry, entry.stat(follow_symlinks=False)))
+    size = sum(info.st_size for _, info in entries)
+    if size > SMALL_BYTES:
+        return None
+    for entry, info in entries:
+        copy = target / entry.name
+        with open(entry.path, "rb") as reading, open(copy, "xb") as writing:
+            writing.write(reading.read())
+        os.chmod(copy, stat.S_IMODE(info.st_mode))
+        os.utime(copy, ns=(info.st_atime_ns, info.st_mtime_ns))
+    info = os.stat(source)
+    os.chmod(target, stat.S_IMODE(info.st_mode))
+    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+    return len(entries), size
 
 
 def _ignore_options(source: Path) -> list[str]:
