@@ -4,15 +4,17 @@ Measured inside the local cluster as the ordinary user `bench`: the wall
 time of each command, from spawn to exit, as a workflow tool calling it would
 see it. N rounds, each of the three commands once in turn (so load and the
 controller's state reach all three alike), after one warm-up round; medians,
-and each gear figure as a multiple of the anchor (goal: ≤ 10×).
+and each gear figure as a multiple of the anchor (goal: ≤ 10×). Wall time is
+what a caller waits; CPU time (user + system of the command and of what it
+runs) is printed beside it because it depends much less on the machine's
+load.
 
 - anchor: `sbatch --wrap true`
 - `gear sbatch --wrap true` (one execution of container `sbatch`)
 - `gear run --code DIR -- true`, DIR a small code directory (three files)
 
-Every job is submitted held (`--hold`; gear run's job is held right after
-with `scontrol hold`? no: it runs, as it would) and all are cancelled at the
-end. gear uses a fresh storage root (GEAR_STORAGE_ROOT), so its ledger starts
+The sbatch jobs are submitted held (`--hold`), gear run's job runs (`true`),
+and every job is cancelled at the end. gear uses a fresh storage root (GEAR_STORAGE_ROOT), so its ledger starts
 empty. Run it with `bash benchmarks/run submit_cost.py [--repeats N]`.
 """
 
@@ -22,6 +24,7 @@ import argparse
 import os
 import pwd
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -30,13 +33,17 @@ import time
 from pathlib import Path
 
 
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall time and CPU time (user + system, of the command and what it ran) of one command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     result = subprocess.run(argv, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
-    return elapsed, result.stdout
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu, result.stdout
 
 
 def main() -> None:
@@ -57,28 +64,33 @@ def main() -> None:
         "gear run (small code dir)": ["gear", "run", "-c", "cost", "--code", str(code), "--", "true"],
     }
     times: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
     jobs: list[str] = []
     try:
         for round_number in range(args.repeats + 1):
             for name, argv in commands.items():
-                elapsed, out = timed(argv, env)
+                elapsed, used, out = timed(argv, env)
                 found = re.search(r"Slurm job (\d+)|batch job (\d+)", out) if "run" not in name else None
                 if found:
                     jobs.append(found.group(1) or found.group(2))
                 if round_number:   # round 0 warms the caches up
                     times[name].append(elapsed)
+                    cpu[name].append(used)
     finally:
         user = pwd.getpwuid(os.getuid()).pw_name
         subprocess.run(["scancel", "-u", user], capture_output=True)
         time.sleep(1)
         shutil.rmtree(tmp, ignore_errors=True)
     anchor = statistics.median(times["sbatch --wrap true"])
+    anchor_cpu = statistics.median(cpu["sbatch --wrap true"])
     load = os.getloadavg()[0]
-    print(f"submit_cost: {args.repeats} rounds, medians (min–max), load {load:.2f}")
+    # CPU time (the command's own, user + system) depends far less on what else runs than wall time.
+    print(f"submit_cost: {args.repeats} rounds, medians; wall (min–max) and CPU time; load {load:.2f}")
     for name, values in times.items():
-        median = statistics.median(values)
-        ratio = "anchor" if name.startswith("sbatch") else f"{median / anchor:.1f}×"
-        print(f"  {name:28s} {median * 1000:7.1f} ms  ({min(values) * 1000:.1f}–{max(values) * 1000:.1f})  {ratio}")
+        median, used = statistics.median(values), statistics.median(cpu[name])
+        ratio = "anchor" if name.startswith("sbatch") else f"{median / anchor:.1f}×, CPU {used / anchor_cpu:.1f}×"
+        print(f"  {name:26s} wall {median * 1000:6.1f} ms ({min(values) * 1000:.1f}–{max(values) * 1000:.1f})"
+              f"  CPU {used * 1000:6.1f} ms  {ratio}")
 
 
 if __name__ == "__main__":
