@@ -82,5 +82,14 @@ def _bytecode_cache(jinja2: Any) -> Any:
 
 
 def render(template: str, **context: Any) -> str:
+    """The template rendered with `context`; through a kept skeleton (skeleton.py) when it can be."""
+    if context.get("workspace") is None:
+        from .skeleton import render_cached
+
+        return render_cached(template, context, _render_jinja)
+    return _render_jinja(template, **context)
+
+
+def _render_jinja(template: str, **context: Any) -> str:
     text: str = _environment().get_template(template).render(**context)
     return text
