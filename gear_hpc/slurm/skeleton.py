@@ -115,6 +115,9 @@ def _path(template: str, shape: list[str]) -> Path | None:
     if site_cache is None:
         return None
     digest = hashlib.sha256(template.encode())
+    # The templates, and this code and render.py's filters, which write and fill the skeleton.
+    here = Path(__file__).resolve().parent
+    digest.update((here / "skeleton.py").read_bytes() + (here / "render.py").read_bytes())
     for source in sorted(TEMPLATES.rglob("*")):
         if source.is_file():
             digest.update(str(source.relative_to(TEMPLATES)).encode() + b"\0" + source.read_bytes() + b"\0")
