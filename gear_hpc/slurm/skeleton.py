@@ -117,10 +117,13 @@ def _path(template: str, shape: list[str]) -> Path | None:
     digest = hashlib.sha256(template.encode())
     # The templates, and this code and render.py's filters, which write and fill the skeleton.
     here = Path(__file__).resolve().parent
-    digest.update((here / "skeleton.py").read_bytes() + (here / "render.py").read_bytes())
-    for source in sorted(TEMPLATES.rglob("*")):
-        if source.is_file():
-            digest.update(str(source.relative_to(TEMPLATES)).encode() + b"\0" + source.read_bytes() + b"\0")
+    try:
+        digest.update((here / "skeleton.py").read_bytes() + (here / "render.py").read_bytes())
+        for source in sorted(TEMPLATES.rglob("*")):
+            if source.is_file():
+                digest.update(str(source.relative_to(TEMPLATES)).encode() + b"\0" + source.read_bytes() + b"\0")
+    except OSError:
+        return None   # sources not readable as files (a zipped install): no skeletons, Jinja every time
     digest.update(" ".join(shape).encode())
     return Path(site_cache).parent / "skeletons" / f"{digest.hexdigest()[:32]}.sh"
 
