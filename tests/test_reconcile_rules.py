@@ -20,19 +20,19 @@ from gear_hpc.slurm.jobs import query_jobs
 NOW = datetime(2026, 12, 7, 7, 6, 0, tzinfo=UTC)
 U, R = "\x1f", "\x1e"
 COMMENT = "gear:ndb/1:bbc5ebbbc8042f79"
-# Recorded (job 20 of the local cluster), in the order they came:
+# Recorded on the local cluster (jobs 20 and 113), in the order they came:
 SQUEUE = {
     # the program runs
     "RUNNING": f"20{U}RUNNING{U}None{U}{COMMENT}{U}2026-12-07T11:05:16{U}vm{R}\n",
-    # slurmd killed, the program ended: the batch script is done, Slurm cannot clean up on the node
-    "COMPLETING": f"20{U}COMPLETING{U}None{U}{COMMENT}{U}2026-12-07T07:05:42{U}vm{R}\n",
+    # slurmd killed, then the program ended: the batch script is done, Slurm cannot clean up on the node
+    "COMPLETING": f"113{U}COMPLETING{U}None{U}gear:t-152e4f03b4-q/1:50b09587600edd9e{U}2026-12-07T07:13:10{U}vm{R}\n",
     # `scontrol update nodename=vm state=down`: requeued at once, no node
     "REQUEUED": f"20{U}PENDING{U}None{U}{COMMENT}{U}2026-12-07T11:07:23{U}{R}\n",
     # a few seconds later: held back for two minutes
     "HELD": f"20{U}PENDING{U}BeginTime{U}{COMMENT}{U}2026-12-07T11:07:23{U}{R}\n",
-    # a job that may not be requeued, on the node marked down
+    # Made in the same form: a job Slurm may not requeue, on the node marked down,
+    # and one that ended long ago (beyond the grace for a record to show).
     "NODE_FAIL": f"20{U}NODE_FAIL{U}NodeDown{U}{COMMENT}{U}2026-12-07T07:05:22{U}vm{R}\n",
-    # ended long ago (beyond the grace for a record to show)
     "COMPLETED": f"20{U}COMPLETED{U}None{U}{COMMENT}{U}2026-12-07T07:05:00{U}vm{R}\n",
 }
 BASE = {"started_at": "2026-12-07T07:05:17Z", "last_save": "", "slurm_job_id": "20", "node": "vm"}
@@ -89,18 +89,18 @@ def squeue(fake_slurm):
     return view
 
 
-def _execution(status: str = "running") -> Execution:
+def _execution(status: str = "running", job: str = "20") -> Execution:
     return Execution(container="ndb", number=1, mode="script", status=status, compute_type="cpu-small",
                      image="python", command=["python3", "slow.py"], params={}, bindings=[],
-                     workdir="/w/ndb/1/home", token="bbc5ebbbc8042f79", slurm_job_id="20",
+                     workdir="/w/ndb/1/home", token="bbc5ebbbc8042f79", slurm_job_id=job,
                      created_at="2026-12-07T07:05:14Z", started_at="2026-12-07T07:05:17Z")
 
 
 @pytest.mark.parametrize("record, view, shown", TABLE, ids=[f"{r}|{v}" for r, v, _ in TABLE])
 def test_precedence(squeue, record, view, shown):
     jobs = squeue(view)
-    assert set(jobs) == {"20"}
-    changes = fold(_execution(), RECORDS[record], jobs, NOW) or {}
+    [job] = jobs
+    changes = fold(_execution(job=job), RECORDS[record], jobs, NOW) or {}
     status = changes.get("status", "running")
     if shown is OPEN:
         assert status == "running" and "ended_at" not in changes, changes
@@ -139,7 +139,7 @@ def test_completed_while_requeued_says_it_is_not_run_again(squeue):
         assert changes["note"] == ("Slurm requeued job 20 after its program had completed and its working directory "
                                    "was saved; that result stands and is not run again")
     # Slurm keeping it COMPLETING is no requeue: no note.
-    assert "note" not in fold(_execution(), RECORDS["completed"], squeue("COMPLETING"), NOW)
+    assert "note" not in fold(_execution(job="113"), RECORDS["completed"], squeue("COMPLETING"), NOW)
 
 
 def test_once_running_again_the_requeue_note_stays(squeue):

@@ -152,8 +152,9 @@ fail_before_start() { # MESSAGE
 restart=${SLURM_RESTART_COUNT:-0}
 if [ "$restart" -gt 0 ] && completed_before; then
   # Requeued after the program had completed and saved: not run again, nothing
-  # moved, and no second mail (Slurm would send its END mail again).
-  timeout 10 scontrol update "JobId=${SLURM_JOB_ID:-0}" MailType=NONE >/dev/null 2>&1 || true
+  # moved. Slurm mails the end of this run (it may never have seen the earlier
+  # one end): it reports what the earlier run saved.
+  report completed 0 true
   echo "gear: requeued (run $((restart + 1))) after the earlier run had completed and saved; not run again" >&2
   exit 0
 fi
