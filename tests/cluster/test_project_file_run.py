@@ -114,3 +114,14 @@ def test_a_bad_project_file_submits_nothing(user, container, text, words):
         assert len(lines) == 1 and words in lines[0], result.stderr
     assert user.gear_json("ls") == before
     assert not (user.storage / "containers" / container).exists()
+
+
+def test_gear_jupyter_takes_type_and_data_from_the_file(user, dataset, container):
+    code = user.make_dir({"gear.yaml": f"container: {container}\nresource: cpu-small\ndata: [{dataset}:input2]\n"
+                                       "command: python3 never-run-by-jupyter.py\n"})
+    # --wait 0: only what was recorded matters here, not whether JupyterLab answered yet.
+    user.gear("jupyter", "--wait", "0", cwd=str(code))
+    shown = user.gear_json("show", f"{container}/1")
+    assert (shown["mode"], shown["compute_type"]) == ("jupyter", "cpu-small")
+    assert [(b["source"], b["target"]) for b in shown["bindings"]] == [(f"{dataset}@1", "/hyperai/input/input2")]
+    user.gear("stop", f"{container}/1")
