@@ -6,10 +6,13 @@ puts the cluster back (slurmd and slurmctld running, the node resumed) however
 it ends. Marking the node down requeues every job running on it, anyone's:
 the tests wait (a while) until no other job runs before they start.
 
-Timings on the local cluster (2 cores): the node test takes about 80 s (Slurm
-holds a requeued job back two minutes, Reason=BeginTime; the test lets the
-jobs start at once with `scontrol update JobId=… StartTime=now`, as an admin
-may), the controller test about 30 s, the time-limit test about 60 s.
+Timings on the local cluster (2 cores, measured 2026-12-07): the node test
+about 35 s (Slurm holds a requeued job back two minutes, Reason=BeginTime;
+the test lets the jobs start at once with `scontrol update JobId=…
+StartTime=now`, as an admin may: without that, add two minutes), the
+controller test about 45 s (squeue itself gives up after about 18 s without
+slurmctld, so each `gear status` then takes that long to say so), the
+time-limit test about 50 s.
 """
 
 from __future__ import annotations
