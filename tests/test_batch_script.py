@@ -96,3 +96,16 @@ def test_array_task_ids(spec, tasks):
 def test_bad_array_specs(spec):
     with pytest.raises(UsageError, match="sbatch --array="):
         batch.array_tasks(spec)
+
+
+def test_an_array_task_scontrol_no_longer_has_is_unknown(fake_slurm):
+    # `scancel 123_1` of a pending task: scontrol then says "Job 123_1 not found" (stdout, exit 1), which is
+    # as much evidence as "Invalid job id": the task must not stay queued for ever.
+    from gear_hpc.base.errors import SlurmError
+    from gear_hpc.slurm.jobs import show_job
+
+    fake_slurm("scontrol", 'echo "Job ${4} not found"; exit 1')
+    assert show_job("123_1") is None
+    fake_slurm("scontrol", 'echo "slurm_load_jobs error: Socket timed out" >&2; exit 1')
+    with pytest.raises(SlurmError):
+        show_job("123_1")

@@ -159,6 +159,10 @@ def show_job(job_id: str) -> SlurmJob | None:
     except CommandFailed as exc:
         if _UNKNOWN_JOB in exc.stderr or _UNKNOWN_JOB in exc.stdout:
             return None
+        if exc.stdout.strip() == f"Job {job_id} not found":
+            # scontrol's words (stdout, exit 1) for a task of a known array that it no longer has: one
+            # cancelled while pending (`scancel 123_5`) is dropped at once (seen with Slurm 24.11).
+            return None
         raise SlurmError(f"cannot ask Slurm about job {job_id}: "
                          f"{(exc.stderr or exc.stdout).strip() or 'timed out'}") from None
     array_job, _, task = job_id.partition("_")
