@@ -216,6 +216,15 @@ def test_array_tasks_are_slurm_jobs(user, container):
     assert user.wait_for(f"{container}/1", {"terminated", "failed"}, timeout=60)["status"] == "terminated"
 
 
+def test_a_pending_task_cancelled_alone_does_not_stay_queued(user, container):
+    code = user.make_dir({"arr.sh": f"#!/bin/sh\n#GEAR -c {container}\ntrue\n"})
+    array_id = user.gear("sbatch", "--parsable", "--hold", "-a", "0-1", "arr.sh", cwd=str(code), check=True).stdout.strip()
+    user.run("scancel", f"{array_id}_1", check=True)   # Slurm drops a pending task at once: "Job N_1 not found"
+    assert user.wait_for(f"{container}/2", {"lost"}, timeout=90)["status"] == "lost"
+    assert user.gear_json("status", f"{container}/1")["status"] == "queued"
+    user.run("scancel", array_id, check=True)
+
+
 @pytest.mark.parametrize("spec", ["5-1", "1-x", "0-3%0", "1,1"])
 def test_bad_array_submits_nothing(user, container, spec):
     code = user.make_dir({"arr.sh": f"#!/bin/sh\n#GEAR -c {container}\ntrue\n"})
