@@ -285,3 +285,44 @@ def test_tune_show_without_a_sweep_and_with_a_bad_target(gear_env):
     assert result.returncode == 2 and "invalid" in result.stderr and result.stderr.count("\n") == 1
     result = gear("metrics", "nothing/1")
     assert result.returncode == 1 and "no execution nothing/1" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["python3", "train.py"], ["bash", "-c", "python3 train.py"]])
+def test_a_trials_script_rendered_once_is_the_script_rendered_for_it(gear_env, command):
+    """TaskScripts (one render, stand-ins replaced) gives each trial the script job_script gives it,
+    word for word (the arguments' line breaks aside)."""
+    from gear_hpc.executions import lifecycle
+    from gear_hpc.executions.sweep import TaskScripts
+    from gear_hpc.site import loading as site
+    from gear_hpc.storage.disk import UserStorage
+    from gear_hpc.tuning.spec import trial_command
+
+    loaded = site.load()
+    storage = UserStorage(loaded.storage_root)
+    compute_type, image = loaded.compute_type(loaded.default_compute_type), loaded.image(loaded.default_image)
+    lib = storage.execution_dir("sw", 7) / "lib"
+    scripts = TaskScripts(loaded, storage, "sw", "0123abcd", compute_type, image, command, [], lib)
+    for number, task, values in ((7, 0, {"lr": 0.1, "opt": "a b'c"}), (12, 5, {"lr": 1e-05, "opt": "$(x)"})):
+        argv = trial_command(command, values)
+        exec_dir = storage.execution_dir("sw", number)
+        fast = scripts.script(exec_dir, number, f"0123abcd.{task}", argv)
+        direct = lifecycle.job_script(loaded, exec_dir, "sw", number, f"0123abcd.{task}", compute_type, image, argv,
+                                      storage.user, [], python_lib=lib)
+        assert " ".join(fast.replace("\\\n", " ").split()) == " ".join(direct.replace("\\\n", " ").split())
+        subprocess.run(["bash", "-n"], input=fast, text=True, check=True)
+
+
+def test_tasks_squeue_leaves_out_take_their_arrays_record_or_one_scontrol_for_the_array():
+    from gear_hpc.executions.reconcile import _ask_scontrol
+
+    open_tasks = [_execution(f"t.{i}", "queued", f"90_{i}") for i in range(1000)]
+    # squeue shows an array whose pending tasks were cancelled as the bare array id.
+    jobs = {"90": SlurmJob("90", "CANCELLED", "JobHeldUser", "gear:c/1-1000:t", "N/A"),
+            "90_0": SlurmJob("90_0", "COMPLETED", "None", "gear:c/1-1000:t", "N/A", "n1")}
+    asked: list[str] = []
+    assert _ask_scontrol(open_tasks, jobs, lambda job: asked.append(job)) == set() and asked == []
+    assert jobs["90_7"].state == "CANCELLED" and jobs["90_0"].state == "COMPLETED"
+    # Gone from squeue and from scontrol: one question settles all 1,000 tasks.
+    gone = [_execution(f"t.{i}", "queued", f"91_{i}") for i in range(1000)]
+    unknown = _ask_scontrol(gone, {}, lambda job: asked.append(job))
+    assert asked == ["91"] and len(unknown) == 1000

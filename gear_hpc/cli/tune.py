@@ -24,16 +24,21 @@ if TYPE_CHECKING:
     param="A fixed parameter for every trial (repeatable), beside the tuned ones.")
 @click.option("--file", "project_file", type=click.Path(path_type=Path), default=None,
               help="The project file. Default: gear.yaml, else openbayes.yaml, in the code directory.")
-@click.option("--seed", type=int, default=None, help="Seed of a Random tuning (the same seed draws the same trials).")
+@click.option("--seed", type=int, default=None, help="Seed of a Random or Bayesian tuning (the same seed draws the "
+                                                     "same trials).")
+@click.option("--driver-type", metavar="TYPE", default=None,
+              help="Compute type of a Bayesian tuning's driver job. Default: the site's smallest without GPUs.")
 @json_option
 @click.pass_context
 def tune(ctx: click.Context, container: str | None, compute_type: str | None, image: str | None,
          bindings: tuple[str, ...], code: Path | None, params: tuple[str, ...], message: str | None,
-         project_file: Path | None, seed: int | None, as_json: bool) -> None:
+         project_file: Path | None, seed: int | None, driver_type: str | None, as_json: bool) -> None:
     """Start the tuning described by the project file's hyper_tuning section.
 
     Grid and Random tunings submit all their trials as ONE Slurm job array
-    (parallel_count at once). Each trial is an ordinary execution C/N that
+    (parallel_count at once). A Bayesian tuning starts a small driver job
+    that asks Optuna for each trial and submits it (gear tune resume
+    restarts a driver that was stopped). Each trial is an ordinary execution C/N that
     gets its values in gear_params.json and as --name=value arguments, and
     logs metrics with `from gear_metrics import log_metric` (or
     openbayestool.log_metric). The ids of the trials are printed.
@@ -45,6 +50,7 @@ def tune(ctx: click.Context, container: str | None, compute_type: str | None, im
       gear tune show mnist
       gear tune plot mnist -o mnist.png
       gear tune stop mnist
+      gear tune resume mnist
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -71,17 +77,27 @@ def tune(ctx: click.Context, container: str | None, compute_type: str | None, im
                                    compute_type=given.compute_type, image=given.image, params=given.params,
                                    message=message, bindings=list(given.bindings),
                                    generated_files=dict(given.generated_files), code_unnamed=code_unnamed)
-    start_sweep(site, storage, request, from_project(project.tuning, seed), as_json)
+    start_sweep(site, storage, request, from_project(project.tuning, seed), as_json, driver_type)
 
 
-def start_sweep(site: Site, storage: UserStorage, request: RunRequest, spec: TuningSpec, as_json: bool) -> None:
+def start_sweep(site: Site, storage: UserStorage, request: RunRequest, spec: TuningSpec, as_json: bool,
+                driver: str | None = None) -> None:
     """Expand the spec into trials, submit them as one job array, and say so (ids on stdout, one a line)."""
-    from ..base.errors import UsageError
     from ..executions import sweep
     from ..tuning.spec import trials
 
     if spec.algorithm == "Bayesian":
-        raise UsageError("Bayesian tuning is not available yet; use algorithm Grid or Random (docs/tuning.md)")
+        from ..executions import tuner
+
+        asked = tuner.start(site, storage, request, spec, driver)
+        echo(f"gear: started the Bayesian tuning {asked['container']}/{asked['name']}: its driver is Slurm job "
+             f"{asked['driver_job']} on {asked['driver_type']}; it submits {spec.max_job_count} trial(s), "
+             f"{spec.parallel_count or 1} at once (see gear tune show {asked['container']})", err=True)
+        if as_json:
+            print_json(asked)
+        else:
+            echo(f"{asked['container']}/{asked['name']}")
+        return
     points = trials(spec)
     if spec.algorithm == "Random" and spec.seed is None:
         # Recorded, so the same trials can be drawn again (--seed).
@@ -118,13 +134,13 @@ def show(target: str, metric: str | None, goal: str | None, as_json: bool) -> No
     """
     tuning, ranked, metric, goal = _ranked(target, metric, goal)
     if as_json:
-        print_json({"container": tuning.container, "first": tuning.first, "count": tuning.count,
+        print_json({"container": tuning.container, "tuning": tuning.label, "first": tuning.first, "count": tuning.count,
                     "algorithm": tuning.asked.get("algorithm"), "metric": metric, "goal": goal,
                     "trials": [t.to_json(i + 1 if t.score is not None else None) for i, t in enumerate(ranked)]})
         return
     names = tuning.parameter_names
     sides = list(ranked[0].side) if ranked else []
-    echo(f"{tuning.container}/{tuning.first}-{tuning.first + tuning.count - 1}: {len(ranked)} trial(s) "
+    echo(f"{tuning.label}: {len(ranked)} trial(s) "
          f"({tuning.asked.get('algorithm') or 'Grid'}), ranked by {metric or '(no metric logged yet)'} ({goal.lower()})")
     table(["RANK", "EXECUTION", "STATUS", (metric or "METRIC").upper(), *[s.upper() for s in sides], *names],
           [[i + 1 if t.score is not None else "-", t.execution.id, t.execution.status, _number(t.score),
@@ -152,9 +168,9 @@ def plot(target: str, output: Path | None, metric: str | None, terminal: bool, w
 
     tuning, ranked, metric, goal = _ranked(target, metric, None)
     if metric is None or not any(t.score is not None for t in ranked):
-        raise GearError(f"no trial of {tuning.container}/{tuning.first} has logged "
+        raise GearError(f"no trial of {tuning.label} has logged "
                         f"{metric or 'a metric'} yet; nothing to plot")
-    path = output or Path(f"{tuning.container}-{tuning.first}-tuning.png")
+    path = output or Path(f"{tuning.label.replace('/', '-')}-tuning.png")
     if terminal:
         echo(plotting.terminal(tuning, ranked, metric, goal, width))
     plotting.png(path, tuning, ranked, metric, goal)
@@ -176,12 +192,16 @@ def stop(target: str, as_json: bool) -> None:
 
     _, storage = load_context()
     tuning = find(storage, target)
+    if tuning.directory is not None:
+        from ..executions import tuner
+
+        tuner.stop_driver(tuning.directory)   # first, so that it submits no more trials
     with open_ledger(storage) as ledger:
         result = sweep.stop(ledger, tuning.container, tuning.numbers)
     if as_json:
         print_json({"stopped": result.stopped, "still_open": result.still_open, "slurm_job_arrays": result.arrays})
     elif not result.stopped:
-        echo(f"{tuning.container}/{tuning.first}-{tuning.first + tuning.count - 1}: no trial is open; nothing to stop")
+        echo(f"{tuning.label}: no trial is open; nothing to stop")
     else:
         echo(f"stopped {len(result.stopped)} trial(s) (Slurm job array {', '.join(result.arrays)})"
              + (f"; still stopping: {', '.join(result.still_open)}" if result.still_open else ""))
@@ -207,3 +227,41 @@ def _value(value: Any) -> str:
     if value is None:
         return ""
     return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+@tune.command()
+@click.argument("target", metavar="CONTAINER")
+def resume(target: str) -> None:
+    """Start the driver of a Bayesian tuning again (after it was stopped, killed or timed out).
+
+    The new driver picks up the study where the last one left it: trials it
+    had submitted are waited for and told, none is asked or run twice.
+
+    \b
+    Example:
+      gear tune resume mnist
+    """
+    from ..base.errors import UsageError
+    from ..executions import tuner
+    from ..tuning.results import find
+
+    site, storage = load_context()
+    tuning = find(storage, target)
+    if tuning.directory is None:
+        raise UsageError(f"{tuning.label} is a Grid or Random sweep: all its trials were submitted at once; "
+                         "there is no driver to resume")
+    job = tuner.resume(site, tuning.directory)
+    if job is None:
+        echo(f"{tuning.label}: its driver is still running; nothing to resume")
+    else:
+        echo(f"{tuning.label}: driver resumed as Slurm job {job}")
+
+
+@tune.command(hidden=True)
+@click.argument("directory", type=click.Path(path_type=Path))
+def drive(directory: Path) -> None:
+    """Run a Bayesian tuning's driver here (what its driver job runs)."""
+    from ..executions import tuner
+
+    site, storage = load_context()
+    tuner.drive_here(site, storage, directory)

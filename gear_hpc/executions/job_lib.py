@@ -9,7 +9,6 @@ the copy keeps what the execution ran with, whatever gear is installed later.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -21,17 +20,11 @@ SOURCE = Path(__file__).resolve().parent.parent / "job_python"
 MODULES = ("gear_metrics.py", "openbayestool.py")
 
 
-def install_lib(exec_dir: Path, like: Path | None = None) -> Path:
-    """Put the modules in exec_dir/lib; hard links to `like`'s copy when given (a sweep's trials share one)."""
+def install_lib(exec_dir: Path) -> Path:
+    """Put the modules in exec_dir/lib (a sweep's trials all bind the first trial's)."""
     lib = exec_dir / LIB
     lib.mkdir(mode=0o700)
     for name in MODULES:
-        if like is not None:
-            try:
-                os.link(like / LIB / name, lib / name)
-                continue
-            except OSError:
-                pass
         shutil.copyfile(SOURCE / name, lib / name)
     return lib
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -198,6 +198,13 @@ def _ask_scontrol(open_executions: list[Execution], jobs: dict[str, SlurmJob],
     return the ids it says it does not know (the evidence `fold` needs for "lost")."""
     missing = list(dict.fromkeys(e.slurm_job_id for e in open_executions
                                  if e.status != "submitting" and e.slurm_job_id and e.slurm_job_id not in jobs))
+    for job_id in missing:
+        # A task of a job array that squeue does not list by itself has its array's own record: squeue
+        # lists an array whose pending tasks were cancelled as the bare ARRAY id (Slurm 24.11, seen here).
+        array, is_task, _ = job_id.partition("_")
+        if is_task and array in jobs:
+            jobs[job_id] = replace(jobs[array], job_id=job_id)
+    missing = [job_id for job_id in missing if job_id not in jobs]
     if not missing:
         return set()
     if lookup is None:
@@ -205,8 +212,23 @@ def _ask_scontrol(open_executions: list[Execution], jobs: dict[str, SlurmJob],
 
         lookup = show_job
     unknown = set()
-    for job_id in missing[:MAX_SCONTROL_CALLS]:
+    calls = 0
+    array_unknown: dict[str, bool] = {}
+    for job_id in missing:
+        array, is_task, _ = job_id.partition("_")
         try:
+            if is_task and array not in array_unknown:
+                # One question for a whole array: if Slurm no longer knows it, it knows none of its tasks.
+                if calls >= MAX_SCONTROL_CALLS:
+                    break
+                calls += 1
+                array_unknown[array] = lookup(array) is None
+            if is_task and array_unknown[array]:
+                unknown.add(job_id)
+                continue
+            if calls >= MAX_SCONTROL_CALLS:
+                break
+            calls += 1
             job = lookup(job_id)
         except GearError:
             break  # scontrol did not answer: no verdict on these this time

@@ -23,7 +23,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -119,8 +119,8 @@ def submit(site: Site, storage: UserStorage, request: SweepRequest,
         resolved = binding_specs.resolve(specs, ledger, storage, storage.user)
         rows = [dict(mode="script", status="submitting", compute_type=compute_type.name, image=image.name,
                      command=commands[i], params={**base.params, **trial},
-                     bindings=[b.to_json() for b in resolved], message=base.message, token=f"{token}.{i}")
-                for i, trial in enumerate(request.trials)]
+                     bindings=[b.to_json() for b in resolved], message=base.message, token=f"{token}.{task}")
+                for i, (trial, task) in enumerate(zip(request.trials, _tasks(request), strict=True))]
         first = _allocate(ledger, storage, container, rows)
         numbers = range(first, first + count)
         exec_dirs = [storage.execution_dir(container, n) for n in numbers]
@@ -194,7 +194,12 @@ def _allocate(ledger: Ledger, storage: UserStorage, container: str, rows: list[d
 def _prepare(site: Site, storage: UserStorage, container: str, first: int, token: str, code: Path,
              compute_type: Any, image: Any, base: lifecycle.RunRequest, bindings: list[Any],
              rows: list[dict[str, Any]], exec_dirs: list[Path], request: SweepRequest) -> None:
-    """Every trial's directory (code link, parameters, job script) and the array's script."""
+    """Every trial's directory (code link, parameters, job script) and the array's script.
+
+    The code is snapshot once, gear's Python modules installed once (job_lib),
+    and the job script rendered once (TaskScripts): a 1,000-trial sweep costs
+    a few file operations per trial, not 1,000 renders and copies.
+    """
     from ..data import staging
     from .job_lib import install_lib
 
@@ -202,26 +207,76 @@ def _prepare(site: Site, storage: UserStorage, container: str, first: int, token
     staging.snapshot_code(code, shared_code)
     for relative, text in base.generated_files.items():
         (shared_code / relative).write_text(text)
+    python_lib = install_lib(exec_dirs[0])
     sweep_dir = exec_dirs[0] / SWEEP_DIR
     tasks = sweep_dir / "tasks"
     tasks.mkdir(mode=0o700, parents=True)
-    for i, (exec_dir, row) in enumerate(zip(exec_dirs, rows, strict=True)):
+    scripts = TaskScripts(site, storage, container, token, compute_type, image, base.command, bindings, python_lib)
+    for i, (exec_dir, row, task) in enumerate(zip(exec_dirs, rows, _tasks(request), strict=True)):
         number = first + i
         if i:
             os.symlink(f"../{first}/code", exec_dir / "code")
-        (exec_dir / "gear_params.json").write_text(json.dumps(row["params"], indent=2) + "\n")
-        (exec_dir / "empty").mkdir(mode=0o500)
-        install_lib(exec_dir, like=exec_dirs[0] if i else None)
-        (exec_dir / "job.sh").write_text(lifecycle.job_script(
-            site, exec_dir, container, number, row["token"], compute_type, image, row["command"], storage.user,
-            bindings, python_lib=exec_dir / "lib"))
-        os.symlink(f"../../../{number}", tasks / str(_tasks(request)[i]))
+        _write(exec_dir / "gear_params.json", json.dumps(row["params"], indent=2) + "\n")
+        os.mkdir(exec_dir / "empty", 0o500)
+        _write(exec_dir / "job.sh", scripts.script(exec_dir, number, row["token"], row["command"]))
+        os.symlink(f"../../../{number}", tasks / str(task))
     (sweep_dir / TUNING_FILE).write_text(json.dumps(
         {**request.tuning, "container": container, "first": first, "count": len(rows),
          "trials": request.trials, "created_at": utc_now()}, indent=2) + "\n")
     (sweep_dir / "job.sh").write_text(array_script(
         (exec_dirs[0] / "job.sh").read_text(), container, first, len(rows), token, sweep_dir, request.parallel,
         request.array))
+
+
+def _write(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+class TaskScripts:
+    """The job scripts of a sweep's trials, rendered once.
+
+    The trials differ only in their number, token and arguments. The script is
+    rendered once (lifecycle.job_script, the template every execution uses)
+    with a stand-in number, task and argument that appear nowhere else, and
+    each trial's script is that text with the stand-ins replaced: digits for
+    the number and task, its arguments shell-quoted for the argument. Where
+    that cannot hold (a `bash -c` command carries the arguments inside its
+    string; a stand-in already in a name or path) each script is rendered
+    whole instead.
+    """
+
+    def __init__(self, site: Site, storage: UserStorage, container: str, token: str, compute_type: Any, image: Any,
+                 command: list[str], bindings: list[Any], python_lib: Path):
+        self.args = (site, storage, container, compute_type, image, bindings, python_lib)
+        self.command = list(command)
+        self.user = storage.user
+        self.template: str | None = None
+        number, task, arg = 987650001, 987650002, "--gear-trial-arguments-987650003"
+        given = " ".join([container, token, storage.user, str(storage.root), *command, *map(str, bindings)])
+        if any(str(mark) in given for mark in (number, task, arg)):
+            return
+        self.number, self.task, self.arg = str(number), str(task), arg
+        exec_dir = storage.execution_dir(container, number)
+        self.template = lifecycle.job_script(site, exec_dir, container, number, f"{token}.{task}", compute_type, image,
+                                             [*command, arg], storage.user, bindings, python_lib=python_lib)
+        if self.template.count(arg) != 1:
+            self.template = None
+
+    def script(self, exec_dir: Path, number: int, token: str, command: list[str]) -> str:
+        site, storage, container, compute_type, image, bindings, python_lib = self.args
+        extra = command[len(self.command):]
+        if self.template is None or command[:len(self.command)] != self.command:
+            return lifecycle.job_script(site, exec_dir, container, number, token, compute_type, image, command,
+                                        self.user, bindings, python_lib=python_lib)
+        from ..slurm.render import shell_quote
+
+        task = token.rpartition(".")[2]
+        text = self.template.replace(self.arg, " ".join(shell_quote(a) for a in extra) if extra else "")
+        return text.replace(self.number, str(number)).replace(self.task, task)
 
 
 def _tasks(request: SweepRequest) -> list[int]:
@@ -293,7 +348,7 @@ class SweepStop:
     arrays: list[str]             # the Slurm job arrays cancelled
 
 
-def stop(ledger: Ledger, container: str, numbers: range, wait_seconds: float = 120.0, poll: float = 1.0) -> SweepStop:
+def stop(ledger: Ledger, container: str, numbers: Collection[int], wait_seconds: float = 120.0, poll: float = 1.0) -> SweepStop:
     """Stop every open trial of a sweep: one scancel per job array (its running tasks get TERM and save,
     as `gear stop` does for one execution; its pending tasks never start), then wait for their records."""
     import time
@@ -302,6 +357,7 @@ def stop(ledger: Ledger, container: str, numbers: range, wait_seconds: float = 1
     from .stop import STOP_MARKER
 
     refresh(ledger)
+    numbers = set(numbers)
     trials = [e for e in ledger.executions(container) if e.number in numbers and e.is_open]
     if any(not e.slurm_job_id for e in trials):
         raise GearError("part of the sweep is still being submitted; try again in a moment")

@@ -73,7 +73,7 @@ def png(path: Path, tuning: Tuning, trials: list[Trial], metric: str, goal: str)
         axis.legend(fontsize=6)
     for extra in flat[panels:]:
         extra.set_visible(False)
-    figure.suptitle(f"{tuning.container}/{tuning.first}-{tuning.first + tuning.count - 1}: "
+    figure.suptitle(f"{tuning.label}: "
                     f"{metric} ({goal.lower()})", fontsize=11)
     figure.tight_layout()
     figure.savefig(path, dpi=100)

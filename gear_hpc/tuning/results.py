@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..base.errors import NotFound, UsageError
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 SWEEP_DIR = "sweep"          # as executions/sweep.py names them
 TUNING_FILE = "tuning.json"
+BAYES_PREFIX = "tuning-"     # a Bayesian tuning's directory (executions/tuner.py)
 
 
 @dataclass
@@ -28,11 +30,20 @@ class Tuning:
     container: str
     first: int
     count: int
-    asked: dict[str, Any]    # tuning.json as the sweep wrote it
+    asked: dict[str, Any]    # tuning.json as the sweep (or a Bayesian driver) wrote it
+    directory: Path | None = None   # a Bayesian tuning's own directory (executions/tuner.py)
 
     @property
-    def numbers(self) -> range:
-        return range(self.first, self.first + self.count)
+    def numbers(self) -> list[int]:
+        if self.directory is not None:
+            return [int(n) for n in self.asked.get("numbers") or []]
+        return list(range(self.first, self.first + self.count))
+
+    @property
+    def label(self) -> str:
+        if self.directory is not None:
+            return f"{self.container}/{self.directory.name}"
+        return f"{self.container}/{self.first}-{self.first + self.count - 1}"
 
     @property
     def parameter_names(self) -> list[str]:
@@ -68,14 +79,20 @@ def find(storage: UserStorage, target: str) -> Tuning:
     number = parse_execution_id(target)[1] if number_text else None
     container_dir = storage.container_dir(check_name(container, "container name"))
     found: list[Tuning] = []
-    for path in sorted(container_dir.glob(f"*/{SWEEP_DIR}/{TUNING_FILE}"), key=lambda p: int(p.parent.parent.name)
-                       if p.parent.parent.name.isdigit() else -1):
+    for path in container_dir.glob(f"*/{SWEEP_DIR}/{TUNING_FILE}"):
         try:
             asked = json.loads(path.read_text())
-            first, count = int(asked["first"]), int(asked["count"])
+            found.append(Tuning(container, int(asked["first"]), int(asked["count"]), asked))
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        found.append(Tuning(container, first, count, asked))
+    for path in container_dir.glob(f"{BAYES_PREFIX}*/{TUNING_FILE}"):   # Bayesian: executions/tuner.py
+        try:
+            asked = json.loads(path.read_text())
+            numbers = [int(n) for n in asked.get("numbers") or []]
+        except (OSError, ValueError, TypeError):
+            continue
+        found.append(Tuning(container, min(numbers, default=0), len(numbers), asked, path.parent))
+    found.sort(key=lambda t: str(t.asked.get("created_at") or ""))
     if number is not None:
         found = [t for t in found if number in t.numbers]
     if not found:
@@ -88,7 +105,8 @@ def trials(ledger: Ledger, tuning: Tuning, metric: str | None = None, goal: str 
            side_metrics: list[str] | None = None) -> tuple[list[Trial], str | None, str]:
     """Every trial, best first by `metric` (default: the tuning's, else the first any trial logged) and
     `goal`; trials without a value come last. Returns the trials, the metric and the goal."""
-    executions = {e.number: e for e in ledger.executions(tuning.container) if e.number in tuning.numbers}
+    wanted = set(tuning.numbers)
+    executions = {e.number: e for e in ledger.executions(tuning.container) if e.number in wanted}
     names = tuning.parameter_names
     found = [Trial(e, {n: e.params.get(n) for n in names if n in e.params}, read(e.workdir))
              for n, e in sorted(executions.items())]

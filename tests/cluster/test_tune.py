@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -192,3 +193,64 @@ def test_bad_tunings_submit_nothing(user, container):
     assert result.returncode == 2 and "a grid" in result.stderr
     assert not (STORAGE_ROOT / "users" / user.name / "containers" / container).exists()
     assert container not in user.gear("ls", check=True).stdout
+
+
+BAYES = """\
+resource: cpu-small
+env: python
+command: "python3 train.py"
+parameters: {sleep: 4}
+hyper_tuning:
+  max_job_count: 4
+  parallel_count: 2
+  hyperparameter_metric: acc
+  goal: MAXIMIZE
+  algorithm: Bayesian
+  parameter_specs:
+  - {name: lr, type: DOUBLE, min_value: 0.0001, max_value: 0.1, scale_type: LOG}
+  - {name: opt, type: CATEGORICAL, categorical_values: ["SGD", "Adam"]}
+"""
+
+
+def _tuning(user: User, container: str) -> tuple[dict, Path]:
+    directory = next((STORAGE_ROOT / "users" / user.name / "containers" / container).glob("tuning-*"))
+    return json.loads((directory / "tuning.json").read_text()), Path(directory)
+
+
+def test_a_bayesian_tuning_survives_its_driver_being_killed(user, container):
+    code = user.make_dir({"train.py": TRAIN, "gear.yaml": BAYES})
+    started = user.gear("tune", "-c", container, "--seed", "5", cwd=str(code), check=True)
+    assert started.stdout.strip().startswith(f"{container}/tuning-") and "driver is Slurm job" in started.stderr
+    asked, directory = _tuning(user, container)
+    driver = asked["driver_job"]
+    deadline = time.monotonic() + 120
+    while not _tuning(user, container)[0]["numbers"]:
+        assert time.monotonic() < deadline, (directory / "driver.log").read_text()
+        time.sleep(1)
+    user.run("scancel", driver, check=True)      # the driver dies; its trials run on
+    time.sleep(3)
+    before = _tuning(user, container)[0]["numbers"]
+    assert 1 <= len(before) <= 2
+    resumed = user.gear("tune", "resume", container, check=True)
+    assert "driver resumed as Slurm job" in resumed.stdout
+    deadline = time.monotonic() + 300
+    while True:
+        shown = user.gear_json("tune", "show", container)
+        if len(shown["trials"]) == 4 and all(t["status"] == "completed" for t in shown["trials"]):
+            break
+        assert time.monotonic() < deadline, ((directory / "driver.log").read_text(), shown)
+        time.sleep(3)
+    # Every trial once: four executions, trial 0 … 3 each named once, the ones before the kill among them.
+    numbers = _tuning(user, container)[0]["numbers"]
+    assert len(numbers) == 4 and set(before) <= set(numbers)
+    messages = sorted(user.gear_json("show", f"{container}/{n}")["message"] for n in numbers)
+    assert messages == [f"(trial {i} of {directory.name})" for i in range(4)]
+    assert shown["algorithm"] == "Bayesian" and shown["metric"] == "acc"
+    scores = [t["metric"] for t in shown["trials"]]
+    assert scores == sorted(scores, reverse=True) and all(s is not None for s in scores)
+    # The resumed driver finished the study: it says so, and resume now has nothing to do … once it has ended.
+    deadline = time.monotonic() + 60
+    while "done;" not in (directory / "driver.log").read_text():
+        assert time.monotonic() < deadline, (directory / "driver.log").read_text()
+        time.sleep(1)
+    assert "found" in (directory / "driver.log").read_text()
