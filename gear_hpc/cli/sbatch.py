@@ -105,6 +105,14 @@ def _submit(plan: Plan) -> int:
                              f"({ours or 'its name unknown'})")
     site = loading.load()
     storage = UserStorage(site.storage_root)
+    gpus = batch.asks_for_gpus(plan)
+    if gpus is not None:
+        # Slurm would reserve the GPUs, but the image runs with --nv only on a GPU compute type:
+        # the program would not see them. Said before anything is made, never dropped silently.
+        chosen = site.compute_type(plan.request.compute_type or site.default_compute_type)
+        if chosen.gpus == 0:
+            raise UsageError(f"sbatch {gpus} asks for GPUs, but compute type {chosen.name!r} has none, so the "
+                             "program would not see them; choose a GPU type with #GEAR -r TYPE (gear types)")
     try:
         if plan.array is None:
             execution = lifecycle.submit(site, storage, plan.request)

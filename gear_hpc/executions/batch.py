@@ -244,6 +244,18 @@ def cleanup(plan: Plan) -> None:
             pass
 
 
+_GPU_OPTIONS = ("--gpus", "--gpus-per-node", "--gpus-per-task", "--gpus-per-socket", "--cpus-per-gpu",
+                "--mem-per-gpu")
+
+
+def asks_for_gpus(plan: Plan) -> str | None:
+    """The option by which the job asks Slurm for GPUs (`--gres=gpu:1`, `-G 1` …), if it does."""
+    for name, value in plan.options:
+        if name in _GPU_OPTIONS or (name == "--gres" and value and "gpu" in value):
+            return f"{name}={value}" if value is not None else name
+    return None
+
+
 def _last(options: list[tuple[str, str | None]], name: str) -> str | None:
     found = [value for option, value in options if option == name]
     return found[-1] if found else None

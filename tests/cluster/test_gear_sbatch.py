@@ -121,6 +121,7 @@ def test_script_from_stdin_and_passthrough(user):
     ({"s.sh": "#!/bin/bash\ntrue\n"}, ["-p", "no-such-partition", "s.sh"], "invalid partition"),
     ({}, ["missing.sh"], "unable to open file missing.sh"),
     ({"s.sh": "#!/bin/bash\ntrue\n"}, ["-n1", ":", "-n2", "s.sh"], "heterogeneous jobs"),
+    ({"s.sh": "#!/bin/bash\n#SBATCH --gres=gpu:1\ntrue\n"}, ["s.sh"], "compute type 'cpu-small' has none"),
 ])
 def test_bad_input_submits_nothing(user, files, argv, words):
     code = user.make_dir(files)
@@ -130,6 +131,14 @@ def test_bad_input_submits_nothing(user, files, argv, words):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], result.stderr
     assert set(_open_jobs(user)) <= set(before_jobs) and _containers(user) == before
+
+
+def test_gpus_with_a_gpu_compute_type(user, container):
+    code = user.make_dir({"g.sh": f"#!/bin/sh\n#SBATCH --gres=gpu:1\n#GEAR -r gpu-1\n#GEAR -c {container}\n"
+                                  "echo visible=$CUDA_VISIBLE_DEVICES\n"})
+    result = user.gear("sbatch", "--wait", "g.sh", cwd=str(code))
+    assert result.returncode == 0, result.stderr
+    assert "visible=0" in user.gear("logs", f"{container}/1", check=True).stdout
 
 
 SUBMITTER = r'''
