@@ -80,6 +80,11 @@ def run(container: str | None, compute_type: str | None, image: str | None, bind
                   image=image, bindings=bindings, params=parsed, command=command)
     container, compute_type, image, parsed = given.container, given.compute_type, given.image, given.params
     bindings, generated = tuple(given.bindings), dict(given.generated_files)
+    if given.project is not None and given.project.tuning is not None:
+        from .output import warn
+
+        warn(f"{given.project.path.name}: its hyper_tuning is not run by gear run (gear tune runs it); "
+             "this is one execution with the parameters as given")
     argv = given.command
     if not argv:
         from ..base.errors import UsageError

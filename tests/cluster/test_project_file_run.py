@@ -68,6 +68,7 @@ def test_openbayes_yaml_runs_unchanged(user, dataset, container):
     result = user.gear("run", "-c", container, "-f", cwd=str(code))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == f"{container}/1"
+    assert "openbayes.yaml: its hyper_tuning is not run by gear run (gear tune runs it)" in result.stderr
     record = user.gear_json("show", f"{container}/1")
     assert record["status"] == "completed" and record["compute_type"] == "cpu-small" and record["image"] == "python"
     assert record["command"] == ["python3", "main.py", "--input=/hyperai/input/input0", "--filters=8", "--opt=Adam"]
