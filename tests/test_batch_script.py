@@ -70,6 +70,7 @@ def test_the_script_ends_the_options():
     (["s.sh"], "#!/bin/sh\n#SBATCH 'x\n", "s.sh:2: cannot read the #SBATCH line"),
     (["s.sh"], "#!/bin/sh\n#SBATCH oops\n", "s.sh:2: #SBATCH 'oops' is not an option"),
     (["s.sh"], "no shebang\n", "s.sh: this does not look like a batch script"),
+    (["s.sh"], "#!/bin/sh\r\ntrue\r\n", "s.sh: the script has DOS line breaks"),
     (["--comment=x", "s.sh"], "#!/bin/sh\n", "sbatch --comment: not available"),
     (["--container=/x", "s.sh"], "#!/bin/sh\n", "sbatch --container: not available"),
     (["-J", "a\nb", "s.sh"], "#!/bin/sh\n", "sbatch --job-name contains a control character"),

@@ -81,7 +81,7 @@ def _sbatch(args: list[str]) -> int:
         _exec_real_sbatch(args)
     stdin_text = None
     if not rest and "--wrap" not in names and not sys.stdin.isatty():
-        stdin_text = sys.stdin.read()
+        stdin_text = sys.stdin.buffer.read().decode()   # as sent: no newline translation
     plan = batch.build(args, Path.cwd(), stdin_text)
     try:
         return _submit(plan)

@@ -92,6 +92,9 @@ _GEAR_WITH_VALUE = {"-r": "compute_type", "--resource": "compute_type", "-e": "i
 def read_script(name: str, text: str) -> Script:
     """The interpreter, #SBATCH and #GEAR lines of a batch script (sbatch reads directives up to the first
     line that is neither blank nor a comment). UsageError names the script and line."""
+    if "\r\n" in text:
+        raise UsageError(f"{name}: the script has DOS line breaks (\\r\\n), which bash would take as part of "
+                         "each line (sbatch refuses them too); convert it with dos2unix")
     lines = text.splitlines()
     if not lines or not lines[0].startswith("#!") or not lines[0][2:].strip():
         raise UsageError(f"{name}: this does not look like a batch script: the first line must start with #! "
@@ -161,7 +164,7 @@ def build(argv: list[str], cwd: Path, stdin_text: str | None = None) -> Plan:
             name, args = rest[0], rest[1:]
             path = cwd / name
             try:
-                text = path.read_text()
+                text = path.read_bytes().decode()   # bytes as they are: no newline translation
             except FileNotFoundError:
                 raise UsageError(f"sbatch: unable to open file {name}") from None
             except (OSError, UnicodeDecodeError) as exc:
