@@ -19,6 +19,11 @@ install_gear() {
     mv "$ROOT/usr/local/bin/$name.new" "$ROOT/usr/local/bin/$name"
   done
   say "gear: synced $GEAR_REPO/gear_hpc -> /opt/gear-hpc/lib/gear_hpc"
+  # plotext (gear tune plot's terminal panels) has no Debian package: the checkout venv's copy (pure Python).
+  local plotext
+  if plotext=$("$GEAR_REPO/.venv/bin/python" -c 'import os, plotext; print(os.path.dirname(plotext.__file__))' 2>/dev/null); then
+    rsync -a --delete --chmod=Dgo+rx,Fgo+r "$plotext/" "$ROOT/opt/gear-hpc/lib/plotext/"
+  fi
   if [[ -d $GEAR_REPO/site-config ]]; then
     mkdir -p "$ROOT/etc/gear"
     rsync -a --delete --chmod=Dgo+rx,Fgo+r "$GEAR_REPO/site-config/" "$ROOT/etc/gear/"

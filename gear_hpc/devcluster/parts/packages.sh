@@ -7,6 +7,7 @@ PKGS_TRIXIE=(slurmctld slurmd slurm-client munge python3 python3-click python3-j
              fuse-overlayfs     # continuing an execution: its parent's working directory as a read-only lower layer
              python3-aiosmtpd   # the mail catcher (gear_hpc/devcluster/mailcatcher.py)
              python3-nbformat python3-nbconvert python3-ipython   # gear convert, gear run -- x.ipynb
+             python3-matplotlib python3-optuna   # gear tune plot's PNG; a Bayesian tuning's driver
              gocryptfs)   # only so Apptainer stops printing "INFO: gocryptfs not found" in every job
 PKGS_SID=(apptainer squashfuse fuse2fs fuse3)   # Apptainer exists only in sid
 ROOT_RECIPE="v1 trixie:${PKGS_TRIXIE[*]} sid:${PKGS_SID[*]} sqlite-utils"
