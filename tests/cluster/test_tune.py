@@ -139,6 +139,12 @@ def test_a_grid_from_openbayes_yaml_runs_as_one_array_and_is_ranked_and_plotted(
     cont = user.gear("continue", f"{container}/2", "--", "bash", "-c", "ls train.py .gear/metrics.jsonl", check=True)
     new = cont.stdout.split()[-1]
     assert _wait_closed(user, [new])[new]["status"] == "completed"
+    # … downloaded (metrics and all) and deleted with its container like any other.
+    target = out / "down"
+    user.gear("download", f"{container}/4", "-t", str(target), check=True)
+    assert (target / ".gear" / "metrics.jsonl").is_file() and (target / "gear_params.json").is_file()
+    user.gear("delete", container, "--yes", check=True)
+    assert not container_dir.exists() and container not in user.gear("ls", check=True).stdout
 
 
 def test_a_random_tuning_draws_its_seeded_trials(user, container):
@@ -191,6 +197,9 @@ def test_bad_tunings_submit_nothing(user, container):
     assert result.returncode != 0 and "unknown compute type" in result.stderr and result.stderr.count("\n") == 1
     result = user.gear("run", "-c", container, "--param", "lr=1,2", "-f", "--", "true", cwd=str(code))
     assert result.returncode == 2 and "a grid" in result.stderr
+    code = user.make_dir({"train.py": TRAIN, "gear.yaml": BAYES})
+    result = user.gear("tune", "-c", container, "--driver-type", "gpu-1", cwd=str(code))
+    assert result.returncode == 2 and "without GPUs" in result.stderr and result.stderr.count("\n") == 1
     assert not (STORAGE_ROOT / "users" / user.name / "containers" / container).exists()
     assert container not in user.gear("ls", check=True).stdout
 
