@@ -326,3 +326,30 @@ def test_tasks_squeue_leaves_out_take_their_arrays_record_or_one_scontrol_for_th
     gone = [_execution(f"t.{i}", "queued", f"91_{i}") for i in range(1000)]
     unknown = _ask_scontrol(gone, {}, lambda job: asked.append(job))
     assert asked == ["91"] and len(unknown) == 1000
+
+
+def test_the_plots_are_real_pictures_and_text(tmp_path):
+    """tuning/plot.py on made-up trials: a PNG of the right size with drawing on it, and plotext's panels."""
+    import matplotlib.image
+
+    from gear_hpc.tuning import plot
+    from gear_hpc.tuning.metrics import Metrics, Point
+    from gear_hpc.tuning.results import Trial, Tuning
+
+    tuning = Tuning("c", 1, 6, {"parameter_specs": [{"name": "lr", "type": "DOUBLE", "scale_type": "LOG"},
+                                                    {"name": "opt", "type": "CATEGORICAL"}]})
+    found = []
+    for n, (lr, opt) in enumerate([(0.1, "SGD"), (0.01, "SGD"), (0.001, "Adam"), (0.1, "Adam"), (0.0001, "Adam"),
+                                   (0.03, "SGD")], 1):
+        points = [Point("acc", 0.5 + 0.05 * step - abs(lr - 0.01), step) for step in range(4)]
+        execution = _execution(f"t.{n}", "completed", f"9_{n}")
+        execution.number = n
+        found.append(Trial(execution, {"lr": lr, "opt": opt}, Metrics(points), points[-1].value))
+    found.sort(key=lambda t: -(t.score or 0))
+    path = plot.png(tmp_path / "p.png", tuning, found, "acc", "MAXIMIZE")
+    pixels = matplotlib.image.imread(path)
+    assert pixels.shape[1] >= 800 and pixels.shape[0] >= 300
+    assert (pixels[..., :3] < 0.9).any(axis=-1).mean() > 0.01
+    text = plot.terminal(tuning, found, "acc", "MAXIMIZE", width=60)
+    assert "acc against lr" in text and "acc against opt" in text and "over time" in text
+    assert "\x1b[" not in text     # no colour codes: it reads the same in a file

@@ -99,7 +99,7 @@ def terminal(tuning: Tuning, trials: list[Trial], metric: str, goal: str, width:
         plt.title(f"{metric} against {name}")
         plt.xlabel(name)
         _size(plt, width)
-        out.append(plt.build())
+        out.append(plt.uncolorize(plt.build()))
     lines = _over_time(trials, metric)
     if lines:
         plt.clear_figure()
@@ -108,11 +108,11 @@ def terminal(tuning: Tuning, trials: list[Trial], metric: str, goal: str, width:
         plt.title(f"{metric} over time ({goal.lower()})")
         plt.xlabel("step")
         _size(plt, width)
-        out.append(plt.build())
+        out.append(plt.uncolorize(plt.build()))
     plt.clear_figure()
     return "\n".join(out)
 
 
 def _size(plt: Any, width: int | None) -> None:
-    plt.theme("clear")   # no colour codes: the text reads the same in a file or a pipe
+    plt.theme("clear")   # plain text (and uncolorize takes the resets): it reads the same in a file or a pipe
     plt.plotsize(width or 72, 16)
