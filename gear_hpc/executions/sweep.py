@@ -211,13 +211,15 @@ def _prepare(site: Site, storage: UserStorage, container: str, first: int, token
     sweep_dir = exec_dirs[0] / SWEEP_DIR
     tasks = sweep_dir / "tasks"
     tasks.mkdir(mode=0o700, parents=True)
-    scripts = TaskScripts(site, storage, container, token, compute_type, image, base.command, bindings, python_lib)
+    scripts = TaskScripts(site, storage, container, token, compute_type, image, base.command, bindings, python_lib,
+                          empty=exec_dirs[0] / "empty")
     for i, (exec_dir, row, task) in enumerate(zip(exec_dirs, rows, _tasks(request), strict=True)):
         number = first + i
         if i:
             os.symlink(f"../{first}/code", exec_dir / "code")
         _write(exec_dir / "gear_params.json", json.dumps(row["params"], indent=2) + "\n")
-        os.mkdir(exec_dir / "empty", 0o500)
+        if not i or not scripts.uses_template(row["command"]):
+            os.mkdir(exec_dir / "empty", 0o500)
         _write(exec_dir / "job.sh", scripts.script(exec_dir, number, row["token"], row["command"]))
         os.symlink(f"../../../{number}", tasks / str(task))
     (sweep_dir / TUNING_FILE).write_text(json.dumps(
@@ -250,7 +252,7 @@ class TaskScripts:
     """
 
     def __init__(self, site: Site, storage: UserStorage, container: str, token: str, compute_type: Any, image: Any,
-                 command: list[str], bindings: list[Any], python_lib: Path):
+                 command: list[str], bindings: list[Any], python_lib: Path, empty: Path | None = None):
         self.args = (site, storage, container, compute_type, image, bindings, python_lib)
         self.command = list(command)
         self.user = storage.user
@@ -265,11 +267,23 @@ class TaskScripts:
                                              [*command, arg], storage.user, bindings, python_lib=python_lib)
         if self.template.count(arg) != 1:
             self.template = None
+        elif empty is not None:
+            # Every trial mounts the first trial's empty directory on its unbound input slots (it is
+            # empty and read-only): one directory less to make per trial.
+            own = str(exec_dir / "empty")
+            if own in self.template and not any(c in str(empty) for c in "'\"\\ ,"):
+                self.template = self.template.replace(own, str(empty))
+            else:
+                self.template = None
+
+    def uses_template(self, command: list[str]) -> bool:
+        """The trial's script is the template's (so it needs no directory `empty` of its own)."""
+        return self.template is not None and command[:len(self.command)] == self.command
 
     def script(self, exec_dir: Path, number: int, token: str, command: list[str]) -> str:
         site, storage, container, compute_type, image, bindings, python_lib = self.args
         extra = command[len(self.command):]
-        if self.template is None or command[:len(self.command)] != self.command:
+        if self.template is None or not self.uses_template(command):
             return lifecycle.job_script(site, exec_dir, container, number, token, compute_type, image, command,
                                         self.user, bindings, python_lib=python_lib)
         from ..slurm.render import shell_quote
