@@ -60,14 +60,20 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        root = work / "storage"
-        (root / "users").mkdir(parents=True)
+        rounds = 3
+        # Each sweep in a storage root of its own (its own ledger), all held until the end: cancelled
+        # arrays stay in slurmctld for MinJobAge with a record per task, and a few of them reach the
+        # default MaxJobCount (10,000), after which sbatch waits.
+        roots = [work / f"storage{i}" for i in range(rounds)]
+        for root in roots:
+            (root / "users").mkdir(parents=True)
         code = work / "code"
         code.mkdir()
         (code / "train.py").write_text("print('hi')\n")
-        env = {**os.environ, "GEAR_STORAGE_ROOT": str(root)}
-        # The user's ledger exists (made and migrated by a first command), as on any day but the first.
-        timed(["gear", "status"], env)
+        envs = [{**os.environ, "GEAR_STORAGE_ROOT": str(root)} for root in roots]
+        env = envs[-1]
+        for each in envs:   # the user's ledger exists (made and migrated by a first command), as on any day but the first
+            timed(["gear", "status"], each)
 
         # The anchor: a loop of sbatch --wrap true, held, then cancelled.
         ids = []
@@ -80,38 +86,35 @@ def main() -> None:
         subprocess.run(["scancel", *ids], check=True)
         per_job = loop / args.loop
 
-        # A grid of `points` executions as one array (held at once, so nothing runs): three sweeps, the
+        # A grid of `points` executions as one array (held at once, so nothing runs), three times, the
         # median (the machine is shared; one number would be as noisy as the neighbours).
         import json
 
         values = ",".join(str(i) for i in range(args.points))
         times = []
-        for round_ in range(3):
-            sweep, out = timed(["gear", "run", "-c", f"bench-sweep-{round_}", "--code", str(code), "-r", "cpu-small",
-                                "--parallel", "1", "--param", f"n={values}", "--", "python3", "train.py"], env)
+        arrays = []
+        for each in envs:
+            sweep, out = timed(["gear", "run", "-c", "bench-sweep", "--code", str(code), "-r", "cpu-small",
+                                "--parallel", "1", "--param", f"n={values}", "--", "python3", "train.py"], each)
             times.append(sweep)
             executions = out.split()
-            listed = json.loads(subprocess.run(["gear", "status", "--json"], env=env, capture_output=True,
+            listed = json.loads(subprocess.run(["gear", "status", "--json"], env=each, capture_output=True,
                                                text=True).stdout)
-            array = next(e for e in listed if e["container"] == f"bench-sweep-{round_}")["slurm_job_id"].split("_")[0]
-            if round_ < 2:
-                subprocess.run(["scancel", array], check=True)
-            else:
-                subprocess.run(["scontrol", "hold", array], capture_output=True)
+            arrays.append(listed[0]["slurm_job_id"].split("_")[0])
+            subprocess.run(["scontrol", "hold", arrays[-1]], capture_output=True)
         sweep = statistics.median(times)
-        listed = [e for e in json.loads(subprocess.run(["gear", "status", "--json"], env=env, capture_output=True,
-                                                       text=True).stdout) if e["container"] == "bench-sweep-2"]
+        array = arrays[-1]
         anchor = per_job * args.points
-        print(f"submit a {args.points:,}-point Grid sweep: {sweep:6.3f} s median of 3 "
+        print(f"submit a {args.points:,}-point Grid sweep: {sweep:6.3f} s median of {rounds} "
               f"({', '.join(f'{t:.3f}' for t in times)}; {len(executions)} executions, one job array)"
               f"   | anchor {args.points:,} x `sbatch --wrap true`: {anchor:6.2f} s (measured on {args.loop}: "
               f"{per_job * 1000:.1f} ms each, scaled)   | ratio {sweep / anchor:5.3f}x (goal <= 0.1x)")
 
-        # gear status with the array's tasks open: Slurm calls and time.
+        # gear status with the last array's tasks open: Slurm calls and time.
         open_count = sum(1 for e in listed if e["status"] in ("queued", "syncing", "running", "saving"))
         log = work / "calls.log"
         counted = shims(work / "bin", log)
-        counted["GEAR_STORAGE_ROOT"] = str(root)
+        counted["GEAR_STORAGE_ROOT"] = str(roots[-1])
         timed(["gear", "status"], counted)
         calls = [line for line in (log.read_text().splitlines() if log.exists() else [])
                  if line.split(" ", 1)[0] in ("squeue", "scontrol", "sbatch", "scancel")]
@@ -130,12 +133,13 @@ def main() -> None:
             time.sleep(2)
         nothing_open = median(["gear", "status"], env)
         # And with one open execution (held): the click path's own floor, for reading the ratio.
-        one = timed(["gear", "run", "-c", "bench-one", "--code", str(code), "-r", "cpu-small", "--", "true"], env)[1]
+        one = timed(["gear", "run", "-c", "bench-one", "--code", str(code), "-r", "cpu-small", "--", "sleep", "600"],
+                    env)[1]
         job = next(e for e in json.loads(subprocess.run(["gear", "status", "--json"], env=env, capture_output=True,
                                                        text=True).stdout) if e["id"] == one.split()[-1])["slurm_job_id"]
         subprocess.run(["scontrol", "hold", job], capture_output=True)
         one_open = median(["gear", "status"], env)
-        subprocess.run(["scancel", job], check=True)
+        subprocess.run(["scancel", job, *arrays], check=True)
         names = ", ".join(c.split()[0] for c in calls)
         print(f"gear status, {open_count:,} open array tasks: {len(calls)} Slurm call(s) ({names})"
               f"   | median {with_open * 1000:6.1f} ms   | nothing open (same {args.points:,} rows): "

@@ -337,7 +337,8 @@ def _discard(ledger: Ledger, container: str, exec_dirs: list[Path]) -> None:
     except Exception:
         pass   # rows left `submitting` are removed, with their directories, by a refresh once expired
     for exec_dir in exec_dirs:
-        remove_tree(exec_dir) if exec_dir.exists() else None
+        if exec_dir.exists():
+            remove_tree(exec_dir)
     try:
         exec_dirs[0].parent.rmdir()   # only if now empty
     except OSError:
