@@ -357,3 +357,26 @@ def test_the_plots_are_real_pictures_and_text(tmp_path):
     text = plot.terminal(tuning, found, "acc", "MAXIMIZE", width=60)
     assert "acc against lr" in text and "acc against opt" in text and "over time" in text
     assert "\x1b[" not in text     # no colour codes: it reads the same in a file
+
+
+def test_task_ids_are_the_execution_numbers_when_slurm_allows_them(gear_env, fake_slurm):
+    fake_slurm("sbatch", "echo 4343")
+    fake_slurm("scontrol", "echo 'MaxArraySize            = 1001'")
+    assert gear("run", "-c", "sw", "--code", str(gear_env["code"]), "--param", "n=1,2", "--", "true").returncode == 0
+    result = gear("run", "-c", "sw", "--code", str(gear_env["code"]), "--param", "n=1,2,3", "--parallel", "2",
+                  "--", "python3", "train.py")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["sw/3", "sw/4", "sw/5"]
+    sw = next((gear_env["storage"] / "users").iterdir()) / "containers" / "sw"
+    script = (sw / "3" / "sweep" / "job.sh").read_text()
+    assert "#SBATCH --array=3-5%2" in script and f"#SBATCH --output={sw}/%a/output.log" in script
+    assert f"exec /bin/bash {sw}/\"$task\"/job.sh" in script and not list((sw / "3" / "sweep" / "tasks").iterdir())
+    with sqlite3.connect(sw.parent.parent / "ledger.sqlite") as conn:
+        rows = conn.execute("SELECT number, slurm_job_id, token FROM executions WHERE number >= 3 ORDER BY number")
+        assert [(n, job, token.rpartition(".")[2]) for n, job, token in rows] == [
+            (3, "4343_3", "3"), (4, "4343_4", "4"), (5, "4343_5", "5")]
+    # Above MaxArraySize: task ids 0 … N-1 and links, as without scontrol.
+    fake_slurm("scontrol", "echo 'MaxArraySize            = 5'")
+    result = gear("run", "-c", "sw", "--code", str(gear_env["code"]), "--param", "n=1,2", "--", "true")
+    assert result.returncode == 0 and "#SBATCH --array=0-1\n" in (sw / "6" / "sweep" / "job.sh").read_text()
+    assert (sw / "6" / "sweep" / "tasks" / "1").resolve() == (sw / "7").resolve()

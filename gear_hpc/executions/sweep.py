@@ -111,6 +111,9 @@ def submit(site: Site, storage: UserStorage, request: SweepRequest,
     storage.ensure()
     token = secrets.token_hex(8)
     count = len(request.trials)
+    # Task ids are the executions' numbers when Slurm allows ids that high (squeue's 123_17 is C/17, and
+    # Slurm writes C/17/output.log itself); else 0 … N-1, with links from sweep/tasks/I to each directory.
+    below = slurm.max_array_size() if request.indices is None else None
     with Ledger(storage.ledger_path) as ledger:
         if any(spec.is_execution for spec in specs):
             from .reconcile import refresh
@@ -119,15 +122,15 @@ def submit(site: Site, storage: UserStorage, request: SweepRequest,
         resolved = binding_specs.resolve(specs, ledger, storage, storage.user)
         rows = [dict(mode="script", status="submitting", compute_type=compute_type.name, image=image.name,
                      command=commands[i], params={**base.params, **trial},
-                     bindings=[b.to_json() for b in resolved], message=base.message, token=f"{token}.{task}")
-                for i, (trial, task) in enumerate(zip(request.trials, _tasks(request), strict=True))]
-        first = _allocate(ledger, storage, container, rows)
+                     bindings=[b.to_json() for b in resolved], message=base.message)
+                for i, trial in enumerate(request.trials)]
+        first, tasks = _allocate(ledger, storage, container, rows, token, request.indices, below)
         numbers = range(first, first + count)
         exec_dirs = [storage.execution_dir(container, n) for n in numbers]
         sweep_dir = exec_dirs[0] / SWEEP_DIR
         try:
             _prepare(quiet_site, storage, container, first, token, code, compute_type, image, base, resolved,
-                     rows, exec_dirs, request)
+                     rows, exec_dirs, request, tasks)
             job_id = slurm.submit(sweep_dir / "job.sh", base.sbatch_options)
         except slurm.SubmitTimeout:
             found = _find_array(token)
@@ -142,17 +145,20 @@ def submit(site: Site, storage: UserStorage, request: SweepRequest,
         with ledger.transaction() as conn:
             conn.executemany("UPDATE executions SET status = 'queued', slurm_job_id = ?, submitted_at = ? "
                              "WHERE container = ? AND number = ?",
-                             [(f"{job_id}_{task}", now, container, n)
-                              for task, n in zip(_tasks(request), numbers, strict=True)])
+                             [(f"{job_id}_{task}", now, container, n) for task, n in zip(tasks, numbers, strict=True)])
     return Sweep(container, first, count, job_id)
 
 
-def _allocate(ledger: Ledger, storage: UserStorage, container: str, rows: list[dict[str, Any]]) -> int:
+def _allocate(ledger: Ledger, storage: UserStorage, container: str, rows: list[dict[str, Any]], token: str,
+              indices: list[int] | None, below: int | None) -> tuple[int, list[int]]:
     """Take len(rows) consecutive numbers, make their directories and record the rows: one transaction.
 
-    A failure part-way removes the directories made (the rows roll back with
-    the transaction): no half sweep. Numbers whose directory exists (left by
-    a crash) are skipped, never reused.
+    Returns the first number and each row's task id: `indices` if given, else
+    the numbers themselves when they are below `below` (MaxArraySize), else
+    0 … N-1. A row's token is the sweep's, dot, its task id (what reconcile
+    adopts a row by). A failure part-way removes the directories made (the
+    rows roll back with the transaction): no half sweep. Numbers whose
+    directory exists (left by a crash) are skipped, never reused.
     """
     made: list[Path] = []
     container_dir = storage.container_dir(container)
@@ -168,8 +174,15 @@ def _allocate(ledger: Ledger, storage: UserStorage, container: str, rows: list[d
             while any(n in existing for n in range(first, first + len(rows))):
                 first = max(n for n in existing if n < first + len(rows)) + 1
             now = utc_now()
+            if indices is not None:
+                tasks = list(indices)
+            elif below is not None and first + len(rows) - 1 < below:
+                tasks = list(range(first, first + len(rows)))
+            else:
+                tasks = list(range(len(rows)))
             values = []
             for offset, row in enumerate(rows):
+                row["token"] = f"{token}.{tasks[offset]}"
                 number = first + offset
                 exec_dir = storage.execution_dir(container, number)
                 exec_dir.mkdir(mode=0o700)
@@ -188,12 +201,12 @@ def _allocate(ledger: Ledger, storage: UserStorage, container: str, rows: list[d
             except OSError:
                 pass
         raise
-    return first
+    return first, tasks
 
 
 def _prepare(site: Site, storage: UserStorage, container: str, first: int, token: str, code: Path,
              compute_type: Any, image: Any, base: lifecycle.RunRequest, bindings: list[Any],
-             rows: list[dict[str, Any]], exec_dirs: list[Path], request: SweepRequest) -> None:
+             rows: list[dict[str, Any]], exec_dirs: list[Path], request: SweepRequest, tasks: list[int]) -> None:
     """Every trial's directory (code link, parameters, job script) and the array's script.
 
     The code is snapshot once, gear's Python modules installed once (job_lib),
@@ -209,11 +222,12 @@ def _prepare(site: Site, storage: UserStorage, container: str, first: int, token
         (shared_code / relative).write_text(text)
     python_lib = install_lib(exec_dirs[0])
     sweep_dir = exec_dirs[0] / SWEEP_DIR
-    tasks = sweep_dir / "tasks"
-    tasks.mkdir(mode=0o700, parents=True)
+    numbered = request.indices is None and tasks[0] == first
+    links = sweep_dir / "tasks"
+    links.mkdir(mode=0o700, parents=True)
     scripts = TaskScripts(site, storage, container, token, compute_type, image, base.command, bindings, python_lib,
                           empty=exec_dirs[0] / "empty")
-    for i, (exec_dir, row, task) in enumerate(zip(exec_dirs, rows, _tasks(request), strict=True)):
+    for i, (exec_dir, row, task) in enumerate(zip(exec_dirs, rows, tasks, strict=True)):
         number = first + i
         if i:
             os.symlink(f"../{first}/code", exec_dir / "code")
@@ -221,13 +235,17 @@ def _prepare(site: Site, storage: UserStorage, container: str, first: int, token
         if not i or not scripts.uses_template(row["command"]):
             os.mkdir(exec_dir / "empty", 0o500)
         _write(exec_dir / "job.sh", scripts.script(exec_dir, number, row["token"], row["command"]))
-        os.symlink(f"../../../{number}", tasks / str(task))
+        if not numbered:
+            os.symlink(f"../../../{number}", links / str(task))
     (sweep_dir / TUNING_FILE).write_text(json.dumps(
         {**request.tuning, "container": container, "first": first, "count": len(rows),
          "trials": request.trials, "created_at": utc_now()}, indent=2) + "\n")
+    array = request.array
+    if numbered:
+        array = f"{first}-{first + len(rows) - 1}" + (f"%{request.parallel}" if request.parallel else "")
     (sweep_dir / "job.sh").write_text(array_script(
         (exec_dirs[0] / "job.sh").read_text(), container, first, len(rows), token, sweep_dir, request.parallel,
-        request.array))
+        array, exec_dirs[0].parent if numbered else None))
 
 
 def _write(path: Path, text: str) -> None:
@@ -293,15 +311,12 @@ class TaskScripts:
         return text.replace(self.number, str(number)).replace(self.task, task)
 
 
-def _tasks(request: SweepRequest) -> list[int]:
-    """The array task id of each trial, in order."""
-    return request.indices if request.indices is not None else list(range(len(request.trials)))
-
-
 def array_script(task_script: str, container: str, first: int, count: int, token: str, sweep_dir: Path,
-                 parallel: int | None, array: str | None = None) -> str:
+                 parallel: int | None, array: str | None = None, task_dirs: Path | None = None) -> str:
     """The array's batch script: the first task's #SBATCH lines (all tasks share type and site
-    options), with the array's name, directory, log pattern and comment; task I runs C/<first+I>/job.sh."""
+    options), with the array's name, directory, log pattern and comment. Task I runs the job script
+    in `task_dirs`/I (the container's directory, when task ids are the numbers), else in
+    sweep/tasks/I (a link to its execution's directory)."""
     from ..slurm.render import sbatch_value, shell_quote
 
     own = {"job-name", "chdir", "output", "comment", "array"}
@@ -312,16 +327,17 @@ def array_script(task_script: str, container: str, first: int, count: int, token
         option = re.match(r"#SBATCH --([a-z-]+)=", line)
         if option and option.group(1) not in own:
             lines.append(line)
+    task_dirs = task_dirs or sweep_dir / "tasks"
     options = [("job-name", f"gear-{container}-{first}-{first + count - 1}"), ("chdir", sweep_dir),
-               # %a: the task's index; tasks/I links to the task's own execution directory.
-               ("output", sweep_dir / "tasks" / "%a" / "output.log"),
+               # %a: the task's id, so each task's log is its own execution's output.log.
+               ("output", task_dirs / "%a" / "output.log"),
                ("comment", f"gear:{container}/{first}-{first + count - 1}:{token}"),
                ("array", array or f"0-{count - 1}" + (f"%{parallel}" if parallel else ""))]
     lines += [f"#SBATCH --{key}={sbatch_value(value)}" for key, value in options]
     lines += ["set -u",
               "task=${SLURM_ARRAY_TASK_ID:?gear: not run as a task of a job array}",
               # exec: the task's script becomes the batch shell, so Slurm's signals (stop, time-limit warning) reach its traps.
-              f"exec /bin/bash {shell_quote(str(sweep_dir / 'tasks'))}/\"$task\"/job.sh", ""]
+              f"exec /bin/bash {shell_quote(str(task_dirs))}/\"$task\"/job.sh", ""]
     return "\n".join(lines)
 
 

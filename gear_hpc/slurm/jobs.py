@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..base.errors import SlurmError
+from ..base.errors import GearError, SlurmError
 from ..base.facts import JOB_ENDED, JOB_PENDING, JOB_RUNNING
 from ..base.runner import CommandFailed, run
 
@@ -184,6 +184,16 @@ def show_job(job_id: str) -> SlurmJob | None:
         return SlurmJob(job_id, values["JobState"], values["Reason"], values["Comment"], values["EndTime"],
                         "" if values["NodeList"] == "(null)" else values["NodeList"])
     raise SlurmError(f"scontrol printed no state for job {job_id}: {result.stdout.strip()[:200]!r}")
+
+
+def max_array_size() -> int | None:
+    """slurm.conf's MaxArraySize (a job array's task ids must be below it), or None if Slurm does not say."""
+    try:
+        result = run([_bin("scontrol"), "show", "config"], timeout=QUERY_TIMEOUT)
+    except GearError:   # CommandFailed, or no scontrol at all
+        return None
+    found = re.search(r"^MaxArraySize\s*=\s*(\d+)\s*$", result.stdout, re.MULTILINE)
+    return int(found.group(1)) if found else None
 
 
 def cancel(job_id: str, signal: str | None = None, batch_only: bool = False) -> bool:

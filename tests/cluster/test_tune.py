@@ -93,12 +93,13 @@ def test_a_grid_from_openbayes_yaml_runs_as_one_array_and_is_ranked_and_plotted(
     assert "as Slurm job array" in result.stderr and "2 at once" in result.stderr
     records = _wait_closed(user, ids)
     assert {r["status"] for r in records.values()} == {"completed"}, records
-    # One array: every trial's job is JOB_I of the same JOB.
+    # One array: every trial's job is JOB_N of the same JOB, N its execution's number (below MaxArraySize).
     jobs = [records[i]["slurm_job_id"] for i in ids]
     array = jobs[0].split("_")[0]
-    assert jobs == [f"{array}_{i}" for i in range(6)]
+    assert jobs == [f"{array}_{n}" for n in range(1, 7)]
     container_dir = STORAGE_ROOT / "users" / user.name / "containers" / container
-    assert "#SBATCH --array=0-5%2" in (container_dir / "1" / "sweep" / "job.sh").read_text()
+    assert "#SBATCH --array=1-6%2" in (container_dir / "1" / "sweep" / "job.sh").read_text()
+    assert array in user.run("squeue", "--me", "--states=all", "-h", "-o", "%i", check=True).stdout
     # Each trial: its own values in gear_params.json and as arguments, its own log and metrics.
     expected = [(lr, opt) for lr in (0.1, 0.01, 0.001) for opt in ("SGD", "Adam")]
     for n, (lr, opt) in enumerate(expected, 1):
