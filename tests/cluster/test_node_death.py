@@ -307,3 +307,17 @@ def test_a_time_limit_leaves_no_helper_behind(nd_user, container):
     assert record["status"] == "timeout" and "SIGKILL" in record["note"], record
     assert (Path(record["workdir"]) / "child.txt").exists()
     assert _wait(lambda: not _helpers_of(nd_user), 10), _helpers_of(nd_user)
+
+
+def test_a_sigkilled_batch_shell_leaves_nothing_running(nd_user, container):
+    """Nothing of gear runs after a SIGKILL of the batch shell: only Slurm's process tracking ends the program."""
+    if "proctrack/cgroup" not in as_root("scontrol", "show", "config").stdout:
+        pytest.skip("the cluster tracks processes by /proc here: the program outlives its batch shell (docs/devcluster.md)")
+    execution, job = _submit(nd_user, container, PROGRAM)
+    assert _wait(lambda: _status_record(nd_user, execution).get("phase") == "running", 90)
+    assert {line.split()[3] for line in _helpers_of(nd_user)} >= {"squashfuse_ll"}
+    nd_user.run("scancel", "--signal=KILL", "--batch", job, check=True)
+    record = nd_user.wait_for(execution, set(CLOSED), timeout=120)
+    assert record["status"] in ("failed", "terminated", "lost"), record
+    ps = as_root("ps", "-eo", "user:32,comm").stdout.splitlines()
+    assert not [line for line in ps if line.split()[0] == nd_user.name], ps

@@ -20,9 +20,25 @@ write_config() {
 AutoDetect=off
 NodeName=$node Name=gpu Type=devgpu File=/run/gear-gpu/nvidia[0-3]
 EOF
-  echo 'CgroupPlugin=disabled' >"$ROOT/etc/slurm/cgroup.conf"
+  cgroup_conf >"$ROOT/etc/slurm/cgroup.conf"
   mailprog_dirs
   fresh_state
+}
+
+# Processes are tracked by cgroup where the host allows, as on real sites: then
+# slurmstepd ends everything a job started, apptainer's squashfuse_ll too, even
+# after a SIGKILL of the batch shell. Here that is the cgroup v1 freezer (this VM
+# mounts the v1 hierarchies beside an empty cgroup2: Slurm's cgroup/v1 plugin,
+# deprecated but in 24.11); elsewhere /proc (proctrack/linuxproc).
+cgroup_v1_usable() {
+  local plugin
+  [[ -d /sys/fs/cgroup/freezer ]] || return 1
+  for plugin in "$ROOT"/usr/lib/*/slurm-wlm/cgroup_v1.so; do [[ -e $plugin ]] && return 0; done
+  return 1
+}
+
+cgroup_conf() {  # the text of cgroup.conf
+  if cgroup_v1_usable; then echo 'CgroupPlugin=cgroup/v1'; else echo 'CgroupPlugin=disabled'; fi
 }
 
 slurm_conf() {  # slurm_conf NODE MAILPROG: the text of slurm.conf (FirstJobId is added by fresh_state)
@@ -41,8 +57,8 @@ SlurmctldLogFile=$LOGS/slurmctld.log
 SlurmdLogFile=$LOGS/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
-# No cgroup file system here: track processes by /proc, no task plugin.
-ProctrackType=proctrack/linuxproc
+# Processes tracked by cgroup where the host allows (cgroup_v1_usable), else by /proc; no task plugin.
+ProctrackType=proctrack/$(cgroup_v1_usable && echo cgroup || echo linuxproc)
 TaskPlugin=task/none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
@@ -101,6 +117,8 @@ update_config() {
   current=$(grep -v '^FirstJobId=' "$ROOT/etc/slurm/slurm.conf")
   wanted=$(slurm_conf "$node" "$mailprog")
   [[ $current == "$wanted" ]] && return 0
+  # cgroup.conf first: slurmd reads it when the reconfigure restarts it (ProctrackType may have changed).
+  cgroup_conf >"$ROOT/etc/slurm/cgroup.conf"
   { printf '%s\n' "$wanted"; grep '^FirstJobId=' "$ROOT/etc/slurm/slurm.conf"; } >"$ROOT/etc/slurm/slurm.conf.new"
   mv "$ROOT/etc/slurm/slurm.conf.new" "$ROOT/etc/slurm/slurm.conf"
   if in_ns scontrol reconfigure; then say "slurm.conf changed: reconfigured"
