@@ -380,3 +380,37 @@ def test_task_ids_are_the_execution_numbers_when_slurm_allows_them(gear_env, fak
     result = gear("run", "-c", "sw", "--code", str(gear_env["code"]), "--param", "n=1,2", "--", "true")
     assert result.returncode == 0 and "#SBATCH --array=0-1\n" in (sw / "6" / "sweep" / "job.sh").read_text()
     assert (sw / "6" / "sweep" / "tasks" / "1").resolve() == (sw / "7").resolve()
+
+
+def test_a_large_sweep_makes_every_trial_and_a_failure_in_one_leaves_nothing(gear_env, fake_slurm, monkeypatch):
+    """100 trials take the threaded path: each gets its files; a write that fails in one trial undoes the sweep."""
+    from gear_hpc.executions import lifecycle, sweep
+    from gear_hpc.site import loading as site
+    from gear_hpc.storage.disk import UserStorage
+
+    fake_slurm("sbatch", "echo 5151")
+    loaded = site.load()
+    storage = UserStorage(loaded.storage_root)
+    request = sweep.SweepRequest(lifecycle.RunRequest(command=["python3", "train.py"], code=gear_env["code"],
+                                                      container="big"), [{"n": i} for i in range(100)], 4)
+    done = sweep.submit(loaded, storage, request)
+    assert (done.first, done.count, done.slurm_job_id) == (1, 100, "5151")
+    for n in range(1, 101):
+        directory = storage.execution_dir("big", n)
+        assert json.loads((directory / "gear_params.json").read_text()) == {"n": n - 1}
+        assert f"--n={n - 1}" in (directory / "job.sh").read_text() and (directory / "code" / "train.py").is_file()
+
+    real_write = sweep._write
+
+    def failing_write(path, text):
+        if path.parent.name == "150" and path.name == "job.sh":
+            raise OSError(28, "No space left on device")
+        real_write(path, text)
+
+    monkeypatch.setattr(sweep, "_write", failing_write)
+    with pytest.raises(OSError, match="No space"):
+        sweep.submit(loaded, storage, sweep.SweepRequest(request.base, [{"n": i} for i in range(100)]))
+    assert sorted(int(p.name) for p in storage.container_dir("big").iterdir()) == list(range(1, 101))
+    with sqlite3.connect(storage.ledger_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM executions").fetchone()[0] == 100
+    assert [c.split()[0] for c in fake_slurm.calls()].count("sbatch") == 1
