@@ -7,12 +7,12 @@ it ends. Marking the node down requeues every job running on it, anyone's:
 the tests wait (a while) until no other job runs before they start.
 
 Timings on the local cluster (2 cores, measured 2026-12-07): the node test
-about 35 s (Slurm holds a requeued job back two minutes, Reason=BeginTime;
+about 45 s, 30 of them gear's grace for a final record (Slurm holds a requeued job back two minutes, Reason=BeginTime;
 the test lets the jobs start at once with `scontrol update JobId=…
 StartTime=now`, as an admin may: without that, add two minutes), the
 controller test about 45 s (squeue itself gives up after about 18 s without
 slurmctld, so each `gear status` then takes that long to say so), the
-time-limit test about 50 s.
+time-limit test about 50 s, the SIGKILL test about 35 s (the grace again).
 """
 
 from __future__ import annotations
@@ -172,13 +172,16 @@ def test_a_node_that_dies_requeues_its_jobs_and_nothing_completed_runs_again(nd_
     nd_user.gear("notify", "--no-sms", "--email", "default", "--on", "end,fail", check=True)
     # quick: its program ends while slurmd is dead (the job stays COMPLETING);
     # late: it ends after the node is marked down (Slurm has requeued it by then);
-    # slow: still running when slurmd comes back (its run is killed) and requeued.
+    # slow: still running when slurmd comes back (its run is killed) and requeued;
+    # fixed: like slow, but the admin made it not requeueable: Slurm ends it (NODE_FAIL).
     quick, quick_job = _submit(nd_user, f"{container}-q", PROGRAM)
     late, late_job = _submit(nd_user, f"{container}-l", PROGRAM)
     slow, slow_job = _submit(nd_user, f"{container}-s", PROGRAM)
-    for execution in (quick, late, slow):
+    fixed, fixed_job = _submit(nd_user, f"{container}-f", PROGRAM)
+    assert as_root("scontrol", "update", f"JobId={fixed_job}", "Requeue=0").returncode == 0
+    for execution in (quick, late, slow, fixed):
         assert _wait(lambda e=execution: _status_record(nd_user, e).get("phase") == "running", 90), execution
-    seen: dict[str, set[str]] = {quick: set(), late: set(), slow: set()}
+    seen: dict[str, set[str]] = {quick: set(), late: set(), slow: set(), fixed: set()}
 
     def look() -> dict[str, dict]:
         rows = _statuses(nd_user)
@@ -212,10 +215,18 @@ def test_a_node_that_dies_requeues_its_jobs_and_nothing_completed_runs_again(nd_
     assert rows[late]["status"] == "completed", rows[late]
     assert "that result stands and is not run again" in rows[late]["note"]
     assert rows[slow]["status"] == "queued" and rows[quick]["status"] == "completed"
+    # fixed: Slurm ended it; after the grace for a final record, failed, saying why (its program runs on, unseen).
+    assert _squeue_line(fixed_job).split("\x1f")[1] == "NODE_FAIL", _squeue_line(fixed_job)
+    assert _wait(lambda: look()[fixed]["status"] == "failed", 60, interval=2), look()[fixed]
+    assert look()[fixed]["note"] == ("the job ended (Slurm state NODE_FAIL) without a final status record during "
+                                     "phase 'running'; the save may be incomplete")
 
     # slurmd comes back: the node returns (ReturnToService=2), and Slurm kills slow's first run.
     _start("slurmd")
     assert _wait(lambda: _node_state() in IN_SERVICE, 60), _node_state()
+    # Slurm ends the earlier runs still on the node (slow's, fixed's) once slurmd registers. Released
+    # before that, a requeued job fails to launch ("Job … already running") and is held.
+    assert _wait(lambda: not _processes_of(nd_user), 60), _processes_of(nd_user)
     for job in (late_job, slow_job):
         assert _wait(lambda j=job: "Reason=BeginTime" in as_root("scontrol", "show", "job", j).stdout, 60), job
         assert as_root("scontrol", "update", f"JobId={job}", "StartTime=now").returncode == 0
@@ -224,6 +235,8 @@ def test_a_node_that_dies_requeues_its_jobs_and_nothing_completed_runs_again(nd_
 
     # Nothing completed that did not complete, and nothing saved was lost.
     assert seen[slow] <= {"running", "queued", "syncing", "saving", "completed"}, seen[slow]
+    assert seen[fixed] <= {"running", "failed"}, seen[fixed]
+    assert (Path(rows[fixed]["workdir"]) / "run-0.txt").read_text() == "0"   # what it wrote is there
     assert "completed" not in seen[slow] - {rows[slow]["status"]}
     for execution in (quick, late):
         home = Path(rows[execution]["workdir"])
@@ -279,10 +292,13 @@ def test_a_restarted_controller_is_an_error_never_a_verdict(nd_user, container, 
     assert (Path(record["workdir"]) / "run-0.txt").read_text() == "0"
 
 
+def _processes_of(user: User) -> list[str]:
+    return [line for line in as_root("ps", "-eo", "user:32,pid,ppid,comm").stdout.splitlines()[1:]
+            if line.split()[0] == user.name]
+
+
 def _helpers_of(user: User) -> list[str]:
-    out = as_root("ps", "-eo", "user:32,pid,ppid,comm").stdout
-    return [line for line in out.splitlines()[1:]
-            if line.split()[0] == user.name and line.split()[3] in ("squashfuse_ll", "squashfuse", "fuse-overlayfs")]
+    return [line for line in _processes_of(user) if line.split()[3] in ("squashfuse_ll", "squashfuse", "fuse-overlayfs")]
 
 
 def test_a_time_limit_leaves_no_helper_behind(nd_user, container):
@@ -319,5 +335,4 @@ def test_a_sigkilled_batch_shell_leaves_nothing_running(nd_user, container):
     nd_user.run("scancel", "--signal=KILL", "--batch", job, check=True)
     record = nd_user.wait_for(execution, set(CLOSED), timeout=120)
     assert record["status"] in ("failed", "terminated", "lost"), record
-    ps = as_root("ps", "-eo", "user:32,comm").stdout.splitlines()
-    assert not [line for line in ps if line.split()[0] == nd_user.name], ps
+    assert not _processes_of(nd_user), _processes_of(nd_user)
