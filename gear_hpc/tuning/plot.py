@@ -23,16 +23,24 @@ def _axis(trials: list[Trial], name: str) -> tuple[list[float], list[float], lis
     return xs, [float(y) for _, y in pairs if y is not None], labels
 
 
-def _over_time(trials: list[Trial], metric: str) -> list[tuple[str, list[float], list[float]]]:
-    """Each trial's series of the metric: by step when it logged steps, else by the order logged."""
+def _over_time(trials: list[Trial], metric: str) -> tuple[str, list[tuple[str, list[float], list[float]]]]:
+    """Each trial's series of the metric, and what x is: the step when every point has one, else the
+    seconds since the trial's first point (gear_metrics stamps each), else the order logged."""
+    series = [(t.execution.id, t.metrics.series(metric)) for t in trials]
+    series = [(label, points) for label, points in series if points]
+    every = [p for _, points in series for p in points]
+    axis = "step" if all(p.step is not None for p in every) else (
+        "seconds" if all(p.time is not None for p in every) else "order logged")
     lines = []
-    for trial in trials:
-        series = trial.metrics.series(metric)
-        if not series:
-            continue
-        xs = [float(p.step) if p.step is not None else float(i) for i, p in enumerate(series)]
-        lines.append((trial.execution.id, xs, [p.value for p in series]))
-    return lines
+    for label, points in series:
+        if axis == "step":
+            xs = [float(p.step or 0) for p in points]
+        elif axis == "seconds":
+            xs = [float((p.time or 0) - (points[0].time or 0)) for p in points]
+        else:
+            xs = [float(i) for i in range(len(points))]
+        lines.append((label, xs, [p.value for p in points]))
+    return axis, lines
 
 
 def png(path: Path, tuning: Tuning, trials: list[Trial], metric: str, goal: str) -> Path:
@@ -63,9 +71,10 @@ def png(path: Path, tuning: Tuning, trials: list[Trial], metric: str, goal: str)
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
     axis = flat[len(names)]
-    for label, xs, ys in _over_time(trials, metric):
+    x_name, lines = _over_time(trials, metric)
+    for label, xs, ys in lines:
         axis.plot(xs, ys, marker=".", linewidth=1, alpha=0.7, label=label)
-    axis.set_xlabel("step")
+    axis.set_xlabel(x_name)
     axis.set_ylabel(metric)
     axis.set_title("over time", fontsize=9)
     axis.grid(alpha=0.3)
@@ -100,13 +109,13 @@ def terminal(tuning: Tuning, trials: list[Trial], metric: str, goal: str, width:
         plt.xlabel(name)
         _size(plt, width)
         out.append(plt.uncolorize(plt.build()))
-    lines = _over_time(trials, metric)
+    x_name, lines = _over_time(trials, metric)
     if lines:
         plt.clear_figure()
         for label, xs, ys in lines[:12]:
             plt.plot(xs, ys, label=label if len(lines) <= 6 else None)
         plt.title(f"{metric} over time ({goal.lower()})")
-        plt.xlabel("step")
+        plt.xlabel(x_name)
         _size(plt, width)
         out.append(plt.uncolorize(plt.build()))
     plt.clear_figure()
