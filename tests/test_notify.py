@@ -837,3 +837,15 @@ def test_mail_catcher_keeps_and_shows_messages(tmp_path):
     finally:
         catcher.terminate()
         catcher.wait(10)
+
+
+def test_a_node_failure_is_no_verdict(smtp, gear_env):
+    """Slurm mails NODE_FAIL also for a job it requeues, with the dead batch shell's exit code."""
+    env = _slurm_env(state="NODE_FAIL", mail_type="Failed", exit_code="0", extra="gear;status=running")
+    subject = "Slurm Job_id=1234 Name=gear-mnist-3 Failed, Run time 00:00:12, NODE_FAIL, ExitCode 0"
+    assert _mailprog(subject, "alice@example.org", env).returncode == 0
+    [(to, msg)] = smtp.wait(1)
+    assert msg["Subject"] == "gear: mnist/3 node failure"
+    body = msg.get_content()
+    assert "exit code     unknown" in body and "failed, exit 0" not in body
+    assert "Slurm requeues a job that allows it" in body and "gear status mnist/3" in body

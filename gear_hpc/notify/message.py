@@ -31,7 +31,7 @@ _SLURM_STATES = {"COMPLETED": "completed", "CANCELLED": "terminated", "TIMEOUT":
 
 @dataclass
 class Outcome:
-    status: str                 # completed, failed, terminated, timeout, running, or Slurm's word
+    status: str                 # completed, failed, terminated, timeout, running, node failure, or Slurm's word
     exit_code: str | None
     size: int | None
     reported: bool              # the batch script reported it (else: Slurm's view only)
@@ -54,6 +54,11 @@ def outcome(call: Call, job: GearJob) -> Outcome:
     else:
         status = one_line(call.mail_type.lower(), 60) or "unknown"
     code = call.env.get("SLURM_JOB_EXIT_CODE_MAX", "")
+    if state == "NODE_FAIL" and call.mail_type in ("Ended", "Failed"):
+        # The node died under the job: Slurm mails this also for a job it requeues, and its
+        # exit code is the dead batch shell's, not the program's. No verdict here: `gear
+        # status` says whether the execution was requeued, and what its record kept.
+        return Outcome("node failure", None, None, False, None)
     if status == "terminated":
         code = ""  # Slurm mails at the cancel, before the program's exit code exists: its 0 means nothing
     return Outcome(status, code if _EXIT_CODE.match(code) else None, None, False, None)
@@ -105,6 +110,10 @@ def email_body(call: Call, job: GearJob, result: Outcome, storage_root: Path) ->
         if result.status == "terminated":
             lines += ["", "It was stopped. It saves its working directory as it exits, which may be after",
                       f"this message: `gear show {job.id}` says whether the save completed."]
+        elif result.status == "node failure":
+            lines += ["", "The node it ran on failed. Slurm requeues a job that allows it (it then runs again,",
+                      "resuming from what was saved, or closes from its record if it had completed):",
+                      f"`gear status {job.id}` says which, and `gear show {job.id}` what was kept."]
         else:
             lines += ["", "The job ended without reporting what it saved: "
                       f"`gear show {job.id}` says what was kept."]
