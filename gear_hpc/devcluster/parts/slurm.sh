@@ -71,6 +71,9 @@ JobCompType=jobcomp/none
 ReturnToService=2
 KillWait=10
 MinJobAge=300
+# Every started or cancelled array task is a record kept MinJobAge seconds: a few
+# 1,000-trial sweeps reach Slurm's default of 10,000 and sbatch waits for everyone.
+MaxJobCount=100000
 MailProg=$mailprog
 # Users do not see each other's jobs (names, comments, Extra, mail addresses): docs/admin.md.
 PrivateData=jobs
