@@ -8,8 +8,8 @@ import click
 
 
 @click.command()
-@click.argument("notebook", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path),
+@click.argument("notebook", type=click.Path(path_type=Path, readable=False))
+@click.option("-o", "--output", type=click.Path(path_type=Path, readable=False),
               help="Where to write the script. Default: the notebook's name with .py.")
 def convert(notebook: Path, output: Path | None) -> None:
     """Convert NOTEBOOK (.ipynb, nbformat 4) into an executable Python script.

@@ -75,7 +75,7 @@ class _Bar:
 
 @data.command()
 @click.argument("name")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @json_option
 def upload(name: str, paths: tuple[Path, ...], as_json: bool) -> None:
     """Upload PATHS as a new version of dataset NAME.

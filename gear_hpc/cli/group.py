@@ -116,7 +116,7 @@ def execution_options(*, container: str | None = None,
         click.option("-r", "--resource", "compute_type", metavar="TYPE", help=resource),
         click.option("-e", "--env", "image", metavar="IMAGE", help=env),
         click.option("-d", "--data", "bindings", multiple=True, metavar="BINDING", help=data),
-        click.option("--code", type=click.Path(path_type=Path), default=None, help=code),
+        click.option("--code", type=click.Path(path_type=Path, readable=False), default=None, help=code),
     ]
     if param is not None:
         options.append(click.option("--param", "params", multiple=True, metavar="K=V", help=param))

@@ -271,7 +271,7 @@ def _copy_out(path: Path, execution_id: str) -> None:
 
 @click.command()
 @click.argument("execution_id", metavar="[USER/]CONTAINER/N")
-@click.option("-t", "--target", type=click.Path(path_type=Path), default=None,
+@click.option("-t", "--target", type=click.Path(path_type=Path, readable=False), default=None,
               help="Directory to copy into (a name starting with '-' is a directory too). Default: ./CONTAINER-N")
 @click.option("--from", "from_path", metavar="SUBPATH", help="Only this file or directory of the working directory.")
 def download(execution_id: str, target: Path | None, from_path: str | None) -> None:

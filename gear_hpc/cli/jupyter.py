@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 @click.option("--wait", "wait_seconds", type=click.FloatRange(min=0), metavar="SECONDS",
               help="How long to wait for the server to answer. Default: the site's start timeout + 120 s.")
 @click.option("--url", "url_of", metavar="CONTAINER/N", help="Only print how to reach a running workspace.")
-@click.option("--file", "project_file", type=click.Path(path_type=Path), default=None,
+@click.option("--file", "project_file", type=click.Path(path_type=Path, readable=False), default=None,
               help="The project file whose resource, env and data to use. Default: gear.yaml, else "
                    "openbayes.yaml, in the code directory (or the current one).")
 @json_option

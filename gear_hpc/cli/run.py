@@ -25,7 +25,7 @@ if TYPE_CHECKING:
          "directory, refused if it holds more than the site allows (gear asks for --code then).",
     param="A parameter for gear_params.json (repeatable). V is read as JSON if it can be. K=V1,V2,… "
           "runs one execution per value (a grid over every such K, as one Slurm job array).")
-@click.option("--file", "project_file", type=click.Path(path_type=Path), default=None,
+@click.option("--file", "project_file", type=click.Path(path_type=Path, readable=False), default=None,
               help="The project file. Default: gear.yaml, else openbayes.yaml, in the code directory.")
 @click.option("--parallel", type=click.IntRange(min=1), default=None, metavar="P",
               help="A grid runs at most P executions at once (default: as many as Slurm runs).")

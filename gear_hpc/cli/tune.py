@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     container="Container of the trials. Default: the project file's, else the code directory's name.",
     code="Directory to upload into each trial's /hyperai/home (default: the current directory).",
     param="A fixed parameter for every trial (repeatable), beside the tuned ones.")
-@click.option("--file", "project_file", type=click.Path(path_type=Path), default=None,
+@click.option("--file", "project_file", type=click.Path(path_type=Path, readable=False), default=None,
               help="The project file. Default: gear.yaml, else openbayes.yaml, in the code directory.")
 @click.option("--seed", type=int, default=None, help="Seed of a Random or Bayesian tuning (the same seed draws the "
                                                      "same trials).")
@@ -150,7 +150,7 @@ def show(target: str, metric: str | None, goal: str | None, as_json: bool) -> No
 
 @tune.command()
 @click.argument("target", metavar="CONTAINER[/N]")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+@click.option("-o", "--output", type=click.Path(path_type=Path, readable=False), default=None,
               help="The PNG to write. Default: CONTAINER-FIRST-tuning.png in the current directory.")
 @click.option("--metric", help="Plot this metric. Default: the tuning's hyperparameter_metric.")
 @click.option("--terminal/--no-terminal", default=True, help="Also draw the plots in the terminal (default).")
@@ -258,7 +258,7 @@ def resume(target: str) -> None:
 
 
 @tune.command(hidden=True)
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory", type=click.Path(path_type=Path, readable=False))
 def drive(directory: Path) -> None:
     """Run a Bayesian tuning's driver here (what its driver job runs)."""
     from ..executions import tuner

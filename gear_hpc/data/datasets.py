@@ -124,6 +124,9 @@ def upload(ledger: Ledger, storage: UserStorage, name: str, paths: list[Path],
         check_text(str(path), "the upload path")
         if not path.exists():
             raise UsageError(f"upload path {path} does not exist")
+        if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+            # Said before anything is made (rsync would say it as exit 23, after the dataset's directories).
+            raise GearError(f"permission denied: you may not read {path}; nothing was uploaded")
         resolved.append(path.resolve())
     if len(resolved) == 1 and resolved[0].is_dir():
         sources = [f"{resolved[0]}/"]

@@ -299,6 +299,20 @@ def _processes_of(user: User) -> list[str]:
             if line.split()[0] == user.name]
 
 
+def _processes_of_job(user: User, job: str) -> list[str]:
+    """The user's processes that belong to Slurm job `job` (by SLURM_JOB_ID in their environment):
+    a requeued job of an earlier test may start meanwhile, and is not this test's."""
+    found = []
+    for line in _processes_of(user):
+        try:
+            environment = Path(f"/proc/{line.split()[1]}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue   # gone meanwhile
+        if f"SLURM_JOB_ID={job}".encode() in environment:
+            found.append(line)
+    return found
+
+
 def _helpers_of(user: User) -> list[str]:
     return [line for line in _processes_of(user) if line.split()[3] in ("squashfuse_ll", "squashfuse", "fuse-overlayfs")]
 
@@ -334,7 +348,9 @@ def test_a_sigkilled_batch_shell_leaves_nothing_running(nd_user, container):
     execution, job = _submit(nd_user, container, PROGRAM)
     assert _wait(lambda: _status_record(nd_user, execution).get("phase") == "running", 90)
     assert {line.split()[3] for line in _helpers_of(nd_user)} >= {"squashfuse_ll"}
+    assert {line.split()[3] for line in _processes_of_job(nd_user, job)} >= {"slurm_script"}   # else it proves nothing
     nd_user.run("scancel", "--signal=KILL", "--batch", job, check=True)
     record = nd_user.wait_for(execution, set(CLOSED), timeout=120)
     assert record["status"] in ("failed", "terminated", "lost"), record
-    assert not _processes_of(nd_user), _processes_of(nd_user)
+    # Slurm ends the job's cgroup as the job ends: give it the seconds that takes.
+    assert _wait(lambda: not _processes_of_job(nd_user, job), 30), _processes_of_job(nd_user, job)
