@@ -34,9 +34,17 @@ def devcluster() -> None:
 
 
 @devcluster.command()
-def up() -> None:
-    """Install what is needed and bring the cluster up (idempotent)."""
-    _script("up")
+@click.option("--nodes", type=click.IntRange(0, 16), metavar="N",
+              help="A login node, a controller and N compute nodes (0: one node is all three). "
+                   "Default: the shape it had.")
+def up(nodes: int | None) -> None:
+    """Install what is needed and bring the cluster up (idempotent).
+
+    \b
+    Example:
+      gear devcluster up --nodes 2
+    """
+    _script("up", *(["--nodes", str(nodes)] if nodes is not None else []))
 
 
 @devcluster.command()

@@ -29,6 +29,13 @@ BUILD=$STATE/build
 PIDFILE=$STATE/holder.pid
 NSFILE=$STATE/holder.ns          # mount-namespace id, so `down` still works if the holder died
 LOCKFILE=$STATE/.lock
+# The storage root on this machine, bound at /srv/gear inside (site-config's storage_root):
+# a second cluster on the same machine keeps its ledgers apart with GEAR_DEVCLUSTER_STORAGE.
+STORAGE=$(realpath -m "${GEAR_DEVCLUSTER_STORAGE:-/srv/gear}")
+STORAGE_INSIDE=/srv/gear
+IMAGES_INSIDE=/var/lib/gear-devcluster/images   # where site-config/images.yaml finds the SIFs
+SHAPEFILE=$STATE/shape           # the running cluster's shape: "nodes=N slurm=V" (parts/nodes.sh)
+NODES=0                          # compute nodes beside a login node and a controller; 0: one node is all three
 GEAR_REPO=${GEAR_REPO:-$(realpath -m "$(dirname "$SELF")/../..")}
 MIRROR=${GEAR_DEVCLUSTER_MIRROR:-http://deb.debian.org/debian}
 SUITE=trixie
@@ -50,6 +57,8 @@ source "$PARTS/root.sh"
 source "$PARTS/images.sh"
 # shellcheck source=parts/gear.sh
 source "$PARTS/gear.sh"
+# shellcheck source=parts/nodes.sh
+source "$PARTS/nodes.sh"
 # shellcheck source=parts/slurm.sh
 source "$PARTS/slurm.sh"
 # shellcheck source=parts/mail.sh
@@ -61,6 +70,6 @@ source "$PARTS/health.sh"
 # shellcheck source=parts/commands.sh
 source "$PARTS/commands.sh"
 
-export -f in_ns holder_pid die
-export PIDFILE HOLDER_NAME INNER_PATH
+export -f in_ns in_node in_controller holder_pid node_pid entry die
+export PIDFILE HOLDER_NAME NODE_HOLDER_NAME NODES_DIR NODES INNER_PATH
 main "$@"

@@ -4,7 +4,9 @@
 
 usage() {
   cat <<EOF
-usage: devcluster.sh up                       build (if needed) and start the cluster; re-sync gear
+usage: devcluster.sh up [--nodes N]           build (if needed) and start the cluster; re-sync gear
+                                              --nodes N: a login node, a controller and N compute
+                                              nodes (0: one node is all three); default: as before
        devcluster.sh down                     stop everything the cluster runs
        devcluster.sh status                   exit 0 if up, 3 if down, 1 if up but unhealthy
        devcluster.sh exec [--user NAME] [--cwd DIR] [--] [COMMAND...]
@@ -16,6 +18,7 @@ usage: devcluster.sh up                       build (if needed) and start the cl
        devcluster.sh mail [--last N] [--json] [--clear]
                                               the mail the cluster sent (caught on 127.0.0.1:$SMTP_PORT)
 environment: GEAR_DEVCLUSTER_DIR (state, default /var/lib/gear-devcluster)
+             GEAR_DEVCLUSTER_STORAGE (the storage root here, /srv/gear inside; default /srv/gear)
              GEAR_REPO (gear-hpc checkout, default: two levels above this script)
              GEAR_DEVCLUSTER_MIRROR (Debian mirror, default http://deb.debian.org/debian)
 EOF
@@ -23,9 +26,21 @@ EOF
 
 cmd_up() {
   need_root up
-  local t0=$SECONDS node pid
+  local t0=$SECONDS node pid wanted=""
+  while (($#)); do
+    case $1 in
+      --nodes) [[ $# -ge 2 && $2 =~ ^[0-9]+$ && $2 -le 16 ]] || die "--nodes needs a number from 0 to 16" 2
+               wanted=$((10#$2)); shift 2 ;;
+      *) die "up: unknown option $1 (usage: up [--nodes N])" 2 ;;
+    esac
+  done
   take_lock
   mkdir -p "$CACHE" "$IMAGES" "$LOGS"
+  if [[ -n $wanted && $wanted != "$NODES" ]] && holder_pid >/dev/null; then
+    say "the cluster runs with --nodes $NODES: stopping it to start it with --nodes $wanted"
+    stop_cluster
+  fi
+  [[ -n $wanted ]] && NODES=$wanted
   if healthy; then
     # Packages added to the lists since the cluster started are installed in
     # place (apt --no-upgrade: what the running daemons use is left alone).
@@ -51,8 +66,23 @@ cmd_up() {
   (ensure_jupyter_image) || say "warning: the jupyter image was not built; gear jupyter will not work"
   install_gear      # before the config: MailProg points at gear-mailprog when it exists
   node=$(hostname -s)
+  shape >"$SHAPEFILE"
   write_config "$node"
   storage_layout
+  if ((NODES)); then
+    start_holder
+    pid=$(holder_pid)
+    start_nodes
+    if ! start_node_daemons; then
+      stop_cluster
+      die "the cluster did not come up; it was stopped again (logs: $LOGS)"
+    fi
+    say "started the login node, the controller (munged, slurmctld) and $NODES compute nodes (munged, slurmd)" \
+      "(holder pid $pid); partitions cpu, gpu"
+    start_mailcatcher
+    say "devcluster up in $((SECONDS - t0)) s"
+    return 0
+  fi
   # The namespace shares the host's network: a Slurm already listening here
   # would answer our sinfo and make our slurmctld die ("Address already in use").
   local port
@@ -99,7 +129,7 @@ cmd_exec() {
   done
   [[ $user =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || die "invalid user name '$user' (allowed: [a-z_][a-z0-9_-]{0,31})" 2
   [[ $EUID -eq 0 ]] || die "exec must run as root: only root may enter the cluster's mount namespace" 2
-  local pid; pid=$(holder_pid) || die "the devcluster is not up (run: devcluster.sh up)" 3
+  local how; how=$(entry) || die "the devcluster is not up (run: devcluster.sh up)" 3
   (($#)) || set -- /bin/bash -l
   # Serialise user creation: two first uses at once must not both useradd.
   (flock -w 60 8; ensure_user "$user") 8>"$STATE/.users.lock"
@@ -116,7 +146,9 @@ if [ -d "$d" ] && [ -r "$d" ] && [ -x "$d" ] && cd -- "$d"; then :
 elif [ "$strict" = 1 ]; then echo "devcluster exec: cannot enter directory $d as $(id -un)" >&2; exit 125
 else cd -- "$HOME" 2>/dev/null || cd /; fi
 exec "$@"'
-  exec nsenter -t "$pid" -m -r -w -- runuser -u "$user" -- \
+  # On the login node of a cluster of several nodes (its hostname and network too).
+  # shellcheck disable=SC2086  # "PID FLAGS..." split on purpose
+  exec nsenter -t $how -- runuser -u "$user" -- \
     /usr/bin/env -i "${envs[@]}" /bin/sh -c "$launch" devcluster-exec "$cwd" "$strict" "$@" 9>&-
 }
 
@@ -164,6 +196,7 @@ cmd_mail() {  # show (or clear) what the mail catcher caught; works while the cl
 
 main() {
   local cmd=${1:-help}; (($#)) && shift
+  read_shape
   case $cmd in
     up) cmd_up "$@" ;;
     down) cmd_down "$@" ;;
