@@ -18,7 +18,9 @@ import pytest
 
 from gear_hpc.devcluster import SCRIPT
 
-STORAGE_ROOT = Path("/srv/gear")
+# The storage root on this machine: /srv/gear inside the cluster, and here unless the cluster was
+# brought up with another (GEAR_DEVCLUSTER_STORAGE; the cluster binds it at the same path inside too).
+STORAGE_ROOT = Path(os.environ.get("GEAR_DEVCLUSTER_STORAGE") or "/srv/gear")
 
 
 # Files a test made for people to look at (a browser's screenshot): named at the end of the run.

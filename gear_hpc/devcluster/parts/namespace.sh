@@ -99,6 +99,13 @@ ns_main() {
       # The storage root and the images where site-config expects them, wherever they are here.
       mkdir -p "$ROOT$STORAGE_INSIDE" "$ROOT$IMAGES_INSIDE" "$ROOT$SCRATCH_INSIDE"
       mount --rbind "$STORAGE" "$ROOT$STORAGE_INSIDE"
+      # Shared: the nodes' mount namespaces are copies (parts/nodes.sh), and a mount below the
+      # storage root on one node (a test's full disk) is seen on all of them, as with NFS.
+      mount --make-shared "$ROOT$STORAGE_INSIDE"
+      if [[ $STORAGE != "$STORAGE_INSIDE" ]]; then   # also at its path here, so a path means the same on both sides
+        mkdir -p "$ROOT$STORAGE"
+        mount --bind "$ROOT$STORAGE_INSIDE" "$ROOT$STORAGE"
+      fi
       [[ $IMAGES == "$IMAGES_INSIDE" ]] || mount --rbind "$IMAGES" "$ROOT$IMAGES_INSIDE"
       # Users' squashfuse needs a usable /dev/fuse; a private 0666 node over the
       # host's 0600 one changes nothing outside this namespace.

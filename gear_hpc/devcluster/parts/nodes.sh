@@ -113,10 +113,11 @@ start_node() {  # start_node NAME: its holder, in its network namespace, with it
   rm -f "$NODES_DIR/$name.pid" "$NODES_DIR/$name.pid.new"
   : >"$NODES_DIR/$name.pid.new"
   # The node's mount namespace is a copy of the cluster's, made after pivot_root: the
-  # same root and storage; /run/munge and the scratch directory are its own.
+  # same root and storage (whose mount stays shared with the other nodes': --propagation
+  # unchanged); /run/munge and the scratch directory are its own.
   # shellcheck disable=SC2016  # expanded by the node's bash
   setsid nsenter -t "$holder" -m -r -w --net="/run/netns/$NETNS-$name" -- \
-    unshare --uts --mount --propagation private -- /bin/bash -c '
+    unshare --uts --mount --propagation unchanged -- /bin/bash -c '
       echo "$1" >/proc/sys/kernel/hostname
       mkdir -p /run/munge && mount -t tmpfs -o mode=0755 tmpfs /run/munge || exit 1
       if [ -n "$2" ]; then mount --bind "$2" "$3" || exit 1; fi
