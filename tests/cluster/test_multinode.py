@@ -145,7 +145,7 @@ def test_a_continuation_runs_on_the_other_node_with_its_parents_files(ann, conta
     blocker = ann.run("sbatch", "--parsable", "-w", node1, "-c", "8", "--mem=1000", "-o", "/dev/null",
                       "--wrap", "sleep 300", check=True).stdout.strip().split(";")[0]
     try:
-        _wait(lambda: ann.run("squeue", "-h", "-o", "%T", "-j", blocker).stdout.strip() == "RUNNING", 60, "blocker")
+        _wait(lambda: ann.run("squeue", "-h", "-o", "%T", "-j", blocker).stdout.strip() == "RUNNING", 180, "blocker")
         second = ann.gear("continue", f"{container}/1", "-r", "mn-wide", "-f", "--", "python3", "-c",
                           "import socket; open('second.txt', 'w').write(socket.gethostname() + ' ' + "
                           "open('first.txt').read())", env=env)
