@@ -37,14 +37,17 @@ def devcluster() -> None:
 @click.option("--nodes", type=click.IntRange(0, 16), metavar="N",
               help="A login node, a controller and N compute nodes (0: one node is all three). "
                    "Default: the shape it had.")
-def up(nodes: int | None) -> None:
+@click.option("--slurm", type=click.Choice(["24.11", "26.05"]),
+              help="Slurm's release: Debian 13's 24.11 or sid's 26.05. Default: the one it had.")
+def up(nodes: int | None, slurm: str | None) -> None:
     """Install what is needed and bring the cluster up (idempotent).
 
     \b
     Example:
-      gear devcluster up --nodes 2
+      gear devcluster up --nodes 2 --slurm 26.05
     """
-    _script("up", *(["--nodes", str(nodes)] if nodes is not None else []))
+    _script("up", *(["--nodes", str(nodes)] if nodes is not None else []),
+            *(["--slurm", slurm] if slurm else []))
 
 
 @devcluster.command()

@@ -36,6 +36,8 @@ STORAGE_INSIDE=/srv/gear
 IMAGES_INSIDE=/var/lib/gear-devcluster/images   # where site-config/images.yaml finds the SIFs
 SHAPEFILE=$STATE/shape           # the running cluster's shape: "nodes=N slurm=V" (parts/nodes.sh)
 NODES=0                          # compute nodes beside a login node and a controller; 0: one node is all three
+DEFAULT_SLURM=24.11
+SLURM=$DEFAULT_SLURM             # Slurm's release in the root (parts/packages.sh): 24.11 or 26.05
 GEAR_REPO=${GEAR_REPO:-$(realpath -m "$(dirname "$SELF")/../..")}
 MIRROR=${GEAR_DEVCLUSTER_MIRROR:-http://deb.debian.org/debian}
 SUITE=trixie

@@ -4,9 +4,11 @@
 
 usage() {
   cat <<EOF
-usage: devcluster.sh up [--nodes N]           build (if needed) and start the cluster; re-sync gear
+usage: devcluster.sh up [--nodes N] [--slurm 24.11|26.05]
+                                              build (if needed) and start the cluster; re-sync gear
                                               --nodes N: a login node, a controller and N compute
-                                              nodes (0: one node is all three); default: as before
+                                              nodes (0: one node is all three); --slurm: trixie's
+                                              or sid's Slurm; default: as the cluster was
        devcluster.sh down                     stop everything the cluster runs
        devcluster.sh status                   exit 0 if up, 3 if down, 1 if up but unhealthy
        devcluster.sh exec [--user NAME] [--cwd DIR] [--] [COMMAND...]
@@ -26,21 +28,25 @@ EOF
 
 cmd_up() {
   need_root up
-  local t0=$SECONDS node pid wanted=""
+  local t0=$SECONDS node pid wanted="" release=""
   while (($#)); do
     case $1 in
       --nodes) [[ $# -ge 2 && $2 =~ ^[0-9]+$ && $2 -le 16 ]] || die "--nodes needs a number from 0 to 16" 2
                wanted=$((10#$2)); shift 2 ;;
-      *) die "up: unknown option $1 (usage: up [--nodes N])" 2 ;;
+      --slurm) [[ $# -ge 2 ]] && slurm_suite "$2" >/dev/null || die "--slurm needs a release: 24.11 or 26.05" 2
+               release=$2; shift 2 ;;
+      *) die "up: unknown option $1 (usage: up [--nodes N] [--slurm 24.11|26.05])" 2 ;;
     esac
   done
   take_lock
   mkdir -p "$CACHE" "$IMAGES" "$LOGS"
-  if [[ -n $wanted && $wanted != "$NODES" ]] && holder_pid >/dev/null; then
-    say "the cluster runs with --nodes $NODES: stopping it to start it with --nodes $wanted"
+  if [[ ( -n $wanted && $wanted != "$NODES" ) || ( -n $release && $release != "$SLURM" ) ]] && holder_pid >/dev/null; then
+    say "the cluster runs with --nodes $NODES --slurm $SLURM: stopping it to start it" \
+      "with --nodes ${wanted:-$NODES} --slurm ${release:-$SLURM}"
     stop_cluster
   fi
   [[ -n $wanted ]] && NODES=$wanted
+  [[ -n $release ]] && SLURM=$release
   if healthy; then
     # Packages added to the lists since the cluster started are installed in
     # place (apt --no-upgrade: what the running daemons use is left alone).
@@ -63,6 +69,7 @@ cmd_up() {
   fi
   ensure_host_packages
   ensure_root_and_image
+  ensure_slurm_release
   (ensure_jupyter_image) || say "warning: the jupyter image was not built; gear jupyter will not work"
   install_gear      # before the config: MailProg points at gear-mailprog when it exists
   node=$(hostname -s)

@@ -156,8 +156,10 @@ read_shape() {
   for word in $(<"$SHAPEFILE"); do
     case $word in
       nodes=*) NODES=${word#nodes=} ;;
+      slurm=*) SLURM=${word#slurm=} ;;
     esac
   done
   [[ $NODES =~ ^[0-9]+$ ]] || NODES=0
+  slurm_suite "$SLURM" >/dev/null || SLURM=$DEFAULT_SLURM
 }
-shape() { printf 'nodes=%s\n' "$NODES"; }
+shape() { printf 'nodes=%s slurm=%s\n' "$NODES" "$SLURM"; }
