@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import User, custom_site
+from conftest import User, custom_site, network_of
 from gear_hpc.devcluster import SCRIPT
 from gear_hpc.devcluster.mailcatcher import read_messages
 
@@ -176,3 +176,34 @@ def test_notifications_come_from_the_controller(ann, container):
         time.sleep(0.5)
     assert caught and caught[0]["subject"] == f"gear: {execution} completed, exit 0"
     assert caught[0]["envelope_to"] == [f"{ann.name}@example.org"]
+
+
+def test_a_jupyter_workspace_on_node2_is_reached_from_the_login_node(ann, container):
+    """The URL gear prints names the node and port; from the login node it answers (its `ssh -L`
+    line forwards the same host and port from a laptop)."""
+    import json
+    import urllib.request
+
+    blocker = ann.run("sbatch", "--parsable", "-w", "node1", "-c", "8", "--mem=1000", "-o", "/dev/null",
+                      "--wrap", "sleep 600", check=True).stdout.strip().split(";")[0]
+    execution = ""
+    try:
+        _wait(lambda: ann.run("squeue", "-h", "-o", "%T", "-j", blocker).stdout.strip() == "RUNNING", 180, "blocker")
+        started = ann.gear("jupyter", "-c", container, "-r", "cpu-small", timeout=400)
+        assert started.returncode == 0, started.stderr
+        lines = started.stdout.strip().splitlines()
+        execution = lines[-1]
+        url = next(line for line in lines if line.startswith("URL: ")).removeprefix("URL: ")
+        found = re.match(r"http://(node2):(\d+)/lab\?token=([\w-]+)$", url)
+        assert found, url
+        port, token = found.group(2), found.group(3)
+        assert f"ssh -N -L {port}:node2:{port} {ann.name}@" in started.stdout
+        with network_of("login"):
+            request = urllib.request.Request(f"http://node2:{port}/api/status")
+            request.add_header("Authorization", f"token {token}")
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 200 and "started" in json.loads(response.read())
+    finally:
+        if execution:
+            ann.gear("stop", "--now", execution)
+        ann.run("scancel", blocker)
