@@ -51,7 +51,9 @@ stop_cluster() {  # kill every process of the namespaces, then forget the holder
   mapfile -t nss < <(cluster_nss)
   if ((${#nss[@]})); then
     # TERM first (slurmd and slurmstepd clean up; jobs see their trap), the holders last.
-    local keep; keep="^(${pid:-0}$(cat "$NODES_DIR"/*.pid 2>/dev/null | sed 's/^/|/' | tr -d '\n'))$"
+    local keep=${pid:-0} f
+    for f in "$NODES_DIR"/*.pid; do [[ -r $f ]] && keep+="|$(<"$f")"; done
+    keep="^($keep)$"
     mapfile -t pids < <(ns_pids "${nss[@]}" | grep -Evx "$keep")
     ((${#pids[@]})) && { kill -TERM "${pids[@]}" 2>/dev/null || true; }
     for ((i = 0; i < 25; i++)); do
