@@ -48,7 +48,10 @@ def run_cell(base: str, token: str, kernel_id: str, code: str, timeout: float = 
             "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
                         "allow_stdin": False, "stop_on_error": True}}))
         out = []
-        while True:
+        # Done when the shell's reply AND iopub's "idle" have come: the two channels are not
+        # ordered, so the reply can arrive before the output (seen under load).
+        replied = idle = False
+        while not (replied and idle):
             raw = await asyncio.wait_for(conn.read_message(), timeout)
             assert raw is not None, "the kernel's websocket closed"
             msg = json.loads(raw)
@@ -59,8 +62,11 @@ def run_cell(base: str, token: str, kernel_id: str, code: str, timeout: float = 
             elif msg["msg_type"] == "error":
                 out.append("\n".join(msg["content"]["traceback"]))
             elif msg["msg_type"] == "execute_reply":
-                conn.close()
-                return "".join(out)
+                replied = True
+            elif msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
+                idle = True
+        conn.close()
+        return "".join(out)
 
     return asyncio.run(go())
 
