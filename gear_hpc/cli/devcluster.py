@@ -1,4 +1,4 @@
-"""`gear devcluster`: a real single-machine Slurm + Apptainer cluster to try gear on."""
+"""`gear devcluster`: a real Slurm + Apptainer cluster on one machine to try gear on."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _script(*args: str) -> None:
 
 @click.group()
 def devcluster() -> None:
-    """A local single-node cluster: Slurm (slurmctld, slurmd, munge) and Apptainer.
+    """A local cluster on this machine: a login node, a controller and compute nodes with Slurm and Apptainer.
 
     For a laptop, a newcomer or CI, as root on Debian 12 or 13.
 
@@ -36,7 +36,7 @@ def devcluster() -> None:
 @devcluster.command()
 @click.option("--nodes", type=click.IntRange(0, 16), metavar="N",
               help="A login node, a controller and N compute nodes (0: one node is all three). "
-                   "Default: the shape it had.")
+                   "Default: the shape it had (2 the first time).")
 @click.option("--slurm", type=click.Choice(["24.11", "26.05"]),
               help="Slurm's release: Debian 13's 24.11 or sid's 26.05. Default: the one it had.")
 def up(nodes: int | None, slurm: str | None) -> None:

@@ -6,6 +6,10 @@
 # in a private mount namespace whose root is that directory, so every job (of
 # root or of an ordinary user) inherits it and finds Apptainer.  One "holder"
 # process keeps the namespace alive; everything else enters it with nsenter.
+# By default the cluster has a login node, a controller and two compute nodes,
+# each a network namespace with a node holder of its own (parts/nodes.sh);
+# `up --nodes 0` makes the one namespace all three.  Slurm is 24.11 or, with
+# `up --slurm 26.05`, sid's.
 #
 # Usage: see usage() in parts/commands.sh, or `bash devcluster.sh help`.
 # What it does, and how it differs from a real cluster: docs/devcluster.md.
@@ -35,7 +39,8 @@ STORAGE=$(realpath -m "${GEAR_DEVCLUSTER_STORAGE:-/srv/gear}")
 STORAGE_INSIDE=/srv/gear
 IMAGES_INSIDE=/var/lib/gear-devcluster/images   # where site-config/images.yaml finds the SIFs
 SHAPEFILE=$STATE/shape           # the running cluster's shape: "nodes=N slurm=V" (parts/nodes.sh)
-NODES=0                          # compute nodes beside a login node and a controller; 0: one node is all three
+DEFAULT_NODES=2
+NODES=$DEFAULT_NODES             # compute nodes beside a login node and a controller; 0: one node is all three
 DEFAULT_SLURM=24.11
 SLURM=$DEFAULT_SLURM             # Slurm's release in the root (parts/packages.sh): 24.11 or 26.05
 GEAR_REPO=${GEAR_REPO:-$(realpath -m "$(dirname "$SELF")/../..")}

@@ -9,6 +9,7 @@ usage: devcluster.sh up [--nodes N] [--slurm 24.11|26.05]
                                               --nodes N: a login node, a controller and N compute
                                               nodes (0: one node is all three); --slurm: trixie's
                                               or sid's Slurm; default: as the cluster was
+                                              (first time: --nodes 2 --slurm 24.11)
        devcluster.sh down                     stop everything the cluster runs
        devcluster.sh status                   exit 0 if up, 3 if down, 1 if up but unhealthy
        devcluster.sh exec [--user NAME] [--cwd DIR] [--] [COMMAND...]

@@ -152,7 +152,11 @@ stop_nodes() {  # after stop_cluster killed their processes: forget them, remove
 # --nodes and --slurm of `up`; without them the running (or last) cluster's shape.
 read_shape() {
   local word
-  [[ -r $SHAPEFILE ]] || return 0
+  if [[ ! -r $SHAPEFILE ]]; then
+    # A cluster started before shapes were kept is a cluster of one node: it stays one.
+    if holder_pid >/dev/null; then NODES=0; fi
+    return 0
+  fi
   for word in $(<"$SHAPEFILE"); do
     case $word in
       nodes=*) NODES=${word#nodes=} ;;
