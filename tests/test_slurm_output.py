@@ -112,3 +112,34 @@ def test_mailprog_subjects_agree_across_releases():
     shapes = {release: Call(subject or "", [], {}).parsed for release, subject in subjects.items()}
     assert all(shapes.values())
     assert len({(m.group("name"), m.group("type"), m.group("rest")) for m in shapes.values() if m}) == 1
+
+
+# 23.x was not recorded here (Debian carries no 23.x for trixie or sid). Its MailProg call, as
+# that release's slurmctld builds it: argv `-s SUBJECT USER`, the subject "Slurm Job_id=ID
+# Name=NAME TYPE" then the times and the end state; array jobs have their own forms.
+SUBJECTS_23 = [
+    ("Slurm Job_id=42 Name=gear-c-1 Began, Queued time 00:00:01", "Began"),
+    ("Slurm Job_id=42 Name=gear-c-1 Ended, Run time 00:01:02, COMPLETED, ExitCode 0", "Ended"),
+    ("Slurm Job_id=42 Name=gear-c-1 Failed, Run time 00:00:05, FAILED, ExitCode 1", "Failed"),
+    ("Slurm Job_id=42 Name=gear-c-1 Requeued, Run time 00:00:05", "Requeued"),
+    ("Slurm Job_id=42 Name=gear-c-1 Reached 90% of time limit, Run time 00:54:00", "Reached 90% of time limit"),
+    ("Slurm Job_id=42 Name=a name with spaces Ended, Run time 00:00:01, CANCELLED, ExitCode 0", "Ended"),
+]
+
+
+@pytest.mark.parametrize("subject,mail_type", SUBJECTS_23)
+def test_mailprog_call_of_23(subject, mail_type):
+    subject_read, recipients = parse_argv(["-s", subject, "alice"])
+    assert (subject_read, recipients) == (subject, ["alice"])
+    call = Call(subject, recipients, {"SLURM_JOB_USER": "alice"})   # no SLURM_JOB_ID, no comment
+    assert call.job_id == "42" and call.mail_type == mail_type
+    # Without the comment in the environment, it is asked of scontrol, by the subject's job id.
+    asked = []
+    assert job_fields(call, lambda job: asked.append(job) or {"Comment": COMMENT.format(1)}) == (COMMENT.format(1), "")
+    assert asked == ["42"]
+
+
+def test_array_subjects_are_not_read_as_one_job():
+    for subject in ("Slurm Array Summary Job_id=42_* (42) Name=x Ended, COMPLETED, ExitCode [0-0]",
+                    "Slurm Array Task Job_id=42_3 (45) Name=x Ended, Run time 00:00:01, COMPLETED, ExitCode 0"):
+        assert Call(subject, ["alice"], {}).parsed is None
