@@ -87,8 +87,9 @@ def mail(last: int | None, as_json: bool, clear: bool) -> None:
 @devcluster.command(name="exec", context_settings={"ignore_unknown_options": True})
 @click.option("--user", default="root", show_default=True, help="Run as this user (created on first use).")
 @click.option("--cwd", help="Working directory inside the cluster.")
+@click.option("--node", help="Run on this node (login, controller, node1…) instead of the login node.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_(user: str, cwd: str | None, command: tuple[str, ...]) -> None:
+def exec_(user: str, cwd: str | None, node: str | None, command: tuple[str, ...]) -> None:
     """Run COMMAND inside the cluster as USER, as on a login node.
 
     \b
@@ -98,6 +99,8 @@ def exec_(user: str, cwd: str | None, command: tuple[str, ...]) -> None:
     args = ["exec", "--user", user]
     if cwd:
         args += ["--cwd", cwd]
+    if node:
+        args += ["--node", node]
     _script(*args, "--", *command)
 
 

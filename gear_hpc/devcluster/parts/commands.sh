@@ -12,9 +12,10 @@ usage: devcluster.sh up [--nodes N] [--slurm 24.11|26.05]
                                               (first time: --nodes 2 --slurm 24.11)
        devcluster.sh down                     stop everything the cluster runs
        devcluster.sh status                   exit 0 if up, 3 if down, 1 if up but unhealthy
-       devcluster.sh exec [--user NAME] [--cwd DIR] [--] [COMMAND...]
+       devcluster.sh exec [--user NAME] [--cwd DIR] [--node NODE] [--] [COMMAND...]
                                               run COMMAND in the cluster as NAME (default root;
-                                              created on first use); no COMMAND: a bash shell
+                                              created on first use); no COMMAND: a bash shell;
+                                              on the login node, or on NODE
        devcluster.sh group NAME [USER...]     a Unix group (same gid on the host and inside) with these
                                               members added (users created on first use), as a site's
                                               project groups; idempotent
@@ -123,21 +124,27 @@ cmd_down() {
 }
 
 cmd_exec() {
-  local user=root cwd="" strict=0
+  local user=root cwd="" strict=0 node=""
   while (($#)); do
     case $1 in
       --user) [[ $# -ge 2 ]] || die "--user needs a name"; user=$2; shift 2 ;;
       --user=*) user=${1#--user=}; shift ;;
       --cwd) [[ $# -ge 2 ]] || die "--cwd needs a directory"; cwd=$2; strict=1; shift 2 ;;
       --cwd=*) cwd=${1#--cwd=}; strict=1; shift ;;
+      --node) [[ $# -ge 2 ]] || die "--node needs a node's name" 2; node=$2; shift 2 ;;
+      --node=*) node=${1#--node=}; shift ;;
       --) shift; break ;;
-      -*) die "exec: unknown option $1 (usage: exec [--user NAME] [--cwd DIR] -- COMMAND...)" 2 ;;
+      -*) die "exec: unknown option $1 (usage: exec [--user NAME] [--cwd DIR] [--node NODE] -- COMMAND...)" 2 ;;
       *) break ;;
     esac
   done
   [[ $user =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || die "invalid user name '$user' (allowed: [a-z_][a-z0-9_-]{0,31})" 2
   [[ $EUID -eq 0 ]] || die "exec must run as root: only root may enter the cluster's mount namespace" 2
   local how; how=$(entry) || die "the devcluster is not up (run: devcluster.sh up)" 3
+  if [[ -n $node ]]; then   # another node than the login node (an admin's ssh to it)
+    ((NODES)) && all_nodes | grep -qx -- "$node" || die "no node '$node' (nodes: $( ((NODES)) && all_nodes | tr '\n' ' '))" 2
+    how="$(node_pid "$node") -m -u -n -r -w" || die "node $node is not up" 3
+  fi
   (($#)) || set -- /bin/bash -l
   # Serialise user creation: two first uses at once must not both useradd.
   (flock -w 60 8; ensure_user "$user") 8>"$STATE/.users.lock"
