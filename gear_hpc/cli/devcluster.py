@@ -1,4 +1,4 @@
-"""`gear devcluster`: a real single-machine Slurm + Apptainer cluster to try gear on."""
+"""`gear devcluster`: a real Slurm + Apptainer cluster on one machine to try gear on."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _script(*args: str) -> None:
 
 @click.group()
 def devcluster() -> None:
-    """A local single-node cluster: Slurm (slurmctld, slurmd, munge) and Apptainer.
+    """A local cluster on this machine: a login node, a controller and compute nodes with Slurm and Apptainer.
 
     For a laptop, a newcomer or CI, as root on Debian 12 or 13.
 
@@ -34,9 +34,20 @@ def devcluster() -> None:
 
 
 @devcluster.command()
-def up() -> None:
-    """Install what is needed and bring the cluster up (idempotent)."""
-    _script("up")
+@click.option("--nodes", type=click.IntRange(0, 16), metavar="N",
+              help="A login node, a controller and N compute nodes (0: one node is all three). "
+                   "Default: the shape it had (2 the first time).")
+@click.option("--slurm", type=click.Choice(["24.11", "26.05"]),
+              help="Slurm's release: Debian 13's 24.11 or sid's 26.05. Default: the one it had.")
+def up(nodes: int | None, slurm: str | None) -> None:
+    """Install what is needed and bring the cluster up (idempotent).
+
+    \b
+    Example:
+      gear devcluster up --nodes 2 --slurm 26.05
+    """
+    _script("up", *(["--nodes", str(nodes)] if nodes is not None else []),
+            *(["--slurm", slurm] if slurm else []))
 
 
 @devcluster.command()
@@ -76,8 +87,9 @@ def mail(last: int | None, as_json: bool, clear: bool) -> None:
 @devcluster.command(name="exec", context_settings={"ignore_unknown_options": True})
 @click.option("--user", default="root", show_default=True, help="Run as this user (created on first use).")
 @click.option("--cwd", help="Working directory inside the cluster.")
+@click.option("--node", help="Run on this node (login, controller, node1…) instead of the login node.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_(user: str, cwd: str | None, command: tuple[str, ...]) -> None:
+def exec_(user: str, cwd: str | None, node: str | None, command: tuple[str, ...]) -> None:
     """Run COMMAND inside the cluster as USER, as on a login node.
 
     \b
@@ -87,6 +99,8 @@ def exec_(user: str, cwd: str | None, command: tuple[str, ...]) -> None:
     args = ["exec", "--user", user]
     if cwd:
         args += ["--cwd", cwd]
+    if node:
+        args += ["--node", node]
     _script(*args, "--", *command)
 
 

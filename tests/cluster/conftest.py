@@ -6,11 +6,14 @@ node: `gear devcluster exec --user NAME -- gear …`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
+import socket
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,9 @@ import pytest
 
 from gear_hpc.devcluster import SCRIPT
 
-STORAGE_ROOT = Path("/srv/gear")
+# The storage root on this machine: /srv/gear inside the cluster, and here unless the cluster was
+# brought up with another (GEAR_DEVCLUSTER_STORAGE; the cluster binds it at the same path inside too).
+STORAGE_ROOT = Path(os.environ.get("GEAR_DEVCLUSTER_STORAGE") or "/srv/gear")
 
 
 # Files a test made for people to look at (a browser's screenshot): named at the end of the run.
@@ -48,6 +53,73 @@ def cluster_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # The cluster uses its own site config (/etc/gear inside) and /srv/gear.
     for name in ("GEAR_SITE_CONFIG", "GEAR_STORAGE_ROOT", "GEAR_SLURM_BIN"):
         monkeypatch.delenv(name, raising=False)
+
+
+STATE = Path(os.environ.get("GEAR_DEVCLUSTER_DIR") or "/var/lib/gear-devcluster")
+_CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, _CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "setns")
+
+
+@contextlib.contextmanager
+def network_of(node: str) -> Iterator[None]:
+    """This thread's sockets (and the programs it starts) on NODE's network, and the cluster's
+    host names resolved as its /etc/hosts says: a test speaks to a Jupyter server as a user on
+    the login node would. A no-op on a cluster of one node, whose network is this machine's."""
+    pidfile = STATE / "nodes" / f"{node}.pid"
+    if not pidfile.exists():
+        yield
+        return
+    hosts = {}
+    for line in (STATE / "root" / "etc" / "hosts").read_text().splitlines():
+        fields = line.split("#", 1)[0].split()
+        for name in fields[1:]:
+            hosts[name] = fields[0]
+    original = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        return original(hosts.get(host, host) if isinstance(host, str) else host, *args, **kwargs)
+
+    mine = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    theirs = os.open(f"/proc/{pidfile.read_text().strip()}/ns/net", os.O_RDONLY)
+    try:
+        _setns(theirs)
+        socket.getaddrinfo = getaddrinfo
+        yield
+    finally:
+        socket.getaddrinfo = original
+        _setns(mine)
+        os.close(mine)
+        os.close(theirs)
+
+
+def address_of(node: str) -> str:
+    """Where a test reaches a server on NODE: its address on a cluster of several nodes (see
+    network_of), this machine's loopback on a cluster of one."""
+    if not (STATE / "nodes" / "login.pid").exists():
+        return "127.0.0.1"
+    for line in (STATE / "root" / "etc" / "hosts").read_text().splitlines():
+        fields = line.split("#", 1)[0].split()
+        if node in fields[1:]:
+            return fields[0]
+    raise AssertionError(f"{node} is not in the cluster's /etc/hosts")
+
+
+def compute_nodes() -> list[str]:
+    """The compute nodes of a cluster of several nodes (none on a cluster of one)."""
+    return sorted(p.stem for p in (STATE / "nodes").glob("node*.pid"))
+
+
+@pytest.fixture
+def login_network() -> Iterator[None]:
+    with network_of("login"):
+        yield
 
 
 class User:
@@ -98,6 +170,12 @@ class User:
         return base
 
 
+def site_yaml_text() -> str:
+    """The repository's site.yaml as the cluster has it: its storage root is STORAGE_ROOT (devcluster's gear.sh)."""
+    text = (Path(__file__).parents[2] / "site-config" / "site.yaml").read_text()
+    return text.replace("\nstorage_root: /srv/gear\n", f"\nstorage_root: {STORAGE_ROOT}\n")
+
+
 def custom_site(user: User, site_yaml: str = "", types_yaml: str = "") -> Path:
     """A copy of the repository's site configuration, owned by `user`, with text appended.
 
@@ -105,7 +183,7 @@ def custom_site(user: User, site_yaml: str = "", types_yaml: str = "") -> Path:
     """
     repo_site = Path(__file__).parents[2] / "site-config"
     site = user.make_dir({
-        "site.yaml": (repo_site / "site.yaml").read_text() + site_yaml,
+        "site.yaml": site_yaml_text() + site_yaml,
         "compute-types.yaml": (repo_site / "compute-types.yaml").read_text() + types_yaml,
         "images.yaml": (repo_site / "images.yaml").read_text(),
     })

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import site_yaml_text
+
 READ_INPUTS = r'''
 import errno, json, os, pathlib, sys
 report = {}
@@ -202,7 +204,7 @@ def _scratch_site(alice, interval: int = 10) -> Path:
     repo_site = Path(__file__).parents[2] / "site-config"
     for name in ("compute-types.yaml", "images.yaml"):
         (site / name).write_text((repo_site / name).read_text())
-    (site / "site.yaml").write_text((repo_site / "site.yaml").read_text() + (
+    (site / "site.yaml").write_text(site_yaml_text() + (
         f"\nworkdir:\n  mode: scratch\n  scratch_dir: /tmp/gear-scratch\n  save_interval: {interval}\n"))
     scratch = Path("/tmp/gear-scratch")
     scratch.mkdir(exist_ok=True)

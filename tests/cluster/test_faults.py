@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import custom_site
+from conftest import compute_nodes, custom_site
 from gear_hpc.devcluster import SCRIPT
 
 SLOW = ("import os, sys, time\n"
@@ -156,8 +156,9 @@ def test_stopping_a_queued_execution_closes_it_at_once(alice, container):
         "\nwhole-node:\n  partition: cpu\n  cpus: 8\n  memory: 512M\n  time_limit: \"10\"\n"))
     env = {"GEAR_SITE_CONFIG": str(site)}
     code = alice.make_dir({"x": ""})
-    blocker = _last_id(alice.gear("run", "-c", container, "-r", "whole-node", "--code", str(code),
-                                  "--", "sleep", "300", env=env))
+    # One whole-node execution on each compute node (one on a cluster of one node): the next one waits.
+    blockers = [_last_id(alice.gear("run", "-c", container, "-r", "whole-node", "--code", str(code),
+                                    "--", "sleep", "300", env=env)) for _ in range(max(1, len(compute_nodes())))]
     try:
         queued = _last_id(alice.gear("run", "-c", container, "-r", "whole-node", "--code", str(code),
                                      "--", "true", env=env))
@@ -169,5 +170,6 @@ def test_stopping_a_queued_execution_closes_it_at_once(alice, container):
         assert record["status"] == "terminated" and "before it started" in record["note"], record
         assert not (Path(record["workdir"]) / "x").exists()  # nothing ran, nothing was copied in
     finally:
-        alice.gear("stop", blocker, "--now", env=env)
+        for blocker in blockers:
+            alice.gear("stop", blocker, "--now", env=env)
 

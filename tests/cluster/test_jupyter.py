@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
@@ -13,6 +14,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from conftest import compute_nodes, network_of
+
+# Its servers are reached as from the login node (on a cluster of several nodes, through its network).
+pytestmark = pytest.mark.usefixtures("login_network")
 
 
 def _http(url: str, token: str | None = None, method: str = "GET", body: dict | None = None) -> tuple[int, dict]:
@@ -42,7 +48,10 @@ def run_cell(base: str, token: str, kernel_id: str, code: str, timeout: float = 
             "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
                         "allow_stdin": False, "stop_on_error": True}}))
         out = []
-        while True:
+        # Done when the shell's reply AND iopub's "idle" have come: the two channels are not
+        # ordered, so the reply can arrive before the output (seen under load).
+        replied = idle = False
+        while not (replied and idle):
             raw = await asyncio.wait_for(conn.read_message(), timeout)
             assert raw is not None, "the kernel's websocket closed"
             msg = json.loads(raw)
@@ -53,8 +62,11 @@ def run_cell(base: str, token: str, kernel_id: str, code: str, timeout: float = 
             elif msg["msg_type"] == "error":
                 out.append("\n".join(msg["content"]["traceback"]))
             elif msg["msg_type"] == "execute_reply":
-                conn.close()
-                return "".join(out)
+                replied = True
+            elif msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
+                idle = True
+        conn.close()
+        return "".join(out)
 
     return asyncio.run(go())
 
@@ -140,10 +152,16 @@ def test_idle_workspace_shuts_down_and_saves(alice, container):
 
 
 def test_a_taken_port_is_replaced_by_a_free_one(alice, container):
-    with socket.socket() as taken:
+    with contextlib.ExitStack() as held:
+        taken = held.enter_context(socket.socket())
         taken.bind(("0.0.0.0", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        for node in compute_nodes():   # taken wherever the workspace may run
+            with network_of(node):
+                there = held.enter_context(socket.socket())
+            there.bind(("0.0.0.0", port))
+            there.listen()
         url, execution, _ = _start(alice, "-c", container, "-r", "cpu-small", "--port", str(port))
         try:
             assert f":{port}/" not in url

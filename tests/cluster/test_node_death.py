@@ -56,9 +56,18 @@ def _wait(predicate: Callable[[], Any], timeout: float, interval: float = 0.5) -
     return predicate()
 
 
+def _several_nodes() -> bool:
+    return (STATE / "nodes" / "login.pid").exists()
+
+
+def _pidfile(name: str) -> str:
+    # On a cluster of several nodes each slurmd has its own, named after its node (docs/devcluster.md).
+    return f"/run/slurmd-{_node()}.pid" if name == "slurmd" and _several_nodes() else f"/run/{name}.pid"
+
+
 def _daemon_pid(name: str) -> str | None:
     """The pid in the daemon's pid file, if that process is the daemon."""
-    result = as_root("sh", "-c", f'p=$(cat /run/{name}.pid 2>/dev/null) && [ "$(cat /proc/$p/comm 2>/dev/null)" = {name} ]'
+    result = as_root("sh", "-c", f'p=$(cat {_pidfile(name)} 2>/dev/null) && [ "$(cat /proc/$p/comm 2>/dev/null)" = {name} ]'
                                  ' && echo "$p"')
     return result.stdout.strip() or None
 
@@ -72,7 +81,14 @@ def _kill(name: str) -> None:
 
 def _start(name: str) -> None:
     if _daemon_pid(name) is None:
-        as_root(f"/usr/sbin/{name}")
+        if not _several_nodes():
+            as_root(f"/usr/sbin/{name}")
+        elif name == "slurmd":   # on its own node, as an admin there would
+            subprocess.run(["bash", str(SCRIPT), "exec", "--node", _node(), "--", "/usr/sbin/slurmd", "-N", _node()],
+                           capture_output=True, text=True, timeout=60)
+        else:
+            subprocess.run(["bash", str(SCRIPT), "exec", "--node", "controller", "--", f"/usr/sbin/{name}"],
+                           capture_output=True, text=True, timeout=60)
 
 
 @contextlib.contextmanager
@@ -92,11 +108,17 @@ def _bring_up_lock() -> Iterator[None]:
 
 
 def _node() -> str:
-    return as_root("sinfo", "-h", "-N", "-o", "%N").stdout.split()[0]
+    """The node that dies: the first compute node (on a cluster of several, the others are drained meanwhile)."""
+    return sorted(as_root("sinfo", "-h", "-N", "-o", "%N").stdout.split() or [""])[0]
+
+
+def _others() -> list[str]:
+    return sorted(set(as_root("sinfo", "-h", "-N", "-o", "%N").stdout.split()) - {_node()})
 
 
 def _node_state() -> str:
-    return (as_root("sinfo", "-h", "-N", "-o", "%T", timeout=30).stdout.split() or [""])[0]   # one line per partition
+    out = as_root("sinfo", "-h", "-N", "-n", _node(), "-o", "%T", timeout=30).stdout
+    return (out.split() or [""])[0]   # one line per partition
 
 
 def _squeue_line(job: str) -> str:
@@ -111,9 +133,14 @@ def cluster_restored() -> Iterator[str]:
     # Marking the node down requeues every running job: wait (bounded) until only ours would be.
     _wait(lambda: not as_root("squeue", "-h").stdout.strip(), 300, interval=2)
     node = _node()
+    others = _others()   # drained meanwhile: every job of the test runs on the node that dies
+    for other in others:
+        as_root("scontrol", "update", f"nodename={other}", "state=drain", "reason=gear-node-test")
     try:
         yield node
     finally:
+        for other in others:
+            as_root("scontrol", "update", f"nodename={other}", "state=resume")
         _start("slurmctld")
         _wait(lambda: as_root("sinfo", "-h", timeout=30).returncode == 0, 60)
         _start("slurmd")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ARTIFACTS
+from conftest import ARTIFACTS, address_of, compute_nodes
 
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "ood"
@@ -28,7 +29,9 @@ RUBY = shutil.which("ruby")
 # The form runs this checkout's gear (on the host, against the repository's
 # site configuration), never whatever `gear` the PATH holds.
 GEAR = Path(sys.executable).with_name("gear")
-pytestmark = pytest.mark.skipif(RUBY is None, reason="needs ruby (apt-get install ruby)")
+# The session is reached as the portal reaches it: from the login node's network, at the node's address.
+pytestmark = [pytest.mark.skipif(RUBY is None, reason="needs ruby (apt-get install ruby)"),
+              pytest.mark.usefixtures("login_network")]
 
 
 def render(template: str, values: dict[str, str]) -> str:
@@ -128,10 +131,14 @@ def test_a_portal_session_is_a_gear_workspace(alice, container, form):
         time.sleep(0.1)
     conn = yaml.safe_load(connection.read_text())
     host, port, password = str(conn["host"]), int(conn["port"]), str(conn["password"])
-    base = f"http://127.0.0.1:{port}/node/{host}/{port}/"
+    address = address_of(host)
+    base = f"http://{address}:{port}/node/{host}/{port}/"
     assert http(base + "api/status", password) == 200, "connection.yml before JupyterLab answered"
     assert oct(connection.stat().st_mode & 0o777) == "0o600"
-    assert host == alice.run("hostname", "-f", check=True).stdout.strip()
+    # The node's full name, where the job runs (on a cluster of one, this login node; elsewhere the
+    # compute node Slurm chose, whose name in the cluster's hosts file is its full name).
+    ran_on = re.search(r"\sBatchHost=(\S+)", alice.run("scontrol", "-o", "show", "job", job_id, check=True).stdout)
+    assert host == (ran_on.group(1) if compute_nodes() else alice.run("hostname", "-f", check=True).stdout.strip())
     log = (root / "output.log").read_text()
     assert "connection.yml written" in log
     # OnDemand's script (stdin) is not run: the session's log says so, and it is kept.
@@ -142,10 +149,10 @@ def test_a_portal_session_is_a_gear_workspace(alice, container, form):
     view = render("view.html.erb", {"host": host, "port": str(port), "password": password})
     action = view.split('action="', 1)[1].split('"', 1)[0]
     assert action == f"/node/{host}/{port}/login?next=%2Fnode%2F{host}%2F{port}%2Flab" and password not in action
-    status, location, cookie = login(f"http://127.0.0.1:{port}{action}", password)
+    status, location, cookie = login(f"http://{address}:{port}{action}", password)
     assert status == 302 and location == f"/node/{host}/{port}/lab" and cookie
-    assert http(f"http://127.0.0.1:{port}{location}", cookie=cookie) == 200
-    assert login(f"http://127.0.0.1:{port}{action}", "wrong")[0] == 401
+    assert http(f"http://{address}:{port}{location}", cookie=cookie) == 200
+    assert login(f"http://{address}:{port}{action}", "wrong")[0] == 401
     # Without Jupyter's XSRF check (the login form cannot carry it), another site's page still
     # cannot use the login cookie: the API refuses its Origin.
     forged = urllib.request.Request(base + "api/contents/forged.txt", method="PUT", data=json.dumps(

@@ -4,18 +4,25 @@
 
 usage() {
   cat <<EOF
-usage: devcluster.sh up                       build (if needed) and start the cluster; re-sync gear
+usage: devcluster.sh up [--nodes N] [--slurm 24.11|26.05]
+                                              build (if needed) and start the cluster; re-sync gear
+                                              --nodes N: a login node, a controller and N compute
+                                              nodes (0: one node is all three); --slurm: trixie's
+                                              or sid's Slurm; default: as the cluster was
+                                              (first time: --nodes 2 --slurm 24.11)
        devcluster.sh down                     stop everything the cluster runs
        devcluster.sh status                   exit 0 if up, 3 if down, 1 if up but unhealthy
-       devcluster.sh exec [--user NAME] [--cwd DIR] [--] [COMMAND...]
+       devcluster.sh exec [--user NAME] [--cwd DIR] [--node NODE] [--] [COMMAND...]
                                               run COMMAND in the cluster as NAME (default root;
-                                              created on first use); no COMMAND: a bash shell
+                                              created on first use); no COMMAND: a bash shell;
+                                              on the login node, or on NODE
        devcluster.sh group NAME [USER...]     a Unix group (same gid on the host and inside) with these
                                               members added (users created on first use), as a site's
                                               project groups; idempotent
        devcluster.sh mail [--last N] [--json] [--clear]
                                               the mail the cluster sent (caught on 127.0.0.1:$SMTP_PORT)
 environment: GEAR_DEVCLUSTER_DIR (state, default /var/lib/gear-devcluster)
+             GEAR_DEVCLUSTER_STORAGE (the storage root here, /srv/gear inside; default /srv/gear)
              GEAR_REPO (gear-hpc checkout, default: two levels above this script)
              GEAR_DEVCLUSTER_MIRROR (Debian mirror, default http://deb.debian.org/debian)
 EOF
@@ -23,9 +30,25 @@ EOF
 
 cmd_up() {
   need_root up
-  local t0=$SECONDS node pid
+  local t0=$SECONDS node pid wanted="" release=""
+  while (($#)); do
+    case $1 in
+      --nodes) [[ $# -ge 2 && $2 =~ ^[0-9]+$ && $2 -le 16 ]] || die "--nodes needs a number from 0 to 16" 2
+               wanted=$((10#$2)); shift 2 ;;
+      --slurm) [[ $# -ge 2 ]] && slurm_suite "$2" >/dev/null || die "--slurm needs a release: 24.11 or 26.05" 2
+               release=$2; shift 2 ;;
+      *) die "up: unknown option $1 (usage: up [--nodes N] [--slurm 24.11|26.05])" 2 ;;
+    esac
+  done
   take_lock
   mkdir -p "$CACHE" "$IMAGES" "$LOGS"
+  if [[ ( -n $wanted && $wanted != "$NODES" ) || ( -n $release && $release != "$SLURM" ) ]] && holder_pid >/dev/null; then
+    say "the cluster runs with --nodes $NODES --slurm $SLURM: stopping it to start it" \
+      "with --nodes ${wanted:-$NODES} --slurm ${release:-$SLURM}"
+    stop_cluster
+  fi
+  [[ -n $wanted ]] && NODES=$wanted
+  [[ -n $release ]] && SLURM=$release
   if healthy; then
     # Packages added to the lists since the cluster started are installed in
     # place (apt --no-upgrade: what the running daemons use is left alone).
@@ -48,11 +71,27 @@ cmd_up() {
   fi
   ensure_host_packages
   ensure_root_and_image
+  ensure_slurm_release
   (ensure_jupyter_image) || say "warning: the jupyter image was not built; gear jupyter will not work"
   install_gear      # before the config: MailProg points at gear-mailprog when it exists
   node=$(hostname -s)
+  shape >"$SHAPEFILE"
   write_config "$node"
   storage_layout
+  if ((NODES)); then
+    start_holder
+    pid=$(holder_pid)
+    start_nodes
+    if ! start_node_daemons; then
+      stop_cluster
+      die "the cluster did not come up; it was stopped again (logs: $LOGS)"
+    fi
+    say "started the login node, the controller (munged, slurmctld) and $NODES compute nodes (munged, slurmd)" \
+      "(holder pid $pid); partitions cpu, gpu"
+    start_mailcatcher
+    say "devcluster up in $((SECONDS - t0)) s"
+    return 0
+  fi
   # The namespace shares the host's network: a Slurm already listening here
   # would answer our sinfo and make our slurmctld die ("Address already in use").
   local port
@@ -85,21 +124,27 @@ cmd_down() {
 }
 
 cmd_exec() {
-  local user=root cwd="" strict=0
+  local user=root cwd="" strict=0 node=""
   while (($#)); do
     case $1 in
       --user) [[ $# -ge 2 ]] || die "--user needs a name"; user=$2; shift 2 ;;
       --user=*) user=${1#--user=}; shift ;;
       --cwd) [[ $# -ge 2 ]] || die "--cwd needs a directory"; cwd=$2; strict=1; shift 2 ;;
       --cwd=*) cwd=${1#--cwd=}; strict=1; shift ;;
+      --node) [[ $# -ge 2 ]] || die "--node needs a node's name" 2; node=$2; shift 2 ;;
+      --node=*) node=${1#--node=}; shift ;;
       --) shift; break ;;
-      -*) die "exec: unknown option $1 (usage: exec [--user NAME] [--cwd DIR] -- COMMAND...)" 2 ;;
+      -*) die "exec: unknown option $1 (usage: exec [--user NAME] [--cwd DIR] [--node NODE] -- COMMAND...)" 2 ;;
       *) break ;;
     esac
   done
   [[ $user =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || die "invalid user name '$user' (allowed: [a-z_][a-z0-9_-]{0,31})" 2
   [[ $EUID -eq 0 ]] || die "exec must run as root: only root may enter the cluster's mount namespace" 2
-  local pid; pid=$(holder_pid) || die "the devcluster is not up (run: devcluster.sh up)" 3
+  local how; how=$(entry) || die "the devcluster is not up (run: devcluster.sh up)" 3
+  if [[ -n $node ]]; then   # another node than the login node (an admin's ssh to it)
+    ((NODES)) && all_nodes | grep -qx -- "$node" || die "no node '$node' (nodes: $( ((NODES)) && all_nodes | tr '\n' ' '))" 2
+    how="$(node_pid "$node") -m -u -n -r -w" || die "node $node is not up" 3
+  fi
   (($#)) || set -- /bin/bash -l
   # Serialise user creation: two first uses at once must not both useradd.
   (flock -w 60 8; ensure_user "$user") 8>"$STATE/.users.lock"
@@ -116,7 +161,9 @@ if [ -d "$d" ] && [ -r "$d" ] && [ -x "$d" ] && cd -- "$d"; then :
 elif [ "$strict" = 1 ]; then echo "devcluster exec: cannot enter directory $d as $(id -un)" >&2; exit 125
 else cd -- "$HOME" 2>/dev/null || cd /; fi
 exec "$@"'
-  exec nsenter -t "$pid" -m -r -w -- runuser -u "$user" -- \
+  # On the login node of a cluster of several nodes (its hostname and network too).
+  # shellcheck disable=SC2086  # "PID FLAGS..." split on purpose
+  exec nsenter -t $how -- runuser -u "$user" -- \
     /usr/bin/env -i "${envs[@]}" /bin/sh -c "$launch" devcluster-exec "$cwd" "$strict" "$@" 9>&-
 }
 
@@ -164,6 +211,7 @@ cmd_mail() {  # show (or clear) what the mail catcher caught; works while the cl
 
 main() {
   local cmd=${1:-help}; (($#)) && shift
+  read_shape
   case $cmd in
     up) cmd_up "$@" ;;
     down) cmd_down "$@" ;;

@@ -27,6 +27,11 @@ install_gear() {
   if [[ -d $GEAR_REPO/site-config ]]; then
     mkdir -p "$ROOT/etc/gear"
     rsync -a --delete --chmod=Dgo+rx,Fgo+r "$GEAR_REPO/site-config/" "$ROOT/etc/gear/"
+    # A storage root elsewhere here (GEAR_DEVCLUSTER_STORAGE): gear inside uses its path too (it is
+    # bound there as well as at /srv/gear), so a path gear prints means the same file on both sides.
+    if [[ $STORAGE != "$STORAGE_INSIDE" ]]; then
+      sed -i "s|^storage_root: $STORAGE_INSIDE\$|storage_root: $STORAGE|" "$ROOT/etc/gear/site.yaml"
+    fi
     say "site-config: synced $GEAR_REPO/site-config -> /etc/gear"
   else
     say "site-config: none in $GEAR_REPO, /etc/gear left as is"

@@ -15,18 +15,20 @@ holder_pid() {  # prints the holder's pid if it is alive, else fails
 
 # nsenter -w (no argument) = the holder's cwd, which is the new "/".  `--wd=/` or no
 # -w would open the directory in the *caller's* namespace: a cwd outside the root.
-in_ns() {  # run a command as root inside the cluster namespace, clean environment
-  local pid; pid=$(holder_pid) || die "the devcluster is not up (run: devcluster.sh up)" 3
-  nsenter -t "$pid" -m -r -w -- /usr/bin/env -i PATH="$INNER_PATH" LANG=C.UTF-8 HOME=/root "$@" 9>&-
+in_ns() {  # run a command as root inside the cluster (on its login node, if it has several), clean environment
+  local how; how=$(entry) || die "the devcluster is not up (run: devcluster.sh up)" 3
+  # shellcheck disable=SC2086  # "PID FLAGS..." split on purpose
+  nsenter -t $how -- /usr/bin/env -i PATH="$INNER_PATH" LANG=C.UTF-8 HOME=/root "$@" 9>&-
 }
 
 mntns_of() { local l; l=$(readlink "/proc/$1/ns/mnt") && l=${l#mnt:[} && printf '%s\n' "${l%]}"; }
 
-ns_pids() {  # live processes in mount namespace $1 (inode number), plus all their descendants
+ns_pids() {  # live processes in the mount namespaces given (inode numbers), plus all their descendants
   # Apptainer runs containers in nested mount namespaces: follow the process tree too.
   # Zombies are skipped: they are dead already and are reaped by whoever inherits them.
-  ps -e -o pid=,ppid=,stat=,mntns= | awk -v ns="$1" '
-    $3 !~ /^Z/ { pid[NR] = $1; ppid[NR] = $2; if ($4 == ns) s[$1] = 1 }
+  ps -e -o pid=,ppid=,stat=,mntns= | awk -v ns="$*" '
+    BEGIN { n = split(ns, list, " "); for (i = 1; i <= n; i++) want[list[i]] = 1 }
+    $3 !~ /^Z/ { pid[NR] = $1; ppid[NR] = $2; if ($4 in want) s[$1] = 1 }
     END {
       do { grew = 0
            for (i in pid) if ((ppid[i] in s) && !(pid[i] in s)) { s[pid[i]] = 1; grew = 1 }
@@ -35,31 +37,42 @@ ns_pids() {  # live processes in mount namespace $1 (inode number), plus all the
     }' | sort -n
 }
 
-stop_cluster() {  # kill every process of the namespace, then forget the holder
-  local ns="" pid="" i
-  local -a pids
-  pid=$(holder_pid) && ns=$(mntns_of "$pid")
-  [[ -z $ns && -r $NSFILE ]] && ns=$(<"$NSFILE")
-  if [[ -n $ns && $ns != "$(mntns_of self)" ]]; then
-    # TERM first (slurmd and slurmstepd clean up; jobs see their trap), the holder last.
-    mapfile -t pids < <(ns_pids "$ns" | grep -vx "${pid:-0}")
+cluster_nss() {  # the cluster's mount namespaces: the holder's, then each node's (NSFILE)
+  local pid
+  if [[ -r $NSFILE ]]; then sort -u "$NSFILE" | grep -vx "$(mntns_of self)"
+  elif pid=$(holder_pid); then mntns_of "$pid"; fi
+  return 0
+}
+
+stop_cluster() {  # kill every process of the namespaces, then forget the holders and the network
+  local pid="" i
+  local -a pids nss
+  pid=$(holder_pid) || true
+  mapfile -t nss < <(cluster_nss)
+  if ((${#nss[@]})); then
+    # TERM first (slurmd and slurmstepd clean up; jobs see their trap), the holders last.
+    local keep=${pid:-0} f
+    for f in "$NODES_DIR"/*.pid; do [[ -r $f ]] && keep+="|$(<"$f")"; done
+    keep="^($keep)$"
+    mapfile -t pids < <(ns_pids "${nss[@]}" | grep -Evx "$keep")
     ((${#pids[@]})) && { kill -TERM "${pids[@]}" 2>/dev/null || true; }
     for ((i = 0; i < 25; i++)); do
-      mapfile -t pids < <(ns_pids "$ns" | grep -vx "${pid:-0}")
+      mapfile -t pids < <(ns_pids "${nss[@]}" | grep -Evx "$keep")
       ((${#pids[@]})) || break
       sleep 0.2
     done
-    # Whatever ignored TERM for 5 s (slurmstepd does), and the holder: KILL.
-    mapfile -t pids < <(ns_pids "$ns")
+    # Whatever ignored TERM for 5 s (slurmstepd does), and the holders: KILL.
+    mapfile -t pids < <(ns_pids "${nss[@]}")
     ((${#pids[@]})) && { kill -KILL "${pids[@]}" 2>/dev/null || true; }
     for ((i = 0; i < 50; i++)); do
-      mapfile -t pids < <(ns_pids "$ns")
+      mapfile -t pids < <(ns_pids "${nss[@]}")
       ((${#pids[@]})) || break
       sleep 0.1
     done
     ((${#pids[@]} == 0)) || die "processes of the cluster namespace survived SIGKILL: ${pids[*]}"
   fi
   rm -f "$PIDFILE" "$NSFILE"
+  stop_nodes
 }
 
 # ---------------------------------------------------------------- inside a fresh namespace
@@ -83,7 +96,19 @@ ns_main() {
       ;;
     cluster)
       local d i
-      for d in /home /srv/gear /tmp "$IMAGES" "$LOGS"; do bind_same "$d"; done
+      mkdir -p "$STATE/scratch"         # the compute nodes' node-local scratch directories (parts/nodes.sh)
+      for d in /home /tmp "$IMAGES" "$LOGS" "$STATE/scratch"; do bind_same "$d"; done
+      # The storage root and the images where site-config expects them, wherever they are here.
+      mkdir -p "$ROOT$STORAGE_INSIDE" "$ROOT$IMAGES_INSIDE" "$ROOT$SCRATCH_INSIDE"
+      mount --rbind "$STORAGE" "$ROOT$STORAGE_INSIDE"
+      # Shared: the nodes' mount namespaces are copies (parts/nodes.sh), and a mount below the
+      # storage root on one node (a test's full disk) is seen on all of them, as with NFS.
+      mount --make-shared "$ROOT$STORAGE_INSIDE"
+      if [[ $STORAGE != "$STORAGE_INSIDE" ]]; then   # also at its path here, so a path means the same on both sides
+        mkdir -p "$ROOT$STORAGE"
+        mount --bind "$ROOT$STORAGE_INSIDE" "$ROOT$STORAGE"
+      fi
+      [[ $IMAGES == "$IMAGES_INSIDE" ]] || mount --rbind "$IMAGES" "$ROOT$IMAGES_INSIDE"
       # Users' squashfuse needs a usable /dev/fuse; a private 0666 node over the
       # host's 0600 one changes nothing outside this namespace.
       if [[ -e /dev/fuse ]]; then
@@ -93,7 +118,7 @@ ns_main() {
       install -d -m 1777 "$ROOT/run/lock"
       # Placeholder GPUs: Slurm 24.11 wants GRES files to be character devices.
       mkdir -p "$ROOT/run/gear-gpu"
-      for i in 0 1 2 3; do mknod -m 0666 "$ROOT/run/gear-gpu/nvidia$i" c 195 "$i"; done
+      for ((i = 0; i < (NODES > 2 ? 2 * NODES : 4); i++)); do mknod -m 0666 "$ROOT/run/gear-gpu/nvidia$i" c 195 "$i"; done
       ;;
   esac
   cd "$ROOT"

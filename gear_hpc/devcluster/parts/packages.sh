@@ -79,3 +79,33 @@ root_packages() {
   printf '%s' "$ROOT_RECIPE" >"$ROOT_MARKER"
   say "root: packages installed $(took $t)"
 }
+
+# Slurm's release, chosen per bring-up (`up --slurm`): trixie's 24.11 or sid's 26.05, installed
+# in place in the same root (apt keeps the .debs: switching back and forth takes seconds).
+SLURM_PKGS=(slurmctld slurmd slurm-client slurm-wlm-basic-plugins)
+SLURM_SID_LIBS=(libhwloc15 libhwloc-plugins)   # sid's Slurm 26.05.5 upgrades (or removes) them
+slurm_suite() {
+  case $1 in
+    24.11) echo trixie ;;
+    26.05) echo sid ;;
+    *) return 1 ;;
+  esac
+}
+
+ensure_slurm_release() {
+  local suite have t=$SECONDS pkgs=() p
+  suite=$(slurm_suite "$SLURM") || die "unknown Slurm release $SLURM (known: 24.11, 26.05)" 2
+  have=$(chroot "$ROOT" dpkg-query -W -f='${Version}' slurmctld 2>/dev/null || true)
+  [[ $have == "$SLURM".* ]] && return 0
+  say "root: Slurm ${have:-none} -> $SLURM (from $suite) ..."
+  for p in "${SLURM_PKGS[@]}"; do pkgs+=("$p/$suite"); done
+  # Back to trixie's: the libraries sid's Slurm pulled up come down with it (apt will not choose to).
+  if [[ $suite == trixie ]]; then
+    for p in "${SLURM_SID_LIBS[@]}"; do pkgs+=("$p/$suite"); done
+  fi
+  logged "$LOGS/build.log" "apt in the root (Slurm $SLURM)" run_build_ns \
+    apt-get install -y -q --allow-downgrades "${pkgs[@]}"
+  have=$(chroot "$ROOT" dpkg-query -W -f='${Version}' slurmctld)
+  [[ $have == "$SLURM".* ]] || die "Slurm $have in the root after apt, not $SLURM (see $LOGS/build.log)"
+  say "root: Slurm $have $(took $t)"
+}

@@ -5,9 +5,9 @@
 # users/ is root's (no user can create another's directory: no squatting), and each
 # user's directory is made by ensure_user.
 storage_layout() {
-  install -d -o root -g root -m 0755 /srv/gear /srv/gear/users
-  chown root:root /srv/gear/users
-  chmod 0755 /srv/gear/users
+  install -d -o root -g root -m 0755 "$STORAGE" "$STORAGE/users"
+  chown root:root "$STORAGE/users"
+  chmod 0755 "$STORAGE/users"
 }
 
 ensure_user() {  # same user, uid and gid on the host and in the root; storage dir
@@ -29,7 +29,7 @@ ensure_user() {  # same user, uid and gid on the host and in the root; storage d
   # SlurmUser's group so that gear-mailprog can reach notify/ and nothing else.
   # A directory of an older layout (0700, the user's group) is brought up to date.
   local slurm_gid; slurm_gid=$(chroot "$ROOT" getent group slurm | cut -d: -f3)
-  local dir=/srv/gear/users/$name
+  local dir=$STORAGE/users/$name
   if [[ -L $dir || ( -e $dir && $(stat -c %u "$dir") != "$uid" ) ]]; then
     die "$dir exists but is not $name's directory; remove it (it may have been planted by another user)"
   fi
