@@ -42,6 +42,12 @@ def ann() -> User:
     return User("mn_ann")
 
 
+def _code(user: User) -> str:
+    """A code directory of the user's own: without --code, gear uploads the current directory,
+    which is whatever directory the test suite runs from (a checkout with its .venv: too big)."""
+    return str(user.make_dir({"noop.txt": ""}))
+
+
 def _job(output: str) -> str:
     found = re.search(r"as Slurm job (\d+)", output)
     assert found, output
@@ -75,7 +81,8 @@ def _wait(predicate, timeout: float, what: str) -> None:
 
 def test_gear_runs_on_the_login_node_and_jobs_on_the_compute_nodes(ann, container):
     assert ann.run("hostname", check=True).stdout.strip() == "login"
-    run = ann.gear("run", "-c", container, "-f", "--", "python3", "-c", "import socket; print(socket.gethostname())")
+    run = ann.gear("run", "-c", container, "--code", _code(ann), "-f", "--", "python3", "-c",
+                   "import socket; print(socket.gethostname())")
     assert run.returncode == 0, run.stderr
     # The final record was written on a compute node; the login node reads it from the shared storage.
     record = ann.gear_json("show", f"{container}/1")
@@ -91,7 +98,8 @@ def test_executions_spread_over_both_nodes_at_once(ann, container):
     env = {"GEAR_SITE_CONFIG": str(site)}
     jobs = []
     for k in (1, 2):
-        result = ann.gear("run", "-c", f"{container}-{k}", "-r", "mn-wide", "--", "sleep", "20", env=env)
+        result = ann.gear("run", "-c", f"{container}-{k}", "-r", "mn-wide", "--code", _code(ann), "--", "sleep", "20",
+                          env=env)
         assert result.returncode == 0, result.stderr
         jobs.append(_job(result.stderr + result.stdout))
     try:
@@ -135,7 +143,7 @@ def test_scratch_staging_uses_the_nodes_own_disk(ann, container):
 def test_a_continuation_runs_on_the_other_node_with_its_parents_files(ann, container):
     site = custom_site(ann, types_yaml=WIDE)
     env = {"GEAR_SITE_CONFIG": str(site)}
-    first = ann.gear("run", "-c", container, "-r", "mn-wide", "-f", "--", "python3", "-c",
+    first = ann.gear("run", "-c", container, "-r", "mn-wide", "--code", _code(ann), "-f", "--", "python3", "-c",
                      "import socket; open('first.txt', 'w').write(socket.gethostname())", env=env)
     assert first.returncode == 0, first.stderr
     home1 = ann.storage / "containers" / container / "1" / "home"
@@ -164,7 +172,7 @@ def test_notifications_come_from_the_controller(ann, container):
     assert ann.run("bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/2525").returncode != 0   # not on the login node
     controller = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert re.search(r"-controller\b", controller)
-    result = ann.gear("run", "-c", container, "-f", "--", "true")
+    result = ann.gear("run", "-c", container, "--code", _code(ann), "-f", "--", "true")
     assert result.returncode == 0, result.stderr
     execution = f"{container}/1"
     deadline = time.monotonic() + 60
