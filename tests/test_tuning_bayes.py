@@ -10,7 +10,7 @@ import pytest
 from gear_hpc.tuning.bayes import EXECUTION_ATTR, drive, open_study
 from gear_hpc.tuning.spec import ParameterSpec, TuningSpec
 
-SPEC = TuningSpec((ParameterSpec("x", "DOUBLE", (), -5.0, 5.0), ParameterSpec("k", "INTEGER", (), 1, 4),
+TOY_TUNING = TuningSpec((ParameterSpec("x", "DOUBLE", (), -5.0, 5.0), ParameterSpec("k", "INTEGER", (), 1, 4),
                    ParameterSpec("opt", "CATEGORICAL", ("a", "b"))), "Bayesian", max_job_count=12, parallel_count=3,
                   metric="score", goal="MINIMIZE", seed=3)
 
@@ -62,8 +62,8 @@ def _check_complete(study: Any, executions: dict[str, dict[str, Any]]) -> None:
 
 def test_the_driver_runs_the_study_to_max_job_count_parallel_count_at_once(tmp_path):
     executions: dict[str, dict[str, Any]] = {}
-    study = open_study(tmp_path / "study.journal", SPEC)
-    report = drive(study, SPEC, FakeRunner(executions), poll=0, sleep=lambda s: None)
+    study = open_study(tmp_path / "study.journal", TOY_TUNING)
+    report = drive(study, TOY_TUNING, FakeRunner(executions), poll=0, sleep=lambda s: None)
     assert report.asked == 12 and report.told == 12
     _check_complete(study, executions)
     rounds = [v["round"] for v in executions.values()]
@@ -76,10 +76,10 @@ def test_a_killed_driver_resumes_and_loses_no_trial(tmp_path, after_submit):
     executions: dict[str, dict[str, Any]] = {}
     journal = tmp_path / "study.journal"
     with pytest.raises(Killed):
-        drive(open_study(journal, SPEC), SPEC, FakeRunner(executions, kill_at=5, after_submit=after_submit),
+        drive(open_study(journal, TOY_TUNING), TOY_TUNING, FakeRunner(executions, kill_at=5, after_submit=after_submit),
               poll=0, sleep=lambda s: None)
     assert len(executions) == (6 if after_submit else 5)
-    study = open_study(journal, SPEC)     # a new driver: the study from its journal
-    report = drive(study, SPEC, FakeRunner(executions), poll=0, sleep=lambda s: None)
+    study = open_study(journal, TOY_TUNING)     # a new driver: the study from its journal
+    report = drive(study, TOY_TUNING, FakeRunner(executions), poll=0, sleep=lambda s: None)
     assert report.resumed >= 1
     _check_complete(study, executions)

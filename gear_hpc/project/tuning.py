@@ -22,7 +22,7 @@ TYPES = ("DISCRETE", "CATEGORICAL", "DOUBLE", "INTEGER")
 _SCALES = {"LINEAR": "LINEAR", "LOG": "LOG", "UNIT_LINEAR_SCALE": "LINEAR", "UNIT_LOG_SCALE": "LOG"}
 _KEYS = ("parameter_specs", "algorithm", "goal", "hyperparameter_metric", "side_metrics", "max_job_count",
          "parallel_count")
-_SPEC_KEYS = {
+_PARAMETER_KEYS = {
     "DISCRETE": ("name", "type", "discrete_values"),
     "CATEGORICAL": ("name", "type", "categorical_values"),
     "DOUBLE": ("name", "type", "min_value", "max_value", "scale_type"),
@@ -130,9 +130,9 @@ def _spec(doc: Located, where: KeyPath, spec: Any) -> ParameterSpec:
                                            "digits, '_', '-', '.')")
     kind = _choice(doc, where + ("type",), spec.get("type"), TYPES)
     for key in spec:
-        if key not in _SPEC_KEYS[kind]:
+        if key not in _PARAMETER_KEYS[kind]:
             raise doc.error(where + (key,), f"unknown key for a {kind} parameter; its keys are "
-                                            f"{', '.join(_SPEC_KEYS[kind])}")
+                                            f"{', '.join(_PARAMETER_KEYS[kind])}")
     if kind in ("DISCRETE", "CATEGORICAL"):
         key = "discrete_values" if kind == "DISCRETE" else "categorical_values"
         values = spec.get(key)
