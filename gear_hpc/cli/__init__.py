@@ -48,6 +48,10 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     # Everything gear creates is private to its owner unless shared on purpose.
     os.umask(0o077)
+    # Started with `python3 -S`: site-packages only once a command needs them (base/lazy_site.py).
+    from ..base import lazy_site
+
+    lazy_site.install()
     if (sys.argv[1:] if argv is None else argv)[:1] == ["sbatch"]:
         # Without click: workflow tools call sbatch thousands of times (cli/sbatch.py).
         from .sbatch import main as sbatch_main

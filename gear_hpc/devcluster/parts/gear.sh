@@ -10,11 +10,13 @@ install_gear() {
   # Bytecode, as pip would install it: users cannot write __pycache__ here, and
   # without it every `gear` command would compile gear from source first.
   chroot "$ROOT" python3 -m compileall -q /opt/gear-hpc/lib/gear_hpc >/dev/null
-  local name mod
+  local name mod flags
   for name in gear gear-mailprog; do
-    mod=gear_hpc.cli; [[ $name == gear-mailprog ]] && mod=gear_hpc.notify.mailprog
-    printf '#!/usr/bin/python3\nimport sys\nsys.path.insert(0, "/opt/gear-hpc/lib")\nfrom %s import main\nsys.exit(main())\n' \
-      "$mod" >"$ROOT/usr/local/bin/$name.new"
+    # gear: -S, site-packages set up only when a command needs them (gear_hpc/base/lazy_site.py).
+    mod=gear_hpc.cli flags=' -S'
+    [[ $name == gear-mailprog ]] && mod=gear_hpc.notify.mailprog flags=''
+    printf '#!/usr/bin/python3%s\nimport sys\nsys.path.insert(0, "/opt/gear-hpc/lib")\nfrom %s import main\nsys.exit(main())\n' \
+      "$flags" "$mod" >"$ROOT/usr/local/bin/$name.new"
     chmod 0755 "$ROOT/usr/local/bin/$name.new"
     mv "$ROOT/usr/local/bin/$name.new" "$ROOT/usr/local/bin/$name"
   done
