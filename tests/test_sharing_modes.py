@@ -130,14 +130,14 @@ def test_another_users_execution_can_be_copied_into_home_but_a_dataset_cannot():
 def test_the_fast_json_reader_reads_what_json_reads(text):
     import json
 
-    from gear_hpc.storage.shared_index import _loads
+    from gear_hpc.base.quick_json import loads as _loads
 
     assert _loads(text) == json.loads(text)
 
 
 @pytest.mark.parametrize("text", ["{", '{"a":1} x', "", "[1,]", "{'a':1}", "   ", "nul"])
 def test_the_fast_json_reader_refuses_what_json_refuses(text):
-    from gear_hpc.storage.shared_index import _loads
+    from gear_hpc.base.quick_json import loads as _loads
 
     with pytest.raises(ValueError):
         _loads(text)

@@ -10,29 +10,19 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..base.errors import GearError, SlurmError
-from ..base.facts import JOB_ENDED, JOB_PENDING, JOB_RUNNING
 from ..base.runner import CommandFailed, run
+from . import queue
 
-UNIT, RECORD = "\x1f", "\x1e"
 # A job, or one task of a job array as squeue names it (ARRAYJOB_TASK).
 JOB_ID = re.compile(r"[0-9]+(_[0-9]+)?")
 SUBMIT_TIMEOUT = 60.0
-QUERY_TIMEOUT = 30.0
-
-# Slurm's long and short state codes, mapped to what gear needs to know.
-PENDING, RUNNING, ENDED = JOB_PENDING, JOB_RUNNING, JOB_ENDED
-_STATES = {
-    "PENDING": PENDING, "PD": PENDING, "CONFIGURING": PENDING, "CF": PENDING,
-    "REQUEUED": PENDING, "RQ": PENDING, "REQUEUE_HOLD": PENDING, "REQUEUE_FED": PENDING,
-    "RESV_DEL_HOLD": PENDING, "SUSPENDED": RUNNING, "S": RUNNING,
-    "RUNNING": RUNNING, "R": RUNNING, "COMPLETING": RUNNING, "CG": RUNNING,
-    "SIGNALING": RUNNING, "SO": RUNNING, "STAGE_OUT": RUNNING, "RESIZING": RUNNING,
-    "STOPPED": RUNNING, "ST": RUNNING,
-}
+QUERY_TIMEOUT = queue.QUERY_TIMEOUT
+expand_job_id = queue.expand_job_id
+PENDING, RUNNING, ENDED = queue.PENDING, queue.RUNNING, queue.ENDED
 
 
 @dataclass(frozen=True)
@@ -47,13 +37,10 @@ class SlurmJob:
     @property
     def phase(self) -> str:
         """pending, running or ended."""
-        return _STATES.get(self.state, ENDED)
+        return queue.phase(self.state)
 
 
-def _bin(name: str) -> str:
-    # GEAR_SLURM_BIN lets a site (or a fault-injection test) name the directory.
-    directory = os.environ.get("GEAR_SLURM_BIN")
-    return str(Path(directory) / name) if directory else name
+_bin = queue.slurm_command
 
 
 def submit(script: Path, options: Sequence[str] = ()) -> str:
@@ -98,45 +85,11 @@ def query_jobs() -> dict[str, SlurmJob]:
     `--states=all` includes jobs that ended less than MinJobAge ago. Works
     without accounting (sacct may be disabled on the cluster).
     """
-    fmt = UNIT.join(["%i", "%T", "%r", "%k", "%e", "%N"]) + RECORD
     try:
-        result = run([_bin("squeue"), "--me", "--states=all", "--noheader", f"--format={fmt}"],
-                     timeout=QUERY_TIMEOUT)
+        result = run(queue.squeue_argv(), timeout=QUERY_TIMEOUT)
     except CommandFailed as exc:
         raise SlurmError(f"cannot ask Slurm about jobs: {(exc.stderr or exc.stdout).strip() or 'timed out'}") from None
-    jobs = {}
-    for record in result.stdout.split(RECORD):
-        record = record.strip("\n")
-        if not record:
-            continue
-        parts = record.split(UNIT)
-        if len(parts) != 6:
-            continue
-        job = SlurmJob(*parts)
-        for job_id in expand_job_id(job.job_id):
-            jobs[job_id] = job if job_id == job.job_id else replace(job, job_id=job_id)
-    return jobs
-
-
-def expand_job_id(text: str) -> list[str]:
-    """squeue's name of one line: a job (`123`), an array task (`123_5`), or the
-    pending tasks of an array collapsed into one line (`123_[5-999%10]`,
-    `123_[1,3,7-9]`), as the task ids it stands for."""
-    base, sep, tasks = text.partition("_")
-    if not sep or not tasks.startswith("["):
-        return [text]
-    body = tasks.strip("[]").split("%")[0]   # %N: the array's limit of tasks at once
-    ids: list[str] = []
-    for part in body.split(","):
-        low, dash, high = part.partition("-")
-        if not low.isdigit() or (dash and not high.isdigit()):
-            return [text]
-        step = 1
-        if dash and ":" in high:
-            high, _, step_text = high.partition(":")
-            step = int(step_text or 1)
-        ids += [f"{base}_{task}" for task in range(int(low), int(high if dash else low) + 1, step)]
-    return ids
+    return {job_id: SlurmJob(*fields) for job_id, fields in queue.parse(result.stdout).items()}
 
 
 # "Invalid job id specified": scontrol's words for a job the controller does not

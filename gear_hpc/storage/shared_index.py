@@ -13,6 +13,8 @@ from __future__ import annotations
 import grp
 import os
 
+from ..base.quick_json import loads as _loads
+
 # Annotations only: importing typing would cost the fast path (cli/fastpath.py) 2 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,41 +48,6 @@ def reader_groups() -> list[str]:
         except KeyError:
             continue
     return [name for name in names if is_group_name(name)]
-
-
-class _JSONContext:
-    """What CPython's JSON scanner asks of json.JSONDecoder, as json.loads() sets it by default."""
-
-    strict = True
-    object_hook = None
-    object_pairs_hook = None
-    parse_float = float
-    parse_int = int
-    parse_constant = float   # NaN, Infinity, -Infinity
-
-
-def _loads(text: str) -> Any:
-    """json.loads(text), through CPython's C scanner directly where there is one.
-
-    `import json` costs the fast path 8-9 ms inside the cluster (json.decoder
-    imports `re`, and `re` imports enum): more than the rest of `gear ls
-    USER/`. The C scanner (_json, which json.loads itself uses) needs none of
-    it; where it is missing (another Python), json.loads does the same.
-    """
-    try:
-        from _json import make_scanner
-    except ImportError:
-        import json
-
-        return json.loads(text)
-    start = len(text) - len(text.lstrip(" \t\n\r"))   # json.loads skips leading whitespace too
-    try:
-        data, end = make_scanner(_JSONContext())(text, start)  # type: ignore[arg-type]  # a duck-typed context, as json.decoder passes
-    except StopIteration:
-        raise ValueError("not JSON") from None
-    if text[end:].strip(" \t\n\r"):
-        raise ValueError("extra data after the JSON value")
-    return data
 
 
 class BrokenIndex(ValueError):
