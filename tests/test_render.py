@@ -190,7 +190,7 @@ def test_rsync_progress_becomes_status_records(gear_env, tmp_path):
 
 
 def test_status_shows_amount_and_speed_of_a_copy(gear_env):
-    from gear_hpc.executions.reconcile import _progress
+    from gear_hpc.executions.open_fold import progress as _progress
 
     record = {"phase": "saving", "progress": {"bytes": 50_000_000, "percent": 50, "files": 200,
                                               "files_total": 400, "seconds": 10}}

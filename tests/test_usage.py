@@ -14,7 +14,7 @@ from gear_hpc.base.sizes import human_rate
 from gear_hpc.cli.listing import status_text
 from gear_hpc.containers import delete as containers, plan as plans, usage as container_usage
 from gear_hpc.data import staging
-from gear_hpc.executions import reconcile
+from gear_hpc.executions import open_fold
 from gear_hpc.ledger.db import Ledger, utc_now
 from gear_hpc.storage.disk import UserStorage, execution_usage, usage
 
@@ -131,7 +131,7 @@ def test_status_never_reads_zero_mb_per_second_while_files_move(gear_env):
     # 2,400 files of 16 bytes a second: 38 KB/s.
     record = {"phase": "saving", "progress": {"bytes": 384_000, "percent": 30, "files": 24_000,
                                               "files_total": 80_000, "seconds": 10}}
-    progress = reconcile._progress(record)
+    progress = open_fold.progress(record)
     item = {"id": "c/1", "status": "saving", "exit_code": None, "compute_type": "cpu", "image": "python",
             "slurm_job_id": "1", "submitted_at": None, "ended_at": None, "size_bytes": None, "disk_bytes": None,
             "message": None, "note": None, "progress": progress}
@@ -173,4 +173,4 @@ def test_an_upload_counts_files_not_directories(tmp_path):
 
 def test_status_json_keeps_its_fields(gear_env):
     record = {"phase": "syncing", "progress": {"bytes": 41_000, "seconds": 1}}
-    assert json.loads(json.dumps(reconcile._progress(record)))["mb_per_s"] == 0.041
+    assert json.loads(json.dumps(open_fold.progress(record)))["mb_per_s"] == 0.041

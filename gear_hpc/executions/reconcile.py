@@ -9,7 +9,6 @@ the rules of `fold`. This module is on the path of `gear status` and
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -29,6 +28,8 @@ from ..base.facts import (
 )
 from ..ledger.db import Execution, Ledger, utc_now
 from ..storage.disk import execution_usage, tree_size
+from . import open_fold
+from .open_fold import read_status_record as read_status_record  # also read by inspect, control, sharing
 
 if TYPE_CHECKING:
     from ..slurm.jobs import SlurmJob
@@ -50,7 +51,7 @@ SUBMITTING_EXPIRY = timedelta(minutes=5)
 LOST_CONFIRM_AFTER = timedelta(seconds=30)
 MISSING_NOTE = ("missing since {since}: squeue no longer lists job {job} and scontrol does not know it; "
                 "gear calls it lost if Slurm still does not know it {seconds} s later")
-_MISSING_PREFIX = "missing since "
+_MISSING_PREFIX = open_fold.MISSING_PREFIX
 # scontrol takes one job id; at most this many calls in one refresh (any others
 # wait for the next one). squeue leaves out a job of ours only in a fault.
 MAX_SCONTROL_CALLS = 5
@@ -81,15 +82,6 @@ def discard(ledger: Ledger, exec_dir: Path, container: str, number: int) -> None
 
 # --- status: one Slurm query for all open executions, plus status records ---
 
-def read_status_record(workdir: str) -> dict[str, Any] | None:
-    path = Path(workdir).parent / "status.json"
-    try:
-        record: dict[str, Any] = json.loads(path.read_text())
-        return record
-    except (OSError, ValueError):
-        return None
-
-
 @dataclass
 class RefreshReport:
     slurm_error: str | None = None
@@ -99,20 +91,6 @@ class RefreshReport:
     unrecorded: dict[str, str] = field(default_factory=dict)
     # execution id -> the copy in progress (syncing, saving, periodic save)
     progress: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def _progress(record: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Amount done and speed of the copy a status record reports, if any."""
-    if not record or record.get("phase") == "final" or not isinstance(record.get("progress"), dict):
-        return None
-    done = dict(record["progress"])
-    seconds = max(float(done.get("seconds") or 0), 1.0)
-    done["phase"] = record.get("phase")
-    # Many small files move few bytes: at 0.04 MB/s one decimal would read 0.0
-    # while thousands of files a second arrive (listing.py prints KB/s then).
-    done["mb_per_s"] = round((done.get("bytes") or 0) / seconds / 1e6, 3)
-    done["files_per_s"] = round((done.get("files") or 0) / seconds, 1)
-    return done
 
 
 def refresh(ledger: Ledger, query: Callable[[], dict[str, SlurmJob]] | None = None,
@@ -152,7 +130,7 @@ def refresh(ledger: Ledger, query: Callable[[], dict[str, SlurmJob]] | None = No
     for execution in open_executions + lost:
         record = read_status_record(execution.workdir)
         if execution.is_open:
-            progress = _progress(record)
+            progress = open_fold.progress(record)
             if progress:
                 report.progress[execution.id] = progress
             changes = fold(execution, record, jobs, now, unknown)
