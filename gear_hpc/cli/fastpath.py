@@ -49,6 +49,8 @@ ARGUMENTS = (["ls"], ["ls", "--json"], ["status"], ["status", "--json"])
 
 def run(argv: list[str]) -> int | None:
     """Print `gear ls`/`gear status` and return the exit code, or None: "not handled, use click"."""
+    global squeue_answer
+    squeue_answer = None
     shared = _shared_arguments(argv)
     if argv not in ARGUMENTS and shared is None:
         return None
@@ -169,7 +171,7 @@ def render(command: str, as_json: bool) -> str | None:
 def _read_ledger(path: str, command: str, as_json: bool) -> str | None:
     import sqlite3
 
-    from ..base.facts import OPEN_STATUSES
+    from ..base.facts import OPEN_STATUSES, SUBMITTING
     from ..ledger import rows
 
     global _ledger_path
@@ -177,6 +179,7 @@ def _read_ledger(path: str, command: str, as_json: bool) -> str | None:
     # A URI so that SQLite opens read-only; %, ? and # are the characters it would misread.
     uri = "file:" + path.replace("%", "%25").replace("?", "%3f").replace("#", "%23") + "?mode=ro"
     conn = sqlite3.connect(uri, uri=True, timeout=rows.BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    query: Any = None
     try:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {rows.BUSY_TIMEOUT_MS}")
@@ -187,8 +190,10 @@ def _read_ledger(path: str, command: str, as_json: bool) -> str | None:
         if conn.execute("PRAGMA user_version").fetchone()[0] != rows.SCHEMA_VERSION:
             return None
         sql, params = rows.executions_query(statuses=OPEN_STATUSES)  # ledger.open_executions()
-        if conn.execute(sql, params).fetchone() is not None:
-            return None
+        open_rows = [(row["container"], row["number"], row["status"], row["note"], row["started_at"],
+                      row["slurm_job_id"], row["workdir"]) for row in conn.execute(sql, params)]
+        if any(status == SUBMITTING for _, _, status, *_ in open_rows):
+            return None   # a command died mid-submission, or is still submitting: refresh() adopts or discards it
         from . import listing
 
         # refresh() also reads the status record of each execution called lost in the
@@ -196,15 +201,57 @@ def _read_ledger(path: str, command: str, as_json: bool) -> str | None:
         if conn.execute("SELECT 1 FROM executions WHERE ended_at >= ? AND status = 'lost' LIMIT 1",
                         (listing.recent_since(),)).fetchone() is not None:
             return None
+        if open_rows:
+            from ..slurm import queue
+
+            query = queue.start_query()   # answers while the ledger is read (below)
 
         if command == "ls":
-            return listing.ls_text(rows.container_summaries(conn), as_json)
+            summaries = rows.container_summaries(conn)
+            if open_rows and _open_rows_changed(query, open_rows) is None:
+                return None
+            return listing.ls_text(summaries, as_json)
         sql, params = rows.executions_query(statuses=OPEN_STATUSES, ended_since=listing.recent_since())
         items: list[dict[str, Any]] = []
         for row in conn.execute(sql, params):
             item = rows.execution_json(rows.execution_values(row, decode=as_json))  # a table shows no JSON column
-            item["progress"] = None  # nothing open: no copy in progress
+            item["progress"] = None
             items.append(item)
+        if open_rows:
+            progress = _open_rows_changed(query, open_rows)
+            if progress is None:
+                return None
+            for item in items:
+                item["progress"] = progress.get(item["id"])
         return listing.status_text(items, as_json)
     finally:
         conn.close()
+        if query is not None:
+            query.abandon()
+
+
+# squeue's answer (slurm/queue.parse), kept when the fast path declines after asking: the click
+# path then folds the changes it saw from the same answer, and Slurm is asked once (cli/inspect.py).
+squeue_answer: dict[str, tuple[str, ...]] | None = None
+
+
+def _open_rows_changed(query: Any, open_rows: list[tuple[Any, ...]]) -> dict[str, Any] | None:
+    """The copy progress of each open execution (id -> progress or None), if one squeue answer and
+    the status records leave every one as the ledger has it (executions/open_fold.py); else None."""
+    global squeue_answer
+    from ..executions import open_fold
+    from ..slurm import queue
+
+    code, stdout, _ = query.finish()
+    if code != 0:
+        return None   # the click path asks again, and says what Slurm answered
+    jobs = squeue_answer = queue.parse(stdout)
+    # Read after Slurm answered, as refresh() does: a job Slurm says has ended has written its last record.
+    progress: dict[str, Any] = {}
+    for container, number, status, note, started_at, job_id, workdir in open_rows:
+        job = jobs.get(job_id or "")
+        record = open_fold.read_status_record(workdir)
+        if not open_fold.unchanged(status, note, started_at, None if job is None else queue.phase(job[1]), record):
+            return None
+        progress[f"{container}/{number}"] = open_fold.progress(record)
+    return progress

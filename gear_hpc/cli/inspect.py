@@ -22,10 +22,22 @@ def _refreshed_ledger(with_report: bool = False) -> Any:
 
     _, storage = load_context()
     ledger = open_ledger(storage)
-    report = reconcile.refresh(ledger)
+    report = reconcile.refresh(ledger, query=_answer_already_given())
     if report.slurm_error and not with_report:
         warn(f"{report.slurm_error}; statuses are as last recorded (nothing was changed)")
     return (ledger, report) if with_report else ledger
+
+
+def _answer_already_given() -> Any:
+    """squeue's answer, if the fast path asked Slurm before it declined (fastpath.py): not asked twice."""
+    from . import fastpath
+
+    answer, fastpath.squeue_answer = fastpath.squeue_answer, None
+    if answer is None:
+        return None
+    from ..slurm.jobs import jobs_from
+
+    return lambda: jobs_from(answer)
 
 
 def _fail_if_slurm_did_not_answer(report: RefreshReport) -> None:

@@ -89,7 +89,12 @@ def query_jobs() -> dict[str, SlurmJob]:
         result = run(queue.squeue_argv(), timeout=QUERY_TIMEOUT)
     except CommandFailed as exc:
         raise SlurmError(f"cannot ask Slurm about jobs: {(exc.stderr or exc.stdout).strip() or 'timed out'}") from None
-    return {job_id: SlurmJob(*fields) for job_id, fields in queue.parse(result.stdout).items()}
+    return jobs_from(queue.parse(result.stdout))
+
+
+def jobs_from(parsed: dict[str, tuple[str, ...]]) -> dict[str, SlurmJob]:
+    """squeue's answer (queue.parse) as records."""
+    return {job_id: SlurmJob(*fields) for job_id, fields in parsed.items()}
 
 
 # "Invalid job id specified": scontrol's words for a job the controller does not

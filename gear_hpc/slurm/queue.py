@@ -105,13 +105,17 @@ class Started:
     """
 
     def __init__(self, argv: list[str], env: Mapping[str, str] | None = None) -> None:
+        import _signal  # type: ignore[import-not-found]  # built in; `signal` would import enum
+
         self.argv = argv
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         try:
             self.pid = os.posix_spawnp(argv[0], argv, os.environ if env is None else env, file_actions=[
                 (os.POSIX_SPAWN_DUP2, out_write, 1), (os.POSIX_SPAWN_DUP2, err_write, 2),
-                (os.POSIX_SPAWN_CLOSE, out_read), (os.POSIX_SPAWN_CLOSE, err_read)])
+                (os.POSIX_SPAWN_CLOSE, out_read), (os.POSIX_SPAWN_CLOSE, err_read)],
+                # Python ignores these; the command gets them back as subprocess would give them.
+                setsigdef=(_signal.SIGPIPE, _signal.SIGXFSZ))
         except BaseException:
             for fd in (out_read, out_write, err_read, err_write):
                 os.close(fd)
@@ -119,7 +123,8 @@ class Started:
         os.close(out_write)
         os.close(err_write)
         self._fds = {out_read: bytearray(), err_read: bytearray()}
-        self._stdout_fd = out_read
+        self._stdout_fd, self._stderr_fd = out_read, err_read
+        self._finished = False
 
     def finish(self, timeout: float = QUERY_TIMEOUT) -> tuple[int | None, str, str]:
         """(exit code, stdout, stderr); exit code None if it did not end within `timeout` (it is killed)."""
@@ -135,9 +140,8 @@ class Started:
             while open_fds:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    os.kill(self.pid, 9)
-                    os.waitpid(self.pid, 0)
-                    return None, self._text(self._stdout_fd), self._text(*(set(self._fds) - {self._stdout_fd}))
+                    self._kill()
+                    return None, self._text(self._stdout_fd), self._text(self._stderr_fd)
                 for fd, _ in poller.poll(left * 1000):
                     chunk = os.read(fd, 65536)
                     if chunk:
@@ -147,10 +151,26 @@ class Started:
                         open_fds.discard(fd)
             _, status = os.waitpid(self.pid, 0)
         finally:
+            self._finished = True
             for fd in self._fds:
                 os.close(fd)
         code = os.waitstatus_to_exitcode(status)
-        return code, self._text(self._stdout_fd), self._text(*(set(self._fds) - {self._stdout_fd}))
+        return code, self._text(self._stdout_fd), self._text(self._stderr_fd)
+
+    def abandon(self) -> None:
+        """Its answer is not needed after all: end it now (unless `finish` collected it)."""
+        if not self._finished:
+            self._finished = True
+            self._kill()
+            for fd in self._fds:
+                os.close(fd)
+
+    def _kill(self) -> None:
+        try:
+            os.kill(self.pid, 9)
+        except ProcessLookupError:
+            pass
+        os.waitpid(self.pid, 0)
 
     def _text(self, fd: int) -> str:
         return bytes(self._fds[fd]).decode(errors="replace")
