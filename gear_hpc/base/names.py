@@ -143,7 +143,7 @@ def check_phone(value: str) -> str:
 
     if not isinstance(value, str) or re.search(r"[\x00-\x1f\x7f]", value):
         raise UsageError(f"invalid phone number {value!r}: it contains a control character")
-    number = _PHONE_SEPARATORS.sub("", value)
+    number: str = _PHONE_SEPARATORS.sub("", value)
     if not _E164.match(number):
         raise UsageError(f"invalid phone number {value!r}: use the international form, "
                          "+ then the country code and number, for example +15551234567")
