@@ -6,11 +6,15 @@ bash and `| sbatch` refuses anything that could start a new #SBATCH line.
 
 from __future__ import annotations
 
-import shlex
-from functools import lru_cache
-from typing import Any
-
 from ..base.errors import GearError
+
+# Annotations only: typing, functools and shlex (which imports re) cost every submission (skeleton.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# What shlex.quote leaves unquoted: its `[^\w@%+=:,./-]` with re.ASCII, as a set.
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-")
 
 
 def shell_quote(value: Any) -> str:
@@ -19,7 +23,16 @@ def shell_quote(value: Any) -> str:
     text = str(value)
     if "\x00" in text:
         raise GearError("a value for the batch script contains a NUL byte")
-    return shlex.quote(text)
+    return quote(text)
+
+
+def quote(text: str) -> str:
+    """shlex.quote(text), without importing shlex (tests/test_render_skeleton.py compares them)."""
+    if not text:
+        return "''"
+    if all(char in _SAFE for char in text):
+        return text
+    return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
 def sbatch_value(value: Any) -> str:
@@ -43,8 +56,17 @@ def shell_words_lines(values: list[Any]) -> str:
     return " \\\n    ".join(lines)
 
 
-@lru_cache(maxsize=1)
+_env: Any = None
+
+
 def _environment() -> Any:
+    global _env
+    if _env is None:
+        _env = _new_environment()
+    return _env
+
+
+def _new_environment() -> Any:
     import jinja2
 
     env = jinja2.Environment(
