@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,34 +23,10 @@ from ..site.model import ComputeType, Image, Site
 from ..slurm import jobs as slurm
 from ..storage.disk import UserStorage, remove_tree
 from .reconcile import discard, get, refresh
+from .request import RunRequest as RunRequest  # importable from here
 from .workspace_job import Workspace
 
 KILL_AFTER_SECONDS = 20
-
-
-@dataclass
-class RunRequest:
-    command: list[str]
-    code: Path
-    container: str | None = None
-    compute_type: str | None = None
-    image: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    message: str | None = None
-    bindings: list[str] = field(default_factory=list)
-    mode: str = "script"
-    generated_files: dict[str, str] = field(default_factory=dict)  # relative path in code -> text
-    workspace: Workspace | None = None  # mode jupyter: what workspaces.build_request() prepared
-    parent: str | None = None        # the execution this one continues (C/N)
-    home_layer: bool = False         # start from the parent's working directory (docs/cli.md, gear continue)
-    # The code is uploaded by this command (not the parent's, reused by
-    # continue): only then can an upload be ignored, and said so.
-    code_uploaded: bool = True
-    # The code is the current directory, not named with --code: refused above
-    # site.code_limit, so that `gear run` from $HOME does not upload all of it.
-    code_unnamed: bool = False
-    # sbatch options given by the user (`gear sbatch`), overriding the compute type's #SBATCH lines.
-    sbatch_options: list[str] = field(default_factory=list)
 
 
 def default_container_name(code: Path) -> str:
@@ -111,7 +85,7 @@ def submit(site: Site, storage: UserStorage, request: RunRequest,
         raise GearError(f"image {image.name!r}: {image.path} does not exist on this node; tell your admin")
 
     storage.ensure()
-    token = secrets.token_hex(8)
+    token = os.urandom(8).hex()   # secrets.token_hex(8), without importing secrets (hmac, hashlib: 4 ms)
     with Ledger(storage.ledger_path) as ledger:
         if any(spec.is_execution for spec in specs):
             refresh(ledger)  # a source execution must be closed: know its latest status
