@@ -272,3 +272,81 @@ def test_the_shared_fast_path_leaves_errors_and_odd_names_to_the_click_path(stor
         assert _fast(args, capsys) == "sharer shares nothing with you\n"
     else:
         assert _fast(args, capsys) is None
+
+
+# ---- open executions: folded from one squeue answer when nothing changes (executions/open_fold.py)
+
+def _squeue_lists(fake_slurm, *jobs: tuple[str, str]) -> None:
+    """squeue answering with these (job id, state) in gear's format; every call is counted."""
+    lines = "".join(f"{job}\\x1f{state}\\x1fNone\\x1fgear:x\\x1fUnknown\\x1f\\x1e" for job, state in jobs)
+    fake_slurm("squeue", f"printf '{lines}'")
+
+
+def _hint(storage: UserStorage) -> Path:
+    hint = layout.open_hint_path(str(storage.ledger_path))
+    assert hint is not None
+    return Path(hint)
+
+
+def test_open_executions_that_stay_as_they_are_are_printed_from_one_squeue(storage, capsys, fake_slurm):
+    _fill(storage)
+    number = _add(storage, "busy", "queued")
+    _squeue_lists(fake_slurm, (str(100 + number), "PENDING"))
+    for args in ARGS:
+        expected = _click(args, capsys)
+        before = len(fake_slurm.calls())
+        assert _fast(args, capsys) == expected, args
+        assert len(fake_slurm.calls()) == before + 1   # one squeue
+    assert "busy/1" in _click(["status"], capsys)
+
+
+def test_a_change_makes_it_decline_and_hands_the_answer_on(storage, capsys, fake_slurm):
+    _fill(storage)
+    number = _add(storage, "busy", "queued")
+    _squeue_lists(fake_slurm, (str(100 + number), "PENDING"))
+    _click(["ls"], capsys)
+    # The job started: the ledger must say so, which is the click path's to write.
+    _squeue_lists(fake_slurm, (str(100 + number), "RUNNING"))
+    before = len(fake_slurm.calls())
+    assert _fast(["status"], capsys) is None
+    assert fastpath.squeue_answer is not None and str(100 + number) in fastpath.squeue_answer
+    from gear_hpc.cli import main
+
+    assert main(["status"]) == 0
+    assert "busy/1" in capsys.readouterr().out
+    assert len(fake_slurm.calls()) == before + 2   # the declined look, then main's (fast, declining, click: one)
+    with Ledger(storage.ledger_path) as ledger:
+        assert ledger.get_execution("busy", number).status == "syncing"
+
+
+def test_the_open_hint_asks_slurm_early_and_follows_the_ledger(storage, capsys, fake_slurm):
+    _fill(storage)
+    number = _add(storage, "busy", "queued")
+    _squeue_lists(fake_slurm, (str(100 + number), "PENDING"))
+    _click(["ls"], capsys)
+    assert not _hint(storage).exists()
+    assert _fast(["status"], capsys) is not None
+    assert _hint(storage).exists()                 # open executions seen: the next look asks Slurm first
+    with Ledger(storage.ledger_path) as ledger:
+        ledger.update_execution("busy", number, status="completed", exit_code=0, ended_at=_ago(1))
+    before = len(fake_slurm.calls())
+    assert _fast(["status"], capsys) is not None   # asked on the hint, answer not needed
+    assert not _hint(storage).exists()
+    assert len(fake_slurm.calls()) <= before + 1
+    before = len(fake_slurm.calls())
+    assert _fast(["status"], capsys) is not None
+    assert len(fake_slurm.calls()) == before       # nothing open, no hint: Slurm is not asked
+
+
+def test_squeue_failing_leaves_the_open_executions_to_the_click_path(storage, capsys, fake_slurm):
+    _fill(storage)
+    number = _add(storage, "busy", "queued")
+    _squeue_lists(fake_slurm, (str(100 + number), "PENDING"))
+    _click(["ls"], capsys)
+    assert _fast(["ls"], capsys) is not None
+    fake_slurm("squeue", "echo 'slurm_load_jobs error: Unable to contact slurm controller' >&2; exit 1")
+    for args in ARGS:
+        before = len(fake_slurm.calls())
+        assert _fast(args, capsys) is None
+        assert len(fake_slurm.calls()) == before + 1   # it asked, and declined on the answer
+        assert fastpath.squeue_answer is None

@@ -165,10 +165,34 @@ def render(command: str, as_json: bool) -> str | None:
             and os.path.isdir(paths["containers"]) and os.path.isdir(paths["datasets"])
             and os.path.isfile(paths["ledger"])):
         return None
-    return _read_ledger(paths["ledger"], command, as_json)
+    # Open executions when we last looked: squeue starts now, and answers while sqlite3 loads and the
+    # ledger is read (5 ms and more inside the cluster). The ledger decides; a wrong hint costs a squeue.
+    from ..base.facts import open_hint_path
+
+    hint = open_hint_path(paths["ledger"])
+    early = None
+    if hint is not None and os.path.exists(hint):
+        from ..slurm import queue
+
+        early = queue.start_query()
+    return _read_ledger(paths["ledger"], command, as_json, early, hint)
 
 
-def _read_ledger(path: str, command: str, as_json: bool) -> str | None:
+def _note_open(hint: str | None, is_open: bool) -> None:
+    """Keep the hint of render() true for the next look (best effort: it only saves time)."""
+    if hint is None or os.path.exists(hint) == is_open:
+        return
+    try:
+        if is_open:
+            os.makedirs(os.path.dirname(hint), mode=0o700, exist_ok=True)
+            os.close(os.open(hint, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+        else:
+            os.unlink(hint)
+    except OSError:
+        pass
+
+
+def _read_ledger(path: str, command: str, as_json: bool, early: Any = None, hint: str | None = None) -> str | None:
     import sqlite3
 
     from ..base.facts import OPEN_STATUSES, SUBMITTING
@@ -178,8 +202,13 @@ def _read_ledger(path: str, command: str, as_json: bool) -> str | None:
     _ledger_path = path  # named by a "locked" message (errors.describe)
     # A URI so that SQLite opens read-only; %, ? and # are the characters it would misread.
     uri = "file:" + path.replace("%", "%25").replace("?", "%3f").replace("#", "%23") + "?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, timeout=rows.BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-    query: Any = None
+    query: Any = early
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=rows.BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    except BaseException:
+        if query is not None:
+            query.abandon()
+        raise
     try:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {rows.BUSY_TIMEOUT_MS}")
@@ -193,18 +222,24 @@ def _read_ledger(path: str, command: str, as_json: bool) -> str | None:
         open_rows = [(row["container"], row["number"], row["status"], row["note"], row["started_at"],
                       row["slurm_job_id"], row["workdir"]) for row in conn.execute(sql, params)]
         if any(status == SUBMITTING for _, _, status, *_ in open_rows):
-            return None   # a command died mid-submission, or is still submitting: refresh() adopts or discards it
+            # A command died mid-submission, or is still submitting: refresh() adopts or discards it.
+            _keep_answer(query)
+            return None
         from . import listing
 
         # refresh() also reads the status record of each execution called lost in the
         # last day (reconcile.LOST_CORRECTION_WINDOW, a test checks): a late final record corrects it.
         if conn.execute("SELECT 1 FROM executions WHERE ended_at >= ? AND status = 'lost' LIMIT 1",
                         (listing.recent_since(),)).fetchone() is not None:
+            _keep_answer(query)
             return None
-        if open_rows:
+        _note_open(hint, bool(open_rows))
+        if open_rows and query is None:
             from ..slurm import queue
 
             query = queue.start_query()   # answers while the ledger is read (below)
+        elif not open_rows and query is not None:
+            query.abandon()   # asked on the hint: nothing is open now
 
         if command == "ls":
             summaries = rows.container_summaries(conn)
@@ -233,6 +268,17 @@ def _read_ledger(path: str, command: str, as_json: bool) -> str | None:
 # squeue's answer (slurm/queue.parse), kept when the fast path declines after asking: the click
 # path then folds the changes it saw from the same answer, and Slurm is asked once (cli/inspect.py).
 squeue_answer: dict[str, tuple[str, ...]] | None = None
+
+
+def _keep_answer(query: Any) -> None:
+    """Decline, leaving the click path the answer of a squeue already asked (None: the click path's turn)."""
+    global squeue_answer
+    if query is not None:
+        from ..slurm import queue
+
+        code, stdout, _ = query.finish()
+        if code == 0:
+            squeue_answer = queue.parse(stdout)
 
 
 def _open_rows_changed(query: Any, open_rows: list[tuple[Any, ...]]) -> dict[str, Any] | None:
