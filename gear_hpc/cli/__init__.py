@@ -59,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
         answered = sbatch_main((sys.argv[1:] if argv is None else argv)[1:])
         if answered is not None:
             return answered
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["run"]:
+        # A small code directory's submission without click (cli/run_fast.py), or None: click runs it.
+        from .run_fast import main as run_main
+
+        answered = run_main((sys.argv[1:] if argv is None else argv)[1:])
+        if answered is not None:
+            return answered
     try:
         from .fastpath import run as run_fast
 

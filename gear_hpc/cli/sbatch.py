@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
-# Annotations only: importing typing would cost the submission.
+# Annotations only: importing typing (or pathlib) would cost the submission.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
     from ..executions.batch import Plan
 
-SHIM_DIR = Path(__file__).resolve().parent.parent / "shims"
+SHIM_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "shims")
 SHIM_MARK = b"gear-sbatch-shim"
 
 HELP = """Submit a batch script as sbatch does; the job is also a gear execution.
@@ -53,7 +52,7 @@ def main(args: list[str]) -> int | None:
     from .output import echo
 
     if args == ["--path"]:
-        echo(str(SHIM_DIR))
+        echo(SHIM_DIR)
         return 0
     try:
         return _sbatch(args)
@@ -77,16 +76,41 @@ def _sbatch(args: list[str]) -> int:
 
     options, rest = parse(args, stop_at_script=True)
     names = {name for name, _ in options}
-    if names & batch.PASSTHROUGH or (rest and _written_by_gear(Path(rest[0]))):
+    if names & batch.PASSTHROUGH or (rest and _written_by_gear(rest[0])):
         _exec_real_sbatch(args)
     stdin_text = None
     if not rest and "--wrap" not in names and not sys.stdin.isatty():
         stdin_text = sys.stdin.buffer.read().decode()   # as sent: no newline translation
-    plan = batch.build(args, Path.cwd(), stdin_text)
+    plan = batch.build(args, os.getcwd(), stdin_text, empty_code=False)
+    answered = _submit_lean(plan)
+    if answered is not None:
+        return answered
+    batch.make_empty_code(plan)
     try:
         return _submit(plan)
     finally:
         batch.cleanup(plan)
+
+
+def _submit_lean(plan: Plan) -> int | None:
+    """The lean submission (executions/quick_submit.py) of a plain plan; None: the full path submits it."""
+    from ..base.errors import SlurmError
+    from ..executions import batch, quick_submit
+
+    if plan.clusters is not None or plan.array is not None or plan.wait or batch.asks_for_gpus(plan) is not None:
+        return None
+    try:
+        submitted = quick_submit.submit(plan.request, empty_code=plan.wants_empty_code)
+    except quick_submit.Decline:
+        return None
+    except SlurmError as exc:
+        raise SlurmError("; ".join(line.strip() for line in str(exc).splitlines() if line.strip())) from None
+    answer = batch.sbatch_answer(submitted.slurm_job_id, plan)
+    if answer is not None:
+        from .output import echo
+
+        echo(answer)
+    return 0
 
 
 def _submit(plan: Plan) -> int:
@@ -137,7 +161,7 @@ def _submit(plan: Plan) -> int:
     return 0
 
 
-def _written_by_gear(script: Path) -> bool:
+def _written_by_gear(script: str) -> bool:
     """gear's own job scripts (gear run and the others submit through `sbatch` by name): submitted as they are."""
     try:
         with open(script, "rb") as handle:
@@ -148,7 +172,7 @@ def _written_by_gear(script: Path) -> bool:
     return bool(second) and second[0].startswith((b"# gear-hpc execution ", b"# gear-hpc sweep "))
 
 
-def _is_shim(path: Path) -> bool:
+def _is_shim(path: str) -> bool:
     try:
         with open(path, "rb") as handle:
             return SHIM_MARK in handle.read(256)
@@ -159,11 +183,11 @@ def _is_shim(path: Path) -> bool:
 def _leave_shims_off_path() -> None:
     """PATH without gear's sbatch: every sbatch this process runs (by name) is then the real one."""
     entries = os.environ.get("PATH", "").split(os.pathsep)
-    kept = [entry for entry in entries if not _is_shim(Path(entry or ".") / "sbatch")]
+    kept = [entry for entry in entries if not _is_shim(os.path.join(entry or ".", "sbatch"))]
     if len(kept) != len(entries):
         os.environ["PATH"] = os.pathsep.join(kept)
     slurm_bin = os.environ.get("GEAR_SLURM_BIN")
-    if slurm_bin and _is_shim(Path(slurm_bin) / "sbatch"):
+    if slurm_bin and _is_shim(os.path.join(slurm_bin, "sbatch")):
         from ..base.errors import GearError
 
         raise GearError(f"GEAR_SLURM_BIN={slurm_bin} holds gear's own sbatch; it must name Slurm's directory")

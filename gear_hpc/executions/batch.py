@@ -20,17 +20,19 @@ Everything is checked before anything is created (build raises UsageError).
 
 from __future__ import annotations
 
-import shlex
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
+import os
 
 from ..base.errors import UsageError
 from ..base.names import check_text
 from ..slurm import sbatch_options
-from .lifecycle import RunRequest
+from .request import RunRequest
 
+# Annotations only. No dataclasses, pathlib or shlex (re) at import either: `gear sbatch --wrap` builds its
+# plan on the lean submission path (executions/quick_submit.py), where each costs more than sbatch itself.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..storage.disk import UserStorage
 
 DEFAULT_CONTAINER = "sbatch"
@@ -47,41 +49,56 @@ REFUSED = {
 OWN = frozenset({"--parsable", "--wait", "--wrap", "--quiet", "--chdir", "--clusters", "--cluster", "--array"})
 
 
-@dataclass
 class GearLines:
     """What #GEAR lines say (gear run's options)."""
 
-    container: str | None = None
-    compute_type: str | None = None
-    image: str | None = None
-    bindings: list[str] = field(default_factory=list)
-    code: str | None = None
-    params: list[str] = field(default_factory=list)
-    message: str | None = None
+    def __init__(self) -> None:
+        self.container: str | None = None
+        self.compute_type: str | None = None
+        self.image: str | None = None
+        self.bindings: list[str] = []
+        self.code: str | None = None
+        self.params: list[str] = []
+        self.message: str | None = None
 
 
-@dataclass
 class Script:
-    name: str                                   # its file name (in the working directory, and for errors)
-    text: str
-    interpreter: list[str]                      # from its #! line
-    directives: list[tuple[str, str | None]]    # #SBATCH options, in order
-    gear: GearLines
+    def __init__(self, name: str, text: str, interpreter: list[str], directives: list[tuple[str, str | None]],
+                 gear: GearLines) -> None:
+        self.name = name                  # its file name (in the working directory, and for errors)
+        self.text = text
+        self.interpreter = interpreter    # from its #! line
+        self.directives = directives      # #SBATCH options, in order
+        self.gear = gear
 
 
-@dataclass
 class Plan:
     """A checked `gear sbatch` command line: what to submit and how to answer as sbatch would."""
 
-    request: RunRequest
-    parsable: bool = False
-    quiet: bool = False
-    wait: bool = False
-    clusters: str | None = None                 # -M NAME, honoured as the local cluster
-    array: str | None = None                    # --array as given, and the task ids it names
-    tasks: list[int] = field(default_factory=list)
-    options: list[tuple[str, str | None]] = field(default_factory=list)   # every option, merged
-    temporary_code: Path | None = None          # the empty code directory build() made (cleanup removes it)
+    def __init__(self, request: RunRequest, options: list[tuple[str, str | None]]) -> None:
+        self.request = request
+        self.parsable = False
+        self.quiet = False
+        self.wait = False
+        self.clusters: str | None = None          # -M NAME, honoured as the local cluster
+        self.array: str | None = None             # --array as given, and the task ids it names
+        self.tasks: list[int] = []
+        self.options = options                    # every option, merged
+        self.temporary_code: Path | None = None   # the empty code directory build() made (cleanup removes it)
+        self.wants_empty_code = False             # the script alone is uploaded: make_empty_code() makes the dir
+        self.gear_lines = GearLines()             # what the script's #GEAR lines said
+
+
+# Words of a #! or #SBATCH line without quotes, escapes or comments: str.split gives what shlex.split gives.
+_PLAIN = frozenset(" \t" + "".join(chr(c) for c in range(0x21, 0x7f)) ) - frozenset("'\"\\#")
+
+
+def _split(text: str, comments: bool = False) -> list[str]:
+    if all(char in _PLAIN for char in text):
+        return text.split()
+    import shlex
+
+    return shlex.split(text, comments=comments)
 
 
 _GEAR_WITH_VALUE = {"-r": "compute_type", "--resource": "compute_type", "-e": "image", "--env": "image",
@@ -100,7 +117,7 @@ def read_script(name: str, text: str) -> Script:
         raise UsageError(f"{name}: this does not look like a batch script: the first line must start with #! "
                          "followed by the path to an interpreter (as sbatch requires)")
     try:
-        interpreter = shlex.split(lines[0][2:])
+        interpreter = _split(lines[0][2:])
     except ValueError as exc:
         raise UsageError(f"{name}:1: cannot read the #! line: {exc}") from None
     directives: list[tuple[str, str | None]] = []
@@ -112,7 +129,7 @@ def read_script(name: str, text: str) -> Script:
         for tag in ("#SBATCH", "#GEAR"):
             if stripped.startswith(tag) and stripped[len(tag):len(tag) + 1] in (" ", "\t"):
                 try:
-                    words = shlex.split(stripped[len(tag):], comments=True)
+                    words = _split(stripped[len(tag):], comments=True)
                 except ValueError as exc:
                     raise UsageError(f"{name}:{number}: cannot read the {tag} line: {exc}") from None
                 if tag == "#SBATCH":
@@ -147,9 +164,10 @@ def _gear_line(name: str, number: int, words: list[str], gear: GearLines) -> Non
             setattr(gear, attribute, value)
 
 
-def build(argv: list[str], cwd: Path, stdin_text: str | None = None) -> Plan:
+def build(argv: list[str], cwd: Path | str, stdin_text: str | None = None, empty_code: bool = True) -> Plan:
     """The plan for `gear sbatch ARGV` run in `cwd`. `stdin_text` is read when no script is named (as sbatch
-    reads its script from standard input). Raises UsageError; creates nothing."""
+    reads its script from standard input). Raises UsageError; creates nothing but, unless `empty_code` is
+    False (then make_empty_code() does it when needed), the empty code directory the script is uploaded from."""
     options, rest = sbatch_options.parse(argv, stop_at_script=True)
     if rest[:1] == [":"]:
         raise UsageError("sbatch: heterogeneous jobs (`:` between option groups) are not available with gear")
@@ -162,9 +180,9 @@ def build(argv: list[str], cwd: Path, stdin_text: str | None = None) -> Plan:
     else:
         if rest:
             name, args = rest[0], rest[1:]
-            path = cwd / name
             try:
-                text = path.read_bytes().decode()   # bytes as they are: no newline translation
+                with open(os.path.join(cwd, name), "rb") as handle:
+                    text = handle.read().decode()   # bytes as they are: no newline translation
             except FileNotFoundError:
                 raise UsageError(f"sbatch: unable to open file {name}") from None
             except (OSError, UnicodeDecodeError) as exc:
@@ -173,17 +191,15 @@ def build(argv: list[str], cwd: Path, stdin_text: str | None = None) -> Plan:
             name, args, text = "script.sh", [], stdin_text
         else:
             raise UsageError("sbatch: no batch script given (name one, give --wrap, or pipe one on stdin)")
-        script = read_script(Path(name).name, text)
+        script = read_script(os.path.basename(name), text)
         command = [*script.interpreter, script.name, *args]
     for arg in command:
         check_text(arg, "the script's command line")
     # The command line wins over the script's #SBATCH lines, option by option.
     given = {name for name, _ in options}
     merged = [(n, v) for n, v in script.directives if n not in given] + options
-    plan = Plan(RunRequest(command=command, code=cwd), options=merged)
+    plan = Plan(RunRequest(command=command, code=cwd), options=merged)   # type: ignore[arg-type]  # until the code is known
     passed: list[str] = []
-    chdir = Path(_last(merged, "--chdir") or cwd)
-    chdir = chdir if chdir.is_absolute() else cwd / chdir
     for name, value in merged:
         if value is not None:
             check_text(value, f"sbatch {name}")
@@ -196,7 +212,7 @@ def build(argv: list[str], cwd: Path, stdin_text: str | None = None) -> Plan:
         if name in OWN:
             continue
         if name in ("--output", "--error", "--input") and value and not value.startswith("/") and value != "none":
-            value = str(chdir / value)   # as sbatch resolves it: against --chdir, else here
+            value = _resolved(value, _last(merged, "--chdir"), cwd)   # as sbatch resolves it: against --chdir, else here
         passed.append(name if value is None else f"{name}={value}")
     if _last(merged, "--output") is not None and _last(merged, "--open-mode") is None:
         passed.append("--open-mode=truncate")   # sbatch's default for a file the user names (gear's log appends)
@@ -207,35 +223,56 @@ def build(argv: list[str], cwd: Path, stdin_text: str | None = None) -> Plan:
     plan.array = _last(merged, "--array")
     if plan.array is not None:
         plan.tasks = array_tasks(plan.array)
-    plan.temporary_code = _apply_gear_lines(plan.request, script, cwd, passed)
+    plan.gear_lines = script.gear
+    plan.wants_empty_code = _apply_gear_lines(plan.request, script, cwd, passed)
+    if plan.wants_empty_code and empty_code:
+        make_empty_code(plan)
     return plan
 
 
-def _apply_gear_lines(request: RunRequest, script: Script, cwd: Path, passed: list[str]) -> Path | None:
+def _resolved(value: str, chdir: str | None, cwd: Path | str) -> str:
+    from pathlib import Path
+
+    directory = Path(chdir or cwd)
+    directory = directory if directory.is_absolute() else Path(cwd) / directory
+    return str(directory / value)
+
+
+def _apply_gear_lines(request: RunRequest, script: Script, cwd: Path | str, passed: list[str]) -> bool:
     """The request as #GEAR lines make it; the script is added to the code as its own file.
-    Returns the empty code directory it made, if it made one."""
-    import tempfile
-
-    from .lifecycle import parse_param
-
+    True: only the script is uploaded, from an empty code directory (make_empty_code)."""
     gear = script.gear
     request.container = gear.container or DEFAULT_CONTAINER
     request.compute_type, request.image, request.message = gear.compute_type, gear.image, gear.message
     request.bindings = list(gear.bindings)
-    request.params = dict(parse_param(p) for p in gear.params)
+    if gear.params:
+        from .lifecycle import parse_param
+
+        request.params = dict(parse_param(p) for p in gear.params)
+    else:
+        request.params = {}
     request.sbatch_options = passed
     if script.text:
         request.generated_files = {script.name: script.text}
     if gear.code is not None:
+        from pathlib import Path
+
         code = Path(gear.code)
-        request.code = code if code.is_absolute() else cwd / code
+        request.code = code if code.is_absolute() else Path(cwd) / code
         if not request.code.is_dir():
             raise UsageError(f"{script.name}: #GEAR --code {gear.code}: not a directory")
-        return None
-    # Only the script is uploaded (the job does not see the directory it was submitted from):
-    # an empty code directory, made here and removed by cleanup().
-    request.code = Path(tempfile.mkdtemp(prefix="gear-sbatch-"))
-    return request.code
+        return False
+    return True
+
+
+def make_empty_code(plan: Plan) -> None:
+    """Only the script is uploaded (the job does not see the directory it was submitted from): an empty
+    code directory, made here and removed by cleanup()."""
+    import tempfile
+    from pathlib import Path
+
+    if plan.wants_empty_code and plan.temporary_code is None:
+        plan.temporary_code = plan.request.code = Path(tempfile.mkdtemp(prefix="gear-sbatch-"))
 
 
 def cleanup(plan: Plan) -> None:

@@ -139,6 +139,9 @@ def submit(site: Site, storage: UserStorage, request: RunRequest,
         ledger.update_execution(container, number, status="queued", slurm_job_id=job_id, submitted_at=utc_now())
         execution = ledger.get_execution(container, number)
     assert execution is not None
+    from .quick_submit import remember
+
+    remember(site, storage.user)   # what the lean submission of the next one needs (quick_submit.py)
     return execution
 
 
