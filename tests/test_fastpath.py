@@ -283,7 +283,7 @@ def _squeue_lists(fake_slurm, *jobs: tuple[str, str]) -> None:
 
 
 def _hint(storage: UserStorage) -> Path:
-    hint = layout.open_hint_path(str(storage.ledger_path))
+    hint = layout.open_hint_path()
     assert hint is not None
     return Path(hint)
 

@@ -97,13 +97,11 @@ def cache_dir() -> str | None:
     return os.path.join(base, "gear-hpc", "site") if base else None
 
 
-def open_hint_path(ledger: str) -> str | None:
-    """Where the fast path of `gear status` notes that this ledger had open executions when it last
-    looked: a hint to ask Slurm before reading the ledger, never a fact (cli/fastpath.py)."""
+def open_hint_path() -> str | None:
+    """Where the fast path of `gear status` notes that the user's executions were open when it last
+    looked: a hint to ask Slurm first thing, never a fact (cli/fastpath.py)."""
     directory = cache_dir()
-    if directory is None:
-        return None
-    return os.path.join(os.path.dirname(directory), "open", ledger.replace("%", "%25").replace("/", "%2F"))
+    return os.path.join(os.path.dirname(directory), "open-executions") if directory else None
 
 
 def memo_path() -> str | None:

@@ -54,14 +54,18 @@ def run(argv: list[str]) -> int | None:
     shared = _shared_arguments(argv)
     if argv not in ARGUMENTS and shared is None:
         return None
+    early = _ask_on_hint() if shared is None else None
     try:
-        text = render_shared(*shared) if shared is not None else render(argv[0], as_json=len(argv) == 2)
+        text = render_shared(*shared) if shared is not None else render(argv[0], len(argv) == 2, early)
     except Exception as exc:
+        if early is not None:
+            early.abandon()
         if _locked(exc):
             # The click path would wait out the busy timeout a second time, then say the same.
             return _report(exc)
         return None  # the click path does it again, and reports any problem its own way
     if text is None:
+        _keep_answer(early)
         return None
     from .output import echo
 
@@ -151,8 +155,28 @@ def render_shared(command: str, owner: str, container: str | None, as_json: bool
     return listing.history_text(listing.shared_history(owner, found), as_json)
 
 
-def render(command: str, as_json: bool) -> str | None:
-    """What `gear <command> [--json]` prints, or None if the click path must run."""
+def _ask_on_hint() -> Any:
+    """squeue, started first thing if executions were open at the last look (base/facts.open_hint_path):
+    it answers while the site record is read, sqlite3 loads and the ledger is read, 5 ms and more inside
+    the cluster. The ledger decides what is open; a wrong hint costs one squeue, a missing one the wait."""
+    from ..base.facts import open_hint_path
+
+    hint = open_hint_path()
+    if hint is None or not os.path.exists(hint):
+        return None
+    from ..slurm import queue
+
+    try:
+        return queue.start_query()
+    except OSError:
+        return None   # no squeue to start: said by whoever needs it
+
+
+def render(command: str, as_json: bool, early: Any = None) -> str | None:
+    """What `gear <command> [--json]` prints, or None if the click path must run.
+
+    `early`: a squeue already started (_ask_on_hint), finished or abandoned here unless None is returned.
+    """
     from ..base.facts import current_user, user_paths, valid_storage_root
 
     storage_root = valid_storage_root()
@@ -165,21 +189,14 @@ def render(command: str, as_json: bool) -> str | None:
             and os.path.isdir(paths["containers"]) and os.path.isdir(paths["datasets"])
             and os.path.isfile(paths["ledger"])):
         return None
-    # Open executions when we last looked: squeue starts now, and answers while sqlite3 loads and the
-    # ledger is read (5 ms and more inside the cluster). The ledger decides; a wrong hint costs a squeue.
+    return _read_ledger(paths["ledger"], command, as_json, early)
+
+
+def _note_open(is_open: bool) -> None:
+    """Keep the hint of _ask_on_hint() true for the next look (best effort: it only saves time)."""
     from ..base.facts import open_hint_path
 
-    hint = open_hint_path(paths["ledger"])
-    early = None
-    if hint is not None and os.path.exists(hint):
-        from ..slurm import queue
-
-        early = queue.start_query()
-    return _read_ledger(paths["ledger"], command, as_json, early, hint)
-
-
-def _note_open(hint: str | None, is_open: bool) -> None:
-    """Keep the hint of render() true for the next look (best effort: it only saves time)."""
+    hint = open_hint_path()
     if hint is None or os.path.exists(hint) == is_open:
         return
     try:
@@ -192,7 +209,7 @@ def _note_open(hint: str | None, is_open: bool) -> None:
         pass
 
 
-def _read_ledger(path: str, command: str, as_json: bool, early: Any = None, hint: str | None = None) -> str | None:
+def _read_ledger(path: str, command: str, as_json: bool, early: Any = None) -> str | None:
     import sqlite3
 
     from ..base.facts import OPEN_STATUSES, SUBMITTING
@@ -233,7 +250,7 @@ def _read_ledger(path: str, command: str, as_json: bool, early: Any = None, hint
                         (listing.recent_since(),)).fetchone() is not None:
             _keep_answer(query)
             return None
-        _note_open(hint, bool(open_rows))
+        _note_open(bool(open_rows))
         if open_rows and query is None:
             from ..slurm import queue
 
@@ -273,7 +290,7 @@ squeue_answer: dict[str, tuple[str, ...]] | None = None
 def _keep_answer(query: Any) -> None:
     """Decline, leaving the click path the answer of a squeue already asked (None: the click path's turn)."""
     global squeue_answer
-    if query is not None:
+    if query is not None and not query.finished:
         from ..slurm import queue
 
         code, stdout, _ = query.finish()

@@ -124,7 +124,7 @@ class Started:
         os.close(err_write)
         self._fds = {out_read: bytearray(), err_read: bytearray()}
         self._stdout_fd, self._stderr_fd = out_read, err_read
-        self._finished = False
+        self.finished = False
 
     def finish(self, timeout: float = QUERY_TIMEOUT) -> tuple[int | None, str, str]:
         """(exit code, stdout, stderr); exit code None if it did not end within `timeout` (it is killed)."""
@@ -151,7 +151,7 @@ class Started:
                         open_fds.discard(fd)
             _, status = os.waitpid(self.pid, 0)
         finally:
-            self._finished = True
+            self.finished = True
             for fd in self._fds:
                 os.close(fd)
         code = os.waitstatus_to_exitcode(status)
@@ -159,8 +159,8 @@ class Started:
 
     def abandon(self) -> None:
         """Its answer is not needed after all: end it now (unless `finish` collected it)."""
-        if not self._finished:
-            self._finished = True
+        if not self.finished:
+            self.finished = True
             self._kill()
             for fd in self._fds:
                 os.close(fd)
