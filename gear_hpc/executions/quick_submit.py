@@ -382,7 +382,9 @@ def _prepare(exec_dir: str, code: str, files: list[tuple[str, os.stat_result]], 
     An empty code directory has mode 0700 (as tempfile.mkdtemp makes the one the full path copies)."""
     target = os.path.join(exec_dir, "code")
     os.mkdir(target, 0o700)
-    if not empty_code:
+    if empty_code:
+        os.chmod(target, 0o700)   # the copied directory's mode, which drops a setgid bit inherited from above
+    else:
         _copy_small(os.path.abspath(code), target, files)
     for relative, text in request.generated_files.items():
         with open(os.path.join(target, relative), "w") as handle:
