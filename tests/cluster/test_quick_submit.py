@@ -23,6 +23,8 @@ from conftest import STORAGE_ROOT, User
 
 GEAR = "/usr/local/bin/gear"
 FULL_ONLY = "gear_hpc.executions.lifecycle"   # imported by the full path, never by the lean one
+HEAVY = {"re", "pathlib", "dataclasses", "typing", "inspect", "subprocess", "json", "shlex", "tempfile", "secrets",
+         "hashlib", "click", "jinja2", "yaml"}
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +45,9 @@ def _gear(user: User, *argv: str, cwd: str | None = None, lean: bool | None = No
     stderr = "".join(line + "\n" for line in result.stderr.splitlines() if not line.startswith("import time:"))
     if lean is not None:
         assert (not any(FULL_ONLY in line for line in imports)) is lean, (argv, stderr)
+    if lean:   # and none of what made the full path cost several sbatch
+        modules = {line.rsplit("|", 1)[-1].strip() for line in imports}
+        assert not modules & HEAVY, (argv, sorted(modules & HEAVY))
     return result.returncode, result.stdout, stderr
 
 
