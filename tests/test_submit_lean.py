@@ -171,6 +171,7 @@ def test_default_container_as_lifecycle_names_it(tmp_path) -> None:
     (["--json", "--code", "d", "--", "true"], None),
     (["-f", "--code", "d", "--", "true"], None),
     (["--help"], None),
+    (["--", "true"], ({}, ["true"])),                               # the current directory is the code
     (["--code", "d", "--"], None),                                 # no command
     (["--code", "d"], None),
     (["--code"], None),

@@ -7,14 +7,14 @@ takes only exactly-known argument forms, and returns None, having printed
 and created nothing, for anything else, so the click path runs as if this
 module did not exist and behaviour cannot differ:
 
-    gear run [-c NAME] [-r TYPE] [-e IMAGE] [-m MESSAGE] --code DIR [--] COMMAND [ARGS]...
+    gear run [-c NAME] [-r TYPE] [-e IMAGE] [-m MESSAGE] [--code DIR] [--] COMMAND [ARGS]...
 
 each option at most once, in its short, long or `--long=VALUE` form, with a
 value that is not empty and does not start with `-`; COMMAND and its
 arguments after `--`, or, without `--`, none of them starting with `-`
-(click would read those as options). Declined as well: no `--code` (the
-current directory is then counted against the site's limit), a project file
-(gear.yaml, openbayes.yaml) in DIR, a notebook as COMMAND, a run inside a
+(click would read those as options). Without --code the code is the
+current directory, as for the click path. Declined as well: a project file
+(gear.yaml, openbayes.yaml) in the code directory, a notebook as COMMAND, a run inside a
 Jupyter workspace (GEAR_WORKSPACE), a container name gear would have to
 derive with a substitution, and whatever quick_submit.submit declines.
 What it prints is what the click path prints: the submission on stderr,
@@ -77,8 +77,8 @@ def main(args: list[str]) -> int | None:
     if parsed is None or os.environ.get("GEAR_WORKSPACE"):
         return None
     given, command = parsed
-    code = given.get("code")
-    if code is None or command[0].endswith(".ipynb") or not os.path.isdir(code):
+    code = given.get("code", ".")
+    if command[0].endswith(".ipynb") or not os.path.isdir(code):
         return None
     if any(os.path.lexists(os.path.join(code, name)) for name in PROJECT_FILES):
         return None
@@ -108,7 +108,8 @@ def _submit(given: dict[str, str], command: list[str], code: str, container: str
     from .output import echo
 
     request = RunRequest(command=command, code=code, container=container,  # type: ignore[arg-type]  # a str path
-                         compute_type=given.get("compute_type"), image=given.get("image"), message=given.get("message"))
+                         compute_type=given.get("compute_type"), image=given.get("image"), message=given.get("message"),
+                         code_unnamed="code" not in given)
     try:
         submitted = quick_submit.submit(request)
     except quick_submit.Decline:

@@ -21,7 +21,8 @@ base/runner.py, slurm/skeleton.py):
 
 It handles only what it knows it does exactly as the full path: a request
 with no data bindings, no parameters, no parent, on shared storage, its
-code a small flat directory or none, a compute type and an image the record
+code a small flat directory (named, or the current one within the site's
+limit) or none, a compute type and an image the record
 names, a skeleton kept. For anything else, and whenever a check would fail,
 `submit` raises Decline BEFORE creating anything, and the caller takes the
 full path, which does it all and says what is wrong, so behaviour never
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from ..site.model import Site
     from .request import RunRequest
 
-RECORD_FORMAT = "gear-submit-1"
+RECORD_FORMAT = "gear-submit-2"
 TEMPLATE = "job.sh.j2"
 KILL_AFTER_SECONDS = 20          # lifecycle.KILL_AFTER_SECONDS (test_quick_submit checks they agree)
 SUBMIT_TIMEOUT = 60.0            # slurm.jobs.SUBMIT_TIMEOUT
@@ -136,6 +137,7 @@ def remember(site: Site, user: str) -> None:
             "compute_types": {name: (t.name, t.partition, t.cpus, t.memory, t.time_limit, t.gres, t.qos, t.account,
                                      t.constraint, t.gpus) for name, t in site.compute_types.items()},
             "images": {name: (image.name, image.path) for name, image in site.images.items()},
+            "code_limit": (site.code_limit.files, site.code_limit.bytes),
         }
         mail_entry = (user, before, tuple(mail.sbatch_options), mail.report_extra)
         record = (RECORD_FORMAT, memo, site_facts, mail_entry, _code_key())
@@ -198,7 +200,7 @@ def submit(request: RunRequest, user: str | None = None, empty_code: bool = Fals
     user = user or facts.current_user()
     code = os.fspath(request.code)
     if (request.mode != "script" or request.workspace is not None or request.parent is not None or request.home_layer
-            or request.params or request.bindings or not request.code_uploaded or request.code_unnamed
+            or request.params or request.bindings or not request.code_uploaded
             or not request.command or request.container is None):
         raise Decline("not an ordinary request")
     try:   # a value the full path refuses: it says so, in its words
@@ -219,6 +221,10 @@ def submit(request: RunRequest, user: str | None = None, empty_code: bool = Fals
     if mode != "shared" or compute_type is None or image is None or not os.path.exists(image[1]):
         raise Decline("not a site fact this path knows")
     files = [] if empty_code else _small_code(code)
+    if request.code_unnamed:   # lifecycle.check_code_size: what rsync would list of a small flat directory
+        limit_files, limit_bytes = site_facts["code_limit"]
+        if len(files) > limit_files or sum(info.st_size for _, info in files) > limit_bytes:
+            raise Decline("over the site's limit for code not named")
     paths = facts.user_paths(site_facts["storage_root"], user)
     ledger_path = paths["ledger"]
     if not os.path.isfile(ledger_path) or os.path.getsize(ledger_path) == 0:

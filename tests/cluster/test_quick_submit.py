@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import STORAGE_ROOT, User
+from conftest import STORAGE_ROOT, User, custom_site
 
 GEAR = "/usr/local/bin/gear"
 FULL_ONLY = "gear_hpc.executions.lifecycle"   # imported by the full path, never by the lean one
@@ -38,9 +38,10 @@ def _forget_record(user: User) -> None:
     shutil.rmtree(Path(user.pw.pw_dir) / ".cache" / "gear-hpc" / "submit", ignore_errors=True)
 
 
-def _gear(user: User, *argv: str, cwd: str | None = None, lean: bool | None = None) -> tuple[int, str, str]:
+def _gear(user: User, *argv: str, cwd: str | None = None, lean: bool | None = None,
+          env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """Exit code, stdout and stderr of `gear ARGV`; `lean` says which path must have run (None: either)."""
-    result = user.run("python3", "-S", "-X", "importtime", GEAR, *argv, cwd=cwd)
+    result = user.run("python3", "-S", "-X", "importtime", GEAR, *argv, cwd=cwd, env=env)
     imports = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
     stderr = "".join(line + "\n" for line in result.stderr.splitlines() if not line.startswith("import time:"))
     if lean is not None:
@@ -130,6 +131,9 @@ def test_gear_run_small_code(user: User) -> None:
                                "--code", str(code), "python3", "train.py"])
     # The container named after the code directory, as the full path names it.
     _compare(user, code.name, ["run", "--code", str(code), "--", "python3", "train.py", "--epochs", "3"])
+    # No --code: the current directory, within the site's limit for code not named.
+    _compare(user, container, ["run", "-c", container, "python3", "train.py"], cwd=str(code))
+    _compare(user, code.name, ["run", "--", "python3", "train.py"], cwd=str(code))
 
 
 def test_forms_the_lean_path_leaves_to_click(user: User) -> None:
@@ -173,3 +177,17 @@ def test_bad_input_one_line_and_nothing_made(user: User, argv: list[str], messag
     assert not directory.exists() or sorted(int(p.name) for p in directory.iterdir()) == [r["number"] for r in before]
     proofs = STORAGE_ROOT / "users" / user.name / "notify" / "executions" / container
     assert not proofs.exists() or sorted(int(p.name) for p in proofs.iterdir()) == [r["number"] for r in before]
+
+
+def test_the_current_directory_over_the_limit_is_refused_by_the_full_path(user: User) -> None:
+    site = custom_site(user, site_yaml="\ncode_limit:\n  files: 2\n")
+    env = {"GEAR_SITE_CONFIG": str(site)}
+    code = user.make_dir({"a.py": "1\n", "b.py": "2\n"})
+    container = f"qs{uuid.uuid4().hex[:8]}"
+    assert _gear(user, "run", "-c", container, "--", "true", cwd=str(code), env=env)[0] == 0   # the record, for this site
+    assert _gear(user, "run", "-c", container, "--", "true", cwd=str(code), env=env, lean=True)[0] == 0
+    (code / "c.py").write_text("3\n")
+    code_ok, out, err = _gear(user, "run", "-c", container, "--", "true", cwd=str(code), env=env, lean=False)
+    assert code_ok != 0 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"gear: error: the current directory {code} has more than 2 files"), err
+    assert [row["number"] for row in _rows(user, container)] == [1, 2]
