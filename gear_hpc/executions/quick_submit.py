@@ -231,9 +231,13 @@ def submit(request: RunRequest, user: str | None = None, empty_code: bool = Fals
         raise Decline("no ledger yet")
     values = dict(site=site_facts, compute_type=compute_type, image=image, user=user, mail=mail_options,
                   report_extra=report_extra, save_interval=save_interval, command=request.command)
-    probe = _script(container=container, number=1, token="0" * 16,
-                    exec_dir=os.path.join(paths["containers"], container, "1"), **values)
-    if probe is None:
+    from ..slurm import skeleton
+
+    # The skeleton of this script's shape (the number and token are only text in it), filled once to be sure.
+    probe = _context(container=container, number=1, token="0" * 16,
+                     exec_dir=os.path.join(paths["containers"], container, "1"), **values)
+    kept = skeleton.kept_skeleton(TEMPLATE, probe)
+    if kept is None or skeleton.fill_kept(kept, probe) is None:
         raise Decline("no skeleton kept for this shape")
     _ensure(paths)
     token = os.urandom(8).hex()   # as secrets.token_hex(8) makes it
@@ -241,7 +245,8 @@ def submit(request: RunRequest, user: str | None = None, empty_code: bool = Fals
     try:
         number, exec_dir = _allocate(conn, paths, container, request, compute_type[0], image[0], token)
         try:
-            _prepare(exec_dir, code, files, request, site_facts, paths, container, number, token, values, empty_code)
+            _prepare(exec_dir, code, files, request, site_facts, paths, container, number, token, values, empty_code,
+                     kept)
             job_id = _sbatch(os.path.join(exec_dir, "job.sh"), request.sbatch_options, token)
         except BaseException:
             conn.close()   # lifecycle._discard opens the ledger as the full path does
@@ -383,7 +388,7 @@ def _copy_small(source: str, target: str, files: list[tuple[str, os.stat_result]
 
 def _prepare(exec_dir: str, code: str, files: list[tuple[str, os.stat_result]], request: RunRequest,
              site_facts: dict[str, Any], paths: dict[str, str], container: str, number: int, token: str,
-             values: dict[str, Any], empty_code: bool) -> None:
+             values: dict[str, Any], empty_code: bool, kept: tuple[str, list[str]]) -> None:
     """lifecycle._prepare for this request: the code snapshot, parameters, empty dir, lib, script, mail proof.
     An empty code directory has mode 0700 (as tempfile.mkdtemp makes the one the full path copies)."""
     target = os.path.join(exec_dir, "code")
@@ -404,12 +409,14 @@ def _prepare(exec_dir: str, code: str, files: list[tuple[str, os.stat_result]], 
         with open(os.path.join(_PACKAGE, "job_python", name), "rb") as reading, \
                 open(os.path.join(lib, name), "wb") as writing:
             writing.write(reading.read())
-    script = _script(container=container, number=number, token=token, exec_dir=exec_dir, **values)
-    if script is None:   # the kept skeleton went away meanwhile: Jinja renders it
+    from ..slurm.skeleton import fill_kept
+
+    context = _context(container=container, number=number, token=token, exec_dir=exec_dir, **values)
+    script = fill_kept(kept, context)
+    if script is None:   # a shape the probe did not foresee: Jinja renders it (and keeps its skeleton)
         from ..slurm.render import render
 
-        script = render(TEMPLATE, **_context(container=container, number=number, token=token, exec_dir=exec_dir,
-                                             **values))
+        script = render(TEMPLATE, **context)
     with open(os.path.join(exec_dir, "job.sh"), "w") as handle:
         handle.write(script)
     if site_facts["mail_enabled"]:
@@ -461,12 +468,6 @@ def _mount_option(source: str, target: str, read_only: bool) -> str:
     if any(char in field for field in fields for char in ',"\r\n'):
         raise Decline("a path csv would quote")
     return ",".join(fields)
-
-
-def _script(**values: Any) -> str | None:
-    from ..slurm.skeleton import kept
-
-    return kept(TEMPLATE, _context(**values))
 
 
 def _register_execution(paths: dict[str, str], container: str, number: int, token: str) -> None:

@@ -61,11 +61,32 @@ def render_cached(template: str, context: dict[str, Any], jinja_render: Callable
 def kept(template: str, context: dict[str, Any]) -> str | None:
     """The script from a kept skeleton of this shape, or None (none kept yet, or values no skeleton can
     carry): never renders with Jinja. For the lean submission (executions/quick_submit.py)."""
+    found = kept_skeleton(template, context)
+    return None if found is None else fill_kept(found, context)
+
+
+def kept_skeleton(template: str, context: dict[str, Any]) -> tuple[str, list[str]] | None:
+    """The kept skeleton for the shape of `context`, and that shape; None if there is none (or none can be)."""
     shaped = _shaped(context)
-    if shaped is None:
+    path = None if shaped is None else _path(template, shaped[1])
+    if shaped is None or path is None:
         return None
-    path = _path(template, shaped[1])
-    return None if path is None else _fill_kept(path, shaped[0])
+    try:
+        with open(path) as handle:
+            return handle.read(), shaped[1]
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+
+
+def fill_kept(found: tuple[str, list[str]], context: dict[str, Any]) -> str | None:
+    """The script from a skeleton kept_skeleton() found, for a context of the same shape (else None)."""
+    shaped = _shaped(context)
+    if shaped is None or shaped[1] != found[1]:
+        return None
+    try:
+        return fill(found[0], shaped[0])
+    except (ValueError, IndexError):
+        return None
 
 
 def _shaped(context: dict[str, Any]) -> tuple[list[str], list[str], dict[str, Any]] | None:
