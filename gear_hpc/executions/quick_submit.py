@@ -237,8 +237,11 @@ def submit(request: RunRequest, user: str | None = None, empty_code: bool = Fals
     probe = _context(container=container, number=1, token="0" * 16,
                      exec_dir=os.path.join(paths["containers"], container, "1"), **values)
     kept = skeleton.kept_skeleton(TEMPLATE, probe)
-    if kept is None or skeleton.fill_kept(kept, probe) is None:
-        raise Decline("no skeleton kept for this shape")
+    try:
+        if kept is None or skeleton.fill_kept(kept, probe) is None:
+            raise Decline("no skeleton kept for this shape")
+    except GearError:   # a value no #SBATCH line takes: the full path says so
+        raise Decline("a value the full path refuses") from None
     _ensure(paths)
     token = os.urandom(8).hex()   # as secrets.token_hex(8) makes it
     conn = _open_ledger(ledger_path)
