@@ -16,7 +16,9 @@ def test_layout_home_is_output_and_inputs_read_only():
     assert "type=bind,src=/w/home,dst=/hyperai/home" in mounts
     assert "type=bind,src=/w/home,dst=/output" in mounts
     assert "type=bind,src=/data/x,dst=/hyperai/input/input2,ro" in mounts
-    assert sum(m.endswith(",ro") for m in mounts) == 5
+    assert "type=bind,src=/data/x,dst=/input2,ro" in mounts           # where OpenBayes puts it
+    assert "type=bind,src=/w/empty,dst=/input0,ro" in mounts
+    assert sum(m.endswith(",ro") for m in mounts) == 10
     assert argv[:3] == ["apptainer", "exec", "--containall"] and "--nv" in argv
     assert argv[-3:] == ["/img.sif", "python3", "t.py"]
     assert "--nv" not in exec_argv("apptainer", "/i", "/h", {}, "/e", ["x"], gpu=False)

@@ -121,8 +121,8 @@ def test_the_lean_path_knows_what_the_full_path_knows() -> None:
     assert (quick_submit.LIB, quick_submit.IN_CONTAINER, quick_submit.LIB_MODULES) == (
         job_lib.LIB, job_lib.IN_CONTAINER, job_lib.MODULES)
     assert Path(quick_submit._PACKAGE, "job_python") == job_lib.SOURCE
-    assert (quick_submit.HOME, quick_submit.OUTPUT, quick_submit.INPUT_SLOTS) == (
-        apptainer.HOME, apptainer.OUTPUT, apptainer.INPUT_SLOTS)
+    assert (quick_submit.HOME, quick_submit.OUTPUT, quick_submit.INPUT_SLOTS, quick_submit.INPUT_ALIASES) == (
+        apptainer.HOME, apptainer.OUTPUT, apptainer.INPUT_SLOTS, apptainer.INPUT_ALIASES)
     assert (quick_submit.SMALL_FILES, quick_submit.SMALL_BYTES, quick_submit.IGNORE_FILE) == (
         staging.SMALL_FILES, staging.SMALL_BYTES, staging.IGNORE_FILE)
     assert (quick_submit.SETTINGS_FILE, quick_submit.OLD_SETTINGS_FILE) == (

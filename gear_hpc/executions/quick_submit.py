@@ -58,6 +58,7 @@ LIB, IN_CONTAINER = "lib", "/opt/gear/python"                   # executions/job
 LIB_MODULES = ("gear_metrics.py", "openbayestool.py")
 HOME, OUTPUT = "/hyperai/home", "/output"                        # slurm/apptainer.py
 INPUT_SLOTS = tuple(f"/hyperai/input/input{k}" for k in range(5))
+INPUT_ALIASES = tuple(f"/input{k}" for k in range(5))
 SMALL_FILES, SMALL_BYTES, IGNORE_FILE = 32, 4 << 20, ".gearignore"   # data/staging.py
 SETTINGS_FILE, OLD_SETTINGS_FILE = "settings.json", "notify.json"    # notify/settings.py
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -450,7 +451,8 @@ def _context(container: str, number: int, token: str, exec_dir: str, site: dict[
                    ("GEAR_EXECUTION_NUMBER", str(number)), ("GEAR_USER", user),
                    ("GEAR_COMPUTE_TYPE", name), ("GEAR_IMAGE", image[0]), ("PYTHONPATH", IN_CONTAINER)]
     empty = os.path.join(exec_dir, "empty")
-    mounts = [(home, HOME, False), (home, OUTPUT, False), *((empty, slot, True) for slot in INPUT_SLOTS),
+    inputs = [path for pair in zip(INPUT_SLOTS, INPUT_ALIASES, strict=True) for path in pair]   # apptainer.exec_argv's order
+    mounts = [(home, HOME, False), (home, OUTPUT, False), *((empty, path, True) for path in inputs),
               (lib, IN_CONTAINER, True)]
     argv = [site["apptainer"], "exec", "--containall", "--pwd", HOME]
     if gpus > 0:

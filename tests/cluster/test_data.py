@@ -246,3 +246,28 @@ def test_a_failed_final_save_is_never_reported_as_saved(alice, container):
     record = alice.gear_json("show", result.stdout.strip().splitlines()[-1])
     assert record["status"] == "failed" and record["exit_code"] == 0
     assert "final save" in record["note"] and "failed" in record["note"]
+
+
+# A program from OpenBayes opens /input0 and writes /output in its own code, not through gear's paths.
+OPENBAYES_PATHS = '''
+import errno, json, os
+report = {"a": open("/input0/a.txt").read(), "input4": sorted(os.listdir("/input4"))}
+try:
+    open("/input0/new.txt", "w")
+except OSError as exc:
+    report["write"] = errno.errorcode[exc.errno]
+with open("/output/seen.json", "w") as out:
+    json.dump(report, out)
+'''
+
+
+def test_a_program_that_names_input0_in_its_code_finds_its_data_there(alice, dataset, container):
+    alice.gear("data", "upload", dataset, str(alice.make_dir({"a.txt": "one\n"})), check=True)
+    code = alice.make_dir({"main.py": OPENBAYES_PATHS})
+    execution = _last_id(alice.gear("run", "-c", container, "--code", str(code), "-d", f"{dataset}:input0",
+                                    "-f", "--", "python3", "main.py"))
+    record = alice.gear_json("show", execution)
+    assert record["status"] == "completed", alice.gear("logs", execution).stdout
+    # /input0 is input0, read-only as it is; /output is the working directory.
+    seen = json.loads((Path(record["workdir"]) / "seen.json").read_text())
+    assert seen == {"a": "one\n", "input4": [], "write": "EROFS"}
