@@ -240,3 +240,17 @@ def test_bad_array_submits_nothing(user, container, spec):
     result = user.gear("sbatch", f"--array={spec}", "arr.sh", cwd=str(code))
     assert result.returncode == 2 and f"sbatch --array={spec}" in result.stderr
     assert not (user.storage / "containers" / container).exists()
+
+
+def test_output_named_with_dash_o_is_slurms_and_gear_logs_says_where_it_went(user):
+    directory = user.make_dir({})
+    out = user.run("gear", "sbatch", "--parsable", "--wait", "-o", "out-%j.txt", "--wrap", "echo to-my-file",
+                   cwd=str(directory))
+    assert out.returncode == 0, out.stderr
+    job = out.stdout.strip().split(";")[0]
+    assert (directory / f"out-{job}.txt").read_text() == "to-my-file\n"   # where sbatch would have put it
+    number = next(e for e in user.gear_json("history", "sbatch") if e["slurm_job_id"] == job)["number"]
+    logs = user.gear("logs", f"sbatch/{number}")
+    assert logs.returncode == 0 and logs.stdout == ""
+    assert "left no output in gear's log (status: completed)" in logs.stderr
+    assert "sbatch's -o or -e" in logs.stderr
