@@ -105,7 +105,7 @@ def _encoded(text: str) -> bytes:
     return text.encode(_locale.getencoding())
 
 
-def _spawn(argv: list[str], env: dict[str, str] | None, file_actions: list[tuple[int, ...]]) -> int:
+def spawn(argv: list[str], env: dict[str, str] | None, file_actions: list[tuple[int, ...]]) -> int:
     """Start argv as subprocess would: PATH looked up in `env`'s PATH, the first error other than
     'not found' reported, SIGPIPE and SIGXFSZ back to their defaults (Python ignores them)."""
     import _signal  # type: ignore[import-not-found]  # built in; `signal` would import enum
@@ -162,7 +162,7 @@ def _spawn_and_read(argv: list[str], timeout: float, input: str | None,
             in_read, in_write = os.pipe()
             ours += [in_read, in_write]
             actions.insert(0, (os.POSIX_SPAWN_DUP2, in_read, 0))
-        pid = _spawn(argv, env, actions)
+        pid = spawn(argv, env, actions)
     except BaseException:
         for fd in ours:
             os.close(fd)

@@ -1,9 +1,10 @@
 """squeue, asked once for all of the user's jobs: its command line, its output read, and a start that does not wait.
 
-A leaf (os, select, base/facts.py): the fast path of `gear status` (cli/fastpath.py) starts
-squeue here, reads the ledger while squeue talks to the controller, and then
-collects the answer, without `subprocess` (12 ms to import inside the
-cluster, twice squeue's own time). slurm/jobs.py reads the same output into
+A leaf (os, select, base/facts.py, and base/runner.py's spawn): the fast
+path of `gear status` (cli/fastpath.py) starts squeue here, reads the
+ledger while squeue talks to the controller, and then collects the answer,
+without `subprocess` (12 ms to import inside the cluster, twice squeue's own
+time). slurm/jobs.py reads the same output into
 SlurmJob records for everything else. Fields are separated by characters a
 field cannot hold (ood_core #135: a multi-line comment broke line-based
 parsing).
@@ -14,11 +15,6 @@ from __future__ import annotations
 import os
 
 from ..base.facts import JOB_ENDED, JOB_PENDING, JOB_RUNNING
-
-# Annotations only: importing typing would cost the fast path (cli/fastpath.py) 2 ms.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
 UNIT, RECORD = "\x1f", "\x1e"
 FIELDS = ("job_id", "state", "reason", "comment", "end_time", "nodes")
@@ -104,18 +100,14 @@ class Started:
     Started before other work and finished after it, so the two overlap.
     """
 
-    def __init__(self, argv: list[str], env: Mapping[str, str] | None = None) -> None:
-        import _signal  # type: ignore[import-not-found]  # built in; `signal` would import enum
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        from ..base.runner import spawn  # as runner.run starts a command: PATH, signals, no inherited descriptors
 
         self.argv = argv
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         try:
-            self.pid = os.posix_spawnp(argv[0], argv, os.environ if env is None else env, file_actions=[
-                (os.POSIX_SPAWN_DUP2, out_write, 1), (os.POSIX_SPAWN_DUP2, err_write, 2),
-                (os.POSIX_SPAWN_CLOSE, out_read), (os.POSIX_SPAWN_CLOSE, err_read)],
-                # Python ignores these; the command gets them back as subprocess would give them.
-                setsigdef=(_signal.SIGPIPE, _signal.SIGXFSZ))
+            self.pid = spawn(argv, env, [(os.POSIX_SPAWN_DUP2, out_write, 1), (os.POSIX_SPAWN_DUP2, err_write, 2)])
         except BaseException:
             for fd in (out_read, out_write, err_read, err_write):
                 os.close(fd)
