@@ -116,19 +116,30 @@ def test_an_open_execution_makes_it_decline(storage, capsys, status):
         assert _fast(args, capsys) is None
 
 
-def test_an_execution_lost_in_the_last_day_makes_it_decline(storage, capsys):
-    """refresh() reads its status record: a final record that came late corrects "lost"."""
+def test_a_final_record_that_came_late_for_a_lost_execution_makes_it_decline(storage, capsys):
+    """refresh() reads the status record of each execution lost in the last day: a final one corrects it."""
     from gear_hpc.cli.listing import RECENT_SECONDS
     from gear_hpc.executions.reconcile import LOST_CORRECTION_WINDOW
 
     assert LOST_CORRECTION_WINDOW.total_seconds() == RECENT_SECONDS  # the window the fast path checks
     _fill(storage)
-    _add(storage, "gone", "lost", ended_at=_ago(2 * 86400))
+    old = _add(storage, "gone", "lost", ended_at=_ago(2 * 86400))
+    (storage.execution_dir("gone", old) / "status.json").write_text('{"phase": "final", "status": "completed"}')
     _click(["ls"], capsys)
     assert _fast(["ls"], capsys) is not None  # lost long ago: nothing left to correct
-    _add(storage, "gone", "lost", ended_at=_ago(60))
+    recent = _add(storage, "gone", "lost", ended_at=_ago(60))
+    record = storage.execution_dir("gone", recent) / "status.json"
+    record.write_text('{"phase": "running"}')
+    for args in ARGS:   # lost today, its last record not final: refresh() changes nothing either
+        expected = _click(args, capsys)
+        assert _fast(args, capsys) == expected
+    record.write_text('{"phase": "final", "status": "completed", "exit_code": 0, "saved": true}')
     for args in ARGS:
         assert _fast(args, capsys) is None
+    _click(["status"], capsys)   # the click path corrects it, and the fast path takes over again
+    with Ledger(storage.ledger_path) as ledger:
+        assert ledger.get_execution("gone", recent).status == "completed"
+    assert _fast(["status"], capsys) is not None
 
 
 def test_a_ledger_behind_the_schema_makes_it_decline(storage, capsys):

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from gear_hpc.base.facts import OPEN_STATUSES
 from gear_hpc.executions import open_fold
-from gear_hpc.executions.reconcile import fold
+from gear_hpc.executions.reconcile import fold, fold_lost
 from gear_hpc.ledger.db import Execution
 from gear_hpc.slurm import queue
 from gear_hpc.slurm.jobs import SlurmJob
@@ -87,3 +87,12 @@ def test_status_records_are_read_as_json_objects_only(tmp_path):
         assert open_fold.read_status_record(str(home)) == expected, text
     record.write_bytes(b'{"a": "\xff"}')
     assert open_fold.read_status_record(str(home)) is None
+
+
+def test_a_lost_execution_is_left_alone_unless_a_final_record_came():
+    lost = _execution("running", None, STARTED)
+    lost.status, lost.ended_at = "lost", "2026-12-07T08:50:00Z"
+    for record in _records():
+        if not open_fold.corrects_lost(record):
+            assert fold_lost(lost, record) is None, record
+    assert fold_lost(lost, FINAL) is not None and open_fold.corrects_lost(FINAL)

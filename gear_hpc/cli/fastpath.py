@@ -1,12 +1,12 @@
-"""`gear ls` and `gear status` [--json] without click, when none of the user's executions is open;
+"""`gear ls` and `gear status` [--json] without click, when looking changes nothing in the ledger;
 `gear ls USER/` and `gear history USER/C` [--json] too (another user's indexes, no ledger).
 
 These two commands run on busy login nodes, often in loops, and must start
 in about the time of the interpreter itself. Their click path costs click,
 the site's validation (dataclasses, regular expressions), pathlib, the
-ledger's Execution dataclass and reconcile.refresh(); but when no execution
-is open, refresh() asks Slurm nothing and changes nothing, and all that is
-left is reading the ledger.
+ledger's Execution dataclass and reconcile.refresh(); but most of the time
+refresh() changes nothing (nothing is open, or the open jobs are where they
+were), and all that is left is reading the ledger and one squeue.
 
 So `main()` first calls `run()` here. It prints only when that is certain to
 print what the click path prints (through the same listing.py and output.py)
@@ -18,11 +18,12 @@ and to leave every file as the click path would:
 - the user's directory, its containers/ and datasets/, and the ledger exist
   as UserStorage.ensure() and Ledger() would leave them (nothing to create);
 - the ledger is at the current schema (nothing to migrate);
-- no execution is open, and none was called lost in the last day, which is
-  the whole of refresh()'s precondition for doing nothing: it returns at
-  once when there is neither, any open row (a "submitting" row too, which
-  it may discard once expired) means one Slurm query and possible changes,
-  and a recently lost one may be corrected by a final record that came late.
+- refresh() would change nothing: every open execution is as one squeue
+  answer and its status record leave it (executions/open_fold.py; none is
+  "submitting", which refresh() may adopt or discard), and no execution
+  called lost in the last day has a final record that came late (which
+  would correct it). With open executions squeue is asked once, and a
+  decline hands its answer to the click path (`squeue_answer`).
 
 Otherwise, or on any error, it returns None and the click path runs as if
 this module did not exist. The ledger is opened read-only (SQLite `mode=ro`,
@@ -242,14 +243,16 @@ def _read_ledger(path: str, command: str, as_json: bool, early: Any = None) -> s
             # A command died mid-submission, or is still submitting: refresh() adopts or discards it.
             _keep_answer(query)
             return None
+        from ..executions import open_fold
         from . import listing
 
-        # refresh() also reads the status record of each execution called lost in the
-        # last day (reconcile.LOST_CORRECTION_WINDOW, a test checks): a late final record corrects it.
-        if conn.execute("SELECT 1 FROM executions WHERE ended_at >= ? AND status = 'lost' LIMIT 1",
-                        (listing.recent_since(),)).fetchone() is not None:
-            _keep_answer(query)
-            return None
+        # refresh() also reads the status record of each execution called lost in the last day
+        # (reconcile.LOST_CORRECTION_WINDOW, a test checks): a final record that came late corrects it.
+        for (workdir,) in conn.execute("SELECT workdir FROM executions WHERE ended_at >= ? AND status = 'lost'",
+                                       (listing.recent_since(),)):
+            if open_fold.corrects_lost(open_fold.read_status_record(workdir)):
+                _keep_answer(query)
+                return None
         _note_open(bool(open_rows))
         if open_rows and query is None:
             from ..slurm import queue

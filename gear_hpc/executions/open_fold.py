@@ -78,3 +78,8 @@ def unchanged(status: str, note: str | None, started_at: str | None, job_phase: 
             expected = "syncing"
         return expected == status
     return False   # the job has ended: a final record or a verdict to record
+
+
+def corrects_lost(record: dict[str, Any] | None) -> bool:
+    """A status record that may correct an execution called lost (reconcile.fold_lost): a final one."""
+    return record is not None and record.get("phase") == "final"

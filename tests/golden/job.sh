@@ -279,10 +279,15 @@ apptainer \
     --mount type=bind,src=/srv/gear/users/alice/containers/mnist/3/home,dst=/hyperai/home \
     --mount type=bind,src=/srv/gear/users/alice/containers/mnist/3/home,dst=/output \
     --mount type=bind,src=/srv/gear/users/alice/containers/mnist/3/empty,dst=/hyperai/input/input0,ro \
+    --mount type=bind,src=/srv/gear/users/alice/containers/mnist/3/empty,dst=/input0,ro \
     --mount type=bind,src=/srv/gear/users/alice/containers/mnist/3/empty,dst=/hyperai/input/input1,ro \
+    --mount type=bind,src=/srv/gear/users/alice/containers/mnist/3/empty,dst=/input1,ro \
     --mount type=bind,src=/srv/gear/users/alice/containers/mnist/3/empty,dst=/hyperai/input/input2,ro \
+    --mount type=bind,src=/srv/gear/users/alice/containers/mnist/3/empty,dst=/input2,ro \
     --mount type=bind,src=/srv/gear/users/alice/containers/mnist/3/empty,dst=/hyperai/input/input3,ro \
+    --mount type=bind,src=/srv/gear/users/alice/containers/mnist/3/empty,dst=/input3,ro \
     --mount type=bind,src=/srv/gear/users/alice/containers/mnist/3/empty,dst=/hyperai/input/input4,ro \
+    --mount type=bind,src=/srv/gear/users/alice/containers/mnist/3/empty,dst=/input4,ro \
     <tmp>/python.sif \
     python3 \
     train.py &

@@ -308,10 +308,15 @@ for attempt in 1 2 3 4 5; do
     --mount type=bind,src=/srv/gear/users/alice/containers/ws/1/home,dst=/hyperai/home \
     --mount type=bind,src=/srv/gear/users/alice/containers/ws/1/home,dst=/output \
     --mount type=bind,src=/srv/gear/users/alice/containers/ws/1/empty,dst=/hyperai/input/input0,ro \
+    --mount type=bind,src=/srv/gear/users/alice/containers/ws/1/empty,dst=/input0,ro \
     --mount type=bind,src=/srv/gear/users/alice/containers/ws/1/empty,dst=/hyperai/input/input1,ro \
+    --mount type=bind,src=/srv/gear/users/alice/containers/ws/1/empty,dst=/input1,ro \
     --mount type=bind,src=/srv/gear/users/alice/containers/ws/1/empty,dst=/hyperai/input/input2,ro \
+    --mount type=bind,src=/srv/gear/users/alice/containers/ws/1/empty,dst=/input2,ro \
     --mount type=bind,src=/srv/gear/users/alice/containers/ws/1/empty,dst=/hyperai/input/input3,ro \
+    --mount type=bind,src=/srv/gear/users/alice/containers/ws/1/empty,dst=/input3,ro \
     --mount type=bind,src=/srv/gear/users/alice/containers/ws/1/empty,dst=/hyperai/input/input4,ro \
+    --mount type=bind,src=/srv/gear/users/alice/containers/ws/1/empty,dst=/input4,ro \
     --mount type=bind,src=/etc/slurm,dst=/etc/slurm,ro \
     <tmp>/python.sif \
     jupyter \
