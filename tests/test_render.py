@@ -66,10 +66,21 @@ def _workspace_script() -> str:
                       "alice", workspace=workspace)
 
 
+def _sbatch_output_script(log_copies: tuple[bool, bool]) -> str:
+    """`gear sbatch -o FILE` (both streams copied to gear's log) or `-e FILE` (stderr only)."""
+    loaded = site.load()
+    return job_script(loaded, Path("/srv/gear/users/alice/containers/sbatch/3"), "sbatch", 3, "0123456789abcdef",
+                      loaded.compute_type("cpu-small"), loaded.image("python"), ["/bin/sh", "-c", "echo x"], "alice",
+                      log_copies=log_copies)
+
+
 # Every variant of the batch script, each with its golden file: a script on
 # shared storage, a continuation over an overlay, one that copies its parent
-# (modes not kept), a script on node-local scratch, a Jupyter workspace.
+# (modes not kept), a script on node-local scratch, a Jupyter workspace, and
+# `gear sbatch` with -o or with -e only.
 VARIANTS = {
+    "sbatch-output.sh": lambda: _sbatch_output_script((True, True)),
+    "sbatch-error.sh": lambda: _sbatch_output_script((False, True)),
     "job.sh": _script,
     "continuation.sh": _continuation_script,
     "continuation-copy.sh": lambda: _continuation_script(layer_modes_kept=False),

@@ -267,10 +267,8 @@ def logs(execution_id: str, follow: bool) -> None:
     if not path.exists():
         if execution.is_open:
             click.echo(f"gear: {execution.id} has no output yet (status: {execution.status})", err=True)
-        else:
-            # Slurm wrote it elsewhere (`gear sbatch -o/-e`), or the job never started.
-            click.echo(f"gear: {execution.id} left no output in gear's log (status: {execution.status}); "
-                       "a job submitted with sbatch's -o or -e wrote it where those name", err=True)
+        else:   # it never started (cancelled while queued), or Slurm could not write the log
+            click.echo(f"gear: {execution.id} left no output in gear's log (status: {execution.status})", err=True)
         return
     _copy_out(path, execution.id)
 

@@ -282,7 +282,7 @@ def _prepare(site: Site, storage: UserStorage, exec_dir: Path, container: str, n
     (exec_dir / "job.sh").write_text(job_script(site, exec_dir, container, number, token, compute_type,
                                                 image, request.command, storage.user, bindings,
                                                 home_layer, workspace=request.workspace, layer_modes_kept=kept,
-                                                python_lib=python_lib))
+                                                python_lib=python_lib, log_copies=request.log_copies()))
     if site.mail.enabled:
         # The proof gear-mailprog asks for before it sends gear's mail about this job (notify/settings.py).
         notify.register_execution(storage, container, number, token)
@@ -292,7 +292,8 @@ def job_script(site: Site, exec_dir: Path, container: str, number: int, token: s
                compute_type: ComputeType, image: Image, command: list[str], user: str,
                bindings: list[Binding] = (),  # type: ignore[assignment]
                home_layer: Execution | None = None, workspace: Workspace | None = None,
-               layer_modes_kept: bool = True, python_lib: Path | None = None) -> str:
+               layer_modes_kept: bool = True, python_lib: Path | None = None,
+               log_copies: tuple[bool, bool] = (False, False)) -> str:
     """The batch script of one execution (a pure function of its inputs).
 
     `layer_modes_kept`: the parent of a continuation was sealed with its modes
@@ -368,7 +369,8 @@ def job_script(site: Site, exec_dir: Path, container: str, number: int, token: s
                   scratch=scratch, save_interval=site.workdir.save_interval,
                   home_source=home_binding.path if home_binding else None,
                   home_source_id=home_binding.source if home_binding else None,
-                  home_layer=layer.workdir if layer else None, home_layer_id=layer.id if layer else None)
+                  home_layer=layer.workdir if layer else None, home_layer_id=layer.id if layer else None,
+                  copy_stdout=log_copies[0], copy_stderr=log_copies[1])
 
 
 def _find_job_by_token(token: str) -> str | None:

@@ -231,7 +231,8 @@ def submit(request: RunRequest, user: str | None = None, empty_code: bool = Fals
     if not os.path.isfile(ledger_path) or os.path.getsize(ledger_path) == 0:
         raise Decline("no ledger yet")
     values = dict(site=site_facts, compute_type=compute_type, image=image, user=user, mail=mail_options,
-                  report_extra=report_extra, save_interval=save_interval, command=request.command)
+                  report_extra=report_extra, save_interval=save_interval, command=request.command,
+                  log_copies=request.log_copies())
     from ..slurm import skeleton
 
     # The skeleton of this script's shape (the number and token are only text in it), filled once to be sure.
@@ -430,7 +431,7 @@ def _prepare(exec_dir: str, code: str, files: list[tuple[str, os.stat_result]], 
 def _context(container: str, number: int, token: str, exec_dir: str, site: dict[str, Any],
              compute_type: tuple[Any, ...], image: tuple[str, str], user: str,
              mail: tuple[tuple[str, str], ...], report_extra: str | None, save_interval: int,
-             command: list[str]) -> dict[str, Any]:
+             command: list[str], log_copies: tuple[bool, bool]) -> dict[str, Any]:
     """lifecycle.job_script's values for job.sh.j2, for an execution with no bindings, parent or workspace."""
     name, partition, cpus, memory, time_limit, gres, qos, account, constraint, gpus = compute_type
     home = os.path.join(exec_dir, "home")
@@ -464,7 +465,8 @@ def _context(container: str, number: int, token: str, exec_dir: str, site: dict[
     return dict(workspace=None, execution_id=f"{container}/{number}", sbatch_options=options, exec_dir=exec_dir,
                 home=home, work=home, environment=environment, apptainer_argv=argv, kill_after=KILL_AFTER_SECONDS,
                 report_extra=report_extra, scratch=False, save_interval=save_interval, home_source=None,
-                home_source_id=None, home_layer=None, home_layer_id=None)
+                home_source_id=None, home_layer=None, home_layer_id=None, copy_stdout=log_copies[0],
+                copy_stderr=log_copies[1])
 
 
 def _mount_option(source: str, target: str, read_only: bool) -> str:

@@ -56,6 +56,13 @@ class RunRequest:
         self.code_unnamed = code_unnamed
         self.sbatch_options: list[str] = [] if sbatch_options is None else sbatch_options
 
+    def log_copies(self) -> tuple[bool, bool]:
+        """(stdout, stderr): what sbatch's -o/-e send to the user's files instead of gear's log, so the
+        job script copies it there too (`gear logs`). -o takes both streams (unless -e names another
+        file for stderr), -e stderr only."""
+        names = {option.partition("=")[0] for option in self.sbatch_options}
+        return "--output" in names, "--output" in names or "--error" in names
+
     def _values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in _FIELDS)
 

@@ -226,7 +226,7 @@ def _prepare(site: Site, storage: UserStorage, container: str, first: int, token
     links = sweep_dir / "tasks"
     links.mkdir(mode=0o700, parents=True)
     scripts = TaskScripts(site, storage, container, token, compute_type, image, base.command, bindings, python_lib,
-                          empty=exec_dirs[0] / "empty")
+                          empty=exec_dirs[0] / "empty", log_copies=base.log_copies())
     def trial(i: int) -> None:
         exec_dir, row, task, number = exec_dirs[i], rows[i], tasks[i], first + i
         if i:
@@ -281,8 +281,10 @@ class TaskScripts:
     """
 
     def __init__(self, site: Site, storage: UserStorage, container: str, token: str, compute_type: Any, image: Any,
-                 command: list[str], bindings: list[Any], python_lib: Path, empty: Path | None = None):
+                 command: list[str], bindings: list[Any], python_lib: Path, empty: Path | None = None,
+                 log_copies: tuple[bool, bool] = (False, False)):
         self.args = (site, storage, container, compute_type, image, bindings, python_lib)
+        self.log_copies = log_copies   # `gear sbatch --array -o/-e`: each task copies its output to its own log
         self.command = list(command)
         self.user = storage.user
         self.template: str | None = None
@@ -293,7 +295,8 @@ class TaskScripts:
         self.number, self.task, self.arg = str(number), str(task), arg
         exec_dir = storage.execution_dir(container, number)
         self.template = lifecycle.job_script(site, exec_dir, container, number, f"{token}.{task}", compute_type, image,
-                                             [*command, arg], storage.user, bindings, python_lib=python_lib)
+                                             [*command, arg], storage.user, bindings, python_lib=python_lib,
+                                             log_copies=log_copies)
         if self.template.count(arg) != 1:
             self.template = None
         elif empty is not None:
@@ -314,7 +317,7 @@ class TaskScripts:
         extra = command[len(self.command):]
         if self.template is None or not self.uses_template(command):
             return lifecycle.job_script(site, exec_dir, container, number, token, compute_type, image, command,
-                                        self.user, bindings, python_lib=python_lib)
+                                        self.user, bindings, python_lib=python_lib, log_copies=self.log_copies)
         from ..slurm.render import shell_quote
 
         task = token.rpartition(".")[2]

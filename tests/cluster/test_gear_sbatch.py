@@ -242,15 +242,57 @@ def test_bad_array_submits_nothing(user, container, spec):
     assert not (user.storage / "containers" / container).exists()
 
 
-def test_output_named_with_dash_o_is_slurms_and_gear_logs_says_where_it_went(user):
+def _history_number(user: User, job: str) -> int:
+    return next(e for e in user.gear_json("history", "sbatch") if e["slurm_job_id"] == job)["number"]
+
+
+BOTH_STREAMS = "echo to-stdout; echo to-stderr >&2"
+
+
+def test_dash_o_writes_where_sbatch_would_and_gear_logs_keeps_a_copy(user):
     directory = user.make_dir({})
-    out = user.run("gear", "sbatch", "--parsable", "--wait", "-o", "out-%j.txt", "--wrap", "echo to-my-file",
+    out = user.run("gear", "sbatch", "--parsable", "--wait", "-o", "out-%j.txt", "--wrap", BOTH_STREAMS,
                    cwd=str(directory))
     assert out.returncode == 0, out.stderr
     job = out.stdout.strip().split(";")[0]
-    assert (directory / f"out-{job}.txt").read_text() == "to-my-file\n"   # where sbatch would have put it
-    number = next(e for e in user.gear_json("history", "sbatch") if e["slurm_job_id"] == job)["number"]
+    # Both streams in the user's file, as sbatch -o puts them (their order between streams is not fixed).
+    assert sorted((directory / f"out-{job}.txt").read_text().splitlines()) == ["to-stderr", "to-stdout"]
+    logs = user.gear("logs", f"sbatch/{_history_number(user, job)}", check=True)
+    assert sorted(logs.stdout.splitlines()) == ["to-stderr", "to-stdout"]
+
+
+def test_dash_e_alone_takes_stderr_and_gear_logs_has_both(user):
+    directory = user.make_dir({})
+    out = user.run("gear", "sbatch", "--parsable", "--wait", "-e", "err-%j.txt", "--wrap", BOTH_STREAMS,
+                   cwd=str(directory))
+    assert out.returncode == 0, out.stderr
+    job = out.stdout.strip().split(";")[0]
+    assert (directory / f"err-{job}.txt").read_text() == "to-stderr\n"
+    logs = user.gear("logs", f"sbatch/{_history_number(user, job)}", check=True)
+    assert sorted(logs.stdout.splitlines()) == ["to-stderr", "to-stdout"]   # stdout once, not twice
+
+
+def test_gear_logs_of_a_job_that_never_ran_says_it_left_no_output(user):
+    out = user.run("gear", "sbatch", "--parsable", "--hold", "--wrap", "true", cwd=str(user.make_dir({})))
+    assert out.returncode == 0, out.stderr
+    job = out.stdout.strip().split(";")[0]
+    number = _history_number(user, job)
+    user.run("scancel", job, check=True)
+    assert user.wait_for(f"sbatch/{number}", {"terminated"}, timeout=60)["status"] == "terminated"
     logs = user.gear("logs", f"sbatch/{number}")
     assert logs.returncode == 0 and logs.stdout == ""
-    assert "left no output in gear's log (status: completed)" in logs.stderr
-    assert "sbatch's -o or -e" in logs.stderr
+    assert "left no output in gear's log (status: terminated)" in logs.stderr
+
+
+def test_an_array_with_dash_o_gives_each_task_its_file_and_its_log(user):
+    directory = user.make_dir({})
+    out = user.run("gear", "sbatch", "--parsable", "--wait", "--array=1-2", "-o", "out-%A_%a.txt", "--wrap",
+                   "echo task-$SLURM_ARRAY_TASK_ID", cwd=str(directory))
+    assert out.returncode == 0, out.stderr
+    array = out.stdout.strip().split(";")[0]
+    for task in (1, 2):
+        assert (directory / f"out-{array}_{task}.txt").read_text() == f"task-{task}\n"
+    tasks = [e for e in user.gear_json("history", "sbatch") if (e["slurm_job_id"] or "").startswith(f"{array}_")]
+    assert len(tasks) == 2
+    shown = sorted(user.gear("logs", f"sbatch/{e['number']}", check=True).stdout for e in tasks)
+    assert shown == ["task-1\n", "task-2\n"]

@@ -39,9 +39,11 @@ def _forget_record(user: User) -> None:
 
 
 def _gear(user: User, *argv: str, cwd: str | None = None, lean: bool | None = None,
-          env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of `gear ARGV`; `lean` says which path must have run (None: either)."""
-    result = user.run("python3", "-S", "-X", "importtime", GEAR, *argv, cwd=cwd, env=env)
+          env: dict[str, str] | None = None, held: bool = False) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of `gear ARGV`; `lean` says which path must have run (None: either).
+    `held`: its job is submitted held (sbatch reads SBATCH_HOLD), so it leaves its directory as submitted."""
+    prefix = ["env", "SBATCH_HOLD=1"] if held else []
+    result = user.run(*prefix, "python3", "-S", "-X", "importtime", GEAR, *argv, cwd=cwd, env=env)
     imports = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
     stderr = "".join(line + "\n" for line in result.stderr.splitlines() if not line.startswith("import time:"))
     if lean is not None:
@@ -85,9 +87,11 @@ def _files(user: User, container: str, number: int, token: str) -> dict[str, tup
 def _compare(user: User, container: str, argv: list[str], cwd: str | None = None) -> tuple[str, str]:
     """Run ARGV by both paths; assert they agree; the lean run's stdout and stderr."""
     _forget_record(user)
-    full = _gear(user, *argv, cwd=cwd, lean=False)
-    lean = _gear(user, *argv, cwd=cwd, lean=True)
+    # Held: a job that started would fill its directory (home/, status.json) while the files are compared.
+    full = _gear(user, *argv, cwd=cwd, lean=False, held=True)
+    lean = _gear(user, *argv, cwd=cwd, lean=True, held=True)
     rows = _rows(user, container)
+    user.run("scancel", *(str(row["slurm_job_id"]) for row in rows[-2:] if row["slurm_job_id"]))
     assert [row["number"] for row in rows][-2:] == [len(rows) - 1, len(rows)]
     outputs = []
     for (code, out, err), row in zip((full, lean), rows[-2:], strict=True):
