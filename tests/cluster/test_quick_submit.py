@@ -39,11 +39,9 @@ def _forget_record(user: User) -> None:
 
 
 def _gear(user: User, *argv: str, cwd: str | None = None, lean: bool | None = None,
-          env: dict[str, str] | None = None, held: bool = False) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of `gear ARGV`; `lean` says which path must have run (None: either).
-    `held`: its job is submitted held (sbatch reads SBATCH_HOLD), so it leaves its directory as submitted."""
-    prefix = ["env", "SBATCH_HOLD=1"] if held else []
-    result = user.run(*prefix, "python3", "-S", "-X", "importtime", GEAR, *argv, cwd=cwd, env=env)
+          env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of `gear ARGV`; `lean` says which path must have run (None: either)."""
+    result = user.run("python3", "-S", "-X", "importtime", GEAR, *argv, cwd=cwd, env=env)
     imports = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
     stderr = "".join(line + "\n" for line in result.stderr.splitlines() if not line.startswith("import time:"))
     if lean is not None:
@@ -70,8 +68,14 @@ def _normal(text: str, container: str, number: int, token: str, job: str | None)
     return re.sub(rf"\b{job}\b", "J", text) if job else text
 
 
+# What the job makes once it starts, not the submission: a job of the first path may start (or be cancelled
+# while it starts) before the second path's files are read.
+JOB_MADE = ("exec/home", "exec/status.json", "exec/output.log")
+
+
 def _files(user: User, container: str, number: int, token: str) -> dict[str, tuple[int, bytes]]:
-    """Mode and bytes (normalized) of everything in the execution's directory, and its mail proof."""
+    """Mode and bytes (normalized) of everything the submission made in the execution's directory (not
+    JOB_MADE), and its mail proof."""
     root = STORAGE_ROOT / "users" / user.name
     found: dict[str, tuple[int, bytes]] = {}
     for base, label in ((root / "containers" / container / str(number), "exec"),
@@ -81,15 +85,15 @@ def _files(user: User, container: str, number: int, token: str) -> dict[str, tup
             data = path.read_bytes() if stat.S_ISREG(info.st_mode) else b""
             text = _normal(data.decode(), container, number, token, None).encode() if data else b""
             found[f"{label}/{path.relative_to(base)}"] = (info.st_mode, text)
-    return found
+    return {name: value for name, value in found.items()
+            if not any(name == made or name.startswith(made + "/") for made in JOB_MADE)}
 
 
 def _compare(user: User, container: str, argv: list[str], cwd: str | None = None) -> tuple[str, str]:
     """Run ARGV by both paths; assert they agree; the lean run's stdout and stderr."""
     _forget_record(user)
-    # Held: a job that started would fill its directory (home/, status.json) while the files are compared.
-    full = _gear(user, *argv, cwd=cwd, lean=False, held=True)
-    lean = _gear(user, *argv, cwd=cwd, lean=True, held=True)
+    full = _gear(user, *argv, cwd=cwd, lean=False)
+    lean = _gear(user, *argv, cwd=cwd, lean=True)
     rows = _rows(user, container)
     user.run("scancel", *(str(row["slurm_job_id"]) for row in rows[-2:] if row["slurm_job_id"]))
     assert [row["number"] for row in rows][-2:] == [len(rows) - 1, len(rows)]
