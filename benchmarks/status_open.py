@@ -1,8 +1,8 @@
 """`gear status` with open executions beside `squeue --me` (issue 13: goal <= 3x), measured inside the local cluster.
 
 As the ordinary user `bench`, against a fresh storage root: OPEN executions
-(default 50) are submitted and held at once (`scontrol hold`), so they stay
-queued and nothing runs. Then ROUNDS interleaved rounds of
+(default 50) are submitted held (`gear sbatch --hold --wrap 'sleep 600'`),
+so they stay queued and nothing runs. Then ROUNDS interleaved rounds of
 `squeue --me` (the anchor), `gear status` and `python3 -c pass` (the
 interpreter's own start, for reading the figure); medians, and the Slurm calls
 one `gear status` makes (counted by wrappers around the real commands named
@@ -48,14 +48,13 @@ def main() -> None:
         (code / "train.py").write_text("print('hi')\n")
         jobs = []
         try:
-            for k in range(args.open):
-                subprocess.run(["gear", "run", "-c", f"open-{k % 5}", "--code", str(code), "-r", "cpu-small", "--",
-                                "sleep", "600"], env=env, capture_output=True, check=True)
+            for _ in range(args.open):
+                # Held from the start (sbatch --hold): none runs, so no container starts load the machine.
+                subprocess.run(["gear", "sbatch", "--hold", "--wrap", "sleep 600"], env=env, cwd=code,
+                               capture_output=True, check=True)
             listed = json.loads(subprocess.run(["gear", "status", "--json"], env=env, capture_output=True,
                                                text=True, check=True).stdout)
             jobs = [e["slurm_job_id"] for e in listed]
-            subprocess.run(["scontrol", "hold", *jobs], capture_output=True)
-            # Until every one is recorded queued (a job that started before its hold is left running).
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 statuses = [e["status"] for e in json.loads(subprocess.run(
