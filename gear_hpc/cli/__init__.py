@@ -52,24 +52,25 @@ def main(argv: list[str] | None = None) -> int:
     from ..base import lazy_site
 
     lazy_site.install()
-    if (sys.argv[1:] if argv is None else argv)[:1] == ["sbatch"]:
-        # Without click: workflow tools call sbatch thousands of times (cli/sbatch.py).
+    args = sys.argv[1:] if argv is None else argv
+    # Without click: workflow tools call sbatch thousands of times (cli/sbatch.py), and a small code
+    # directory's `gear run` is the lean submission (cli/run_fast.py). None: click runs it.
+    if args[:1] == ["sbatch"]:
         from .sbatch import main as sbatch_main
 
-        answered = sbatch_main((sys.argv[1:] if argv is None else argv)[1:])
+        answered = sbatch_main(args[1:])
         if answered is not None:
             return answered
-    if (sys.argv[1:] if argv is None else argv)[:1] == ["run"]:
-        # A small code directory's submission without click (cli/run_fast.py), or None: click runs it.
+    elif args[:1] == ["run"]:
         from .run_fast import main as run_main
 
-        answered = run_main((sys.argv[1:] if argv is None else argv)[1:])
+        answered = run_main(args[1:])
         if answered is not None:
             return answered
     try:
         from .fastpath import run as run_fast
 
-        code = run_fast(sys.argv[1:] if argv is None else argv)
+        code = run_fast(args)
     except KeyboardInterrupt:
         from .output import echo
 

@@ -532,15 +532,11 @@ def _register_execution(paths: dict[str, str], container: str, number: int, toke
 def _sbatch(script: str, options: list[str], token: str) -> str:
     """slurm.jobs.submit: `sbatch --parsable` with the user's options; its job id (digits)."""
     from ..base.runner import CommandFailed, run
+    from ..slurm.queue import slurm_command, submit_env
 
-    directory = os.environ.get("GEAR_SLURM_BIN")
-    sbatch = os.path.join(directory, "sbatch") if directory else "sbatch"
-    env = None
-    if "APPTAINER_CONTAINER" in os.environ or "SINGULARITY_CONTAINER" in os.environ:
-        env = {key: value for key, value in os.environ.items()
-               if not key.startswith(("APPTAINER", "SINGULARITY")) and key != "LD_LIBRARY_PATH"}
     try:
-        result = run([sbatch, "--parsable", *options, script], timeout=SUBMIT_TIMEOUT, env=env)
+        result = run([slurm_command("sbatch"), "--parsable", *options, script], timeout=SUBMIT_TIMEOUT,
+                     env=submit_env())
     except CommandFailed as exc:
         if exc.timed_out:
             # The job may exist: the full path's way of finding it by its comment token.

@@ -7,7 +7,6 @@ hold (ood_core #135: a multi-line comment broke line-based parsing).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,7 +50,7 @@ def submit(script: Path, options: Sequence[str] = ()) -> str:
     """
     try:
         result = run([_bin("sbatch"), "--parsable", *options, str(script)], timeout=SUBMIT_TIMEOUT,
-                     env=_submit_env())
+                     env=queue.submit_env())
     except CommandFailed as exc:
         if exc.timed_out:
             raise SubmitTimeout(f"sbatch did not answer within {SUBMIT_TIMEOUT:.0f} s") from None
@@ -62,17 +61,6 @@ def submit(script: Path, options: Sequence[str] = ()) -> str:
     if not job_id.isdigit():
         raise SlurmError(f"sbatch printed {result.stdout.strip()!r} instead of a job id: {result.stderr.strip()}")
     return job_id
-
-
-def _submit_env() -> dict[str, str] | None:
-    """sbatch passes our environment to the job. Submitted from inside a container
-    (`gear run` in a Jupyter workspace), the container's Apptainer variables
-    would reach the job's own `apptainer exec` and break it ("mount source
-    /output doesn't exist"): leave them out."""
-    if "APPTAINER_CONTAINER" not in os.environ and "SINGULARITY_CONTAINER" not in os.environ:
-        return None
-    return {key: value for key, value in os.environ.items()
-            if not key.startswith(("APPTAINER", "SINGULARITY")) and key != "LD_LIBRARY_PATH"}
 
 
 class SubmitTimeout(SlurmError):

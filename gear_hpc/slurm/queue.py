@@ -45,6 +45,20 @@ def slurm_command(name: str) -> str:
     return os.path.join(directory, name) if directory else name
 
 
+def submit_env() -> dict[str, str] | None:
+    """sbatch's environment, for both submit paths (slurm/jobs.py, executions/quick_submit.py).
+
+    sbatch passes our environment to the job. Submitted from inside a container
+    (`gear run` in a Jupyter workspace), the container's Apptainer variables
+    would reach the job's own `apptainer exec` and break it ("mount source
+    /output doesn't exist"): leave them out. None: the environment as it is.
+    """
+    if "APPTAINER_CONTAINER" not in os.environ and "SINGULARITY_CONTAINER" not in os.environ:
+        return None
+    return {key: value for key, value in os.environ.items()
+            if not key.startswith(("APPTAINER", "SINGULARITY")) and key != "LD_LIBRARY_PATH"}
+
+
 def squeue_argv() -> list[str]:
     """All of the user's jobs that Slurm still knows (`--states=all`: those that ended less than MinJobAge ago)."""
     return [slurm_command("squeue"), "--me", "--states=all", "--noheader", f"--format={SQUEUE_FORMAT}"]
