@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -184,8 +185,20 @@ def test_the_array_script_keeps_the_task_options_and_adds_the_arrays_own():
                      "#SBATCH --job-name=gear-c-5-8", "#SBATCH --chdir=/s/c/5/sweep",
                      "#SBATCH --output=/s/c/5/sweep/tasks/%a/output.log", "#SBATCH --comment=gear:c/5-8:tok",
                      "#SBATCH --array=0-3%2"]
-    assert 'exec /bin/bash /s/c/5/sweep/tasks/"$task"/job.sh' in text
+    assert 'script=/s/c/5/sweep/tasks/"$task"/job.sh' in text and text.endswith('exec /bin/bash "$script"\n')
+    assert "trials" not in text   # every trial's job.sh was written at submission
     subprocess.run(["bash", "-n"], input=text, text=True, check=True)
+    subprocess.run(["bash", "-n"], input=array_script(task, "c", 5, 4, "tok", Path("/s/c/5/sweep"), 2, task_script=True),
+                   text=True, check=True)
+
+
+def _start_task(array_script: Path, task: int) -> subprocess.CompletedProcess:
+    """Run task `task` of a sweep's array script up to the point where it would exec its job script."""
+    text = array_script.read_text()
+    assert text.endswith('exec /bin/bash "$script"\n')
+    text = text.removesuffix('exec /bin/bash "$script"\n') + "exit 0\n"
+    return subprocess.run(["bash", "-c", text], env={**os.environ, "SLURM_ARRAY_TASK_ID": str(task)},
+                          capture_output=True, text=True)
 
 
 def _nothing_created(gear_env) -> None:
@@ -269,13 +282,17 @@ def test_status_of_a_sweep_is_one_squeue_with_pending_tasks_collapsed(gear_env, 
     assert [c.split()[0] for c in fake_slurm.calls()[before:]] == ["squeue"]
     assert {e["id"] if "id" in e else f"{e['container']}/{e['number']}": (e["status"], e["slurm_job_id"])
             for e in listed} == {f"sw/{n}": ("syncing" if n <= 2 else "queued", f"4242_{n - 1}") for n in range(1, 7)}
-    # Every trial: its own directory, parameters, arguments and job script; the code once, linked.
+    # Every trial: its own directory, parameters and arguments; its job script once its task starts; the code
+    # once, linked.
     sw = script.parent.parent.parent
     for n in range(1, 7):
+        assert not (sw / str(n) / "job.sh").exists() and not (sw / str(n) / "gear_params.json").exists()
+        assert _start_task(script, n - 1).returncode == 0
         assert json.loads((sw / str(n) / "gear_params.json").read_text()) == {"n": n}
         assert f"--n={n}" in (sw / str(n) / "job.sh").read_text()
         assert (sw / "1" / "sweep" / "tasks" / str(n - 1)).resolve() == (sw / str(n)).resolve()
-    assert (sw / "2" / "code").is_symlink() and (sw / "2" / "code" / "train.py").is_file()
+        assert (sw / str(n) / "code" / "train.py").is_file()
+    assert (sw / "2" / "code").is_symlink() and not (sw / "1" / "code").is_symlink()
 
 
 def test_tune_show_without_a_sweep_and_with_a_bad_target(gear_env):
@@ -314,6 +331,70 @@ def test_a_trials_script_rendered_once_is_the_script_rendered_for_it(gear_env, c
             assert f"/{number}/empty" not in fast or number == 7
         assert " ".join(fast.replace("\\\n", " ").split()) == " ".join(direct.replace("\\\n", " ").split())
         subprocess.run(["bash", "-n"], input=fast, text=True, check=True)
+
+
+def test_each_task_writes_the_script_its_trial_would_have_been_given(gear_env, fake_slurm):
+    """A task writes its job.sh from task.sh and its line of `trials`: the text TaskScripts.script gives,
+    byte for byte, for values a shell or bash's ${x//a/b} would read as more than text; mode 0600; a
+    requeued task keeps the script its first start wrote; a task with no line stops with a message."""
+    from gear_hpc.executions import lifecycle, sweep
+    from gear_hpc.site import loading as site
+    from gear_hpc.storage.disk import UserStorage
+
+    fake_slurm("sbatch", "echo 6161")
+    loaded = site.load()
+    storage = UserStorage(loaded.storage_root)
+    values = ["a b'c", "$(touch pwned)", "x & y", "\\&", "*", '"q"', "987650001", "--gear-trial-arguments-987650003"]
+    base = lifecycle.RunRequest(command=["python3", "train.py"], code=gear_env["code"], container="odd")
+    done = sweep.submit(loaded, storage, sweep.SweepRequest(base, [{"v": v} for v in values]))
+    first_dir = storage.execution_dir("odd", done.first)
+    array = first_dir / "sweep" / "job.sh"
+    tasks = [int(line.split()[0]) for line in (first_dir / "sweep" / "trials").read_text().splitlines()]
+    compute_type, image = loaded.compute_type(loaded.default_compute_type), loaded.image(loaded.default_image)
+    scripts = sweep.TaskScripts(loaded, storage, "odd", "tok", compute_type, image, base.command, [],
+                                first_dir / "lib", first_dir / "empty")
+    scripts.template = (first_dir / "sweep" / "task.sh").read_text()   # the sweep's own (its token, its paths)
+    for offset, (task, value) in enumerate(zip(tasks, values, strict=True)):
+        number = done.first + offset
+        exec_dir = storage.execution_dir("odd", number)
+        started = _start_task(array, task)
+        assert started.returncode == 0, started.stderr
+        # From the template, script() takes only the task id of the token.
+        expected = scripts.script(exec_dir, number, f"any.{task}", ["python3", "train.py", f"--v={value}"])
+        assert f"/odd/{number}/" in expected and shlex.quote(f"--v={value}") in expected
+        assert (exec_dir / "job.sh").read_text() == expected
+        assert (exec_dir / "job.sh").stat().st_mode & 0o777 == 0o600
+    assert not (gear_env["code"] / "pwned").exists() and not list(first_dir.parent.rglob("pwned"))
+    # Requeued: the script of the first start is run again, not rewritten.
+    kept = storage.execution_dir("odd", done.first) / "job.sh"
+    kept.write_text(kept.read_text() + "# first start\n")
+    assert _start_task(array, tasks[0]).returncode == 0 and kept.read_text().endswith("# first start\n")
+    stray = _start_task(array, 999)
+    assert stray.returncode == 1 and stray.stderr == "gear: task 999 has no line in the sweep's list of trials\n"
+
+
+def test_a_trial_that_never_started_continues_from_the_sweeps_code(gear_env, fake_slurm):
+    """Its task would have linked its code; cancelled while pending, it has none, and gear continue finds
+    the sweep's."""
+    from gear_hpc.executions import lifecycle, sweep
+    from gear_hpc.ledger.db import Ledger
+    from gear_hpc.site import loading as site
+    from gear_hpc.storage.disk import UserStorage
+
+    fake_slurm("sbatch", "echo 7171")
+    loaded = site.load()
+    storage = UserStorage(loaded.storage_root)
+    lifecycle.submit(loaded, storage, lifecycle.RunRequest(command=["true"], code=gear_env["code"], container="cc"))
+    base = lifecycle.RunRequest(command=["python3", "train.py"], code=gear_env["code"], container="cc")
+    done = sweep.submit(loaded, storage, sweep.SweepRequest(base, [{"n": i} for i in range(3)]))
+    assert done.first == 2
+    with Ledger(storage.ledger_path) as ledger:
+        ledger.conn.execute("UPDATE executions SET status = 'terminated' WHERE container = 'cc'")
+        request = lifecycle.continue_request(ledger, "cc", 4, home="none")
+        assert request.code == storage.execution_dir("cc", 2) / "code" and (request.code / "train.py").is_file()
+        assert request.params == {"n": 2} and request.command == ["python3", "train.py", "--n=2"]
+        # An ordinary execution's code is its own, whatever else is in the container.
+        assert lifecycle.continue_request(ledger, "cc", 1, home="none").code == storage.execution_dir("cc", 1) / "code"
 
 
 def test_tasks_squeue_leaves_out_take_their_arrays_record_or_one_scontrol_for_the_array():
@@ -370,7 +451,7 @@ def test_task_ids_are_the_execution_numbers_when_slurm_allows_them(gear_env, fak
     sw = next((gear_env["storage"] / "users").iterdir()) / "containers" / "sw"
     script = (sw / "3" / "sweep" / "job.sh").read_text()
     assert "#SBATCH --array=3-5%2" in script and f"#SBATCH --output={sw}/%a/output.log" in script
-    assert f"exec /bin/bash {sw}/\"$task\"/job.sh" in script and not list((sw / "3" / "sweep" / "tasks").iterdir())
+    assert f'script={sw}/"$task"/job.sh' in script and not list((sw / "3" / "sweep" / "tasks").iterdir())
     with sqlite3.connect(sw.parent.parent / "ledger.sqlite") as conn:
         rows = conn.execute("SELECT number, slurm_job_id, token FROM executions WHERE number >= 3 ORDER BY number")
         assert [(n, job, token.rpartition(".")[2]) for n, job, token in rows] == [
@@ -383,7 +464,8 @@ def test_task_ids_are_the_execution_numbers_when_slurm_allows_them(gear_env, fak
 
 
 def test_a_large_sweep_makes_every_trial_and_a_failure_in_one_leaves_nothing(gear_env, fake_slurm, monkeypatch):
-    """100 trials take the threaded path: each gets its files; a write that fails in one trial undoes the sweep."""
+    """100 trials: a directory and a line of `trials` each (a `bash -c` command: every trial's files at once, by
+    threads); a failure in the directories or the sweep's files undoes the whole sweep."""
     from gear_hpc.executions import lifecycle, sweep
     from gear_hpc.site import loading as site
     from gear_hpc.storage.disk import UserStorage
@@ -395,15 +477,40 @@ def test_a_large_sweep_makes_every_trial_and_a_failure_in_one_leaves_nothing(gea
                                                       container="big"), [{"n": i} for i in range(100)], 4)
     done = sweep.submit(loaded, storage, request)
     assert (done.first, done.count, done.slurm_job_id) == (1, 100, "5151")
+    assert sorted(p.name for p in storage.execution_dir("big", 1).iterdir()) == ["code", "empty", "lib", "sweep"]
+    for n in range(2, 101):   # a directory each; its task makes the rest when it starts
+        assert list(storage.execution_dir("big", n).iterdir()) == []
+    sweep_dir = storage.execution_dir("big", 1) / "sweep"
+    assert (sweep_dir / "trials").read_text().splitlines() == [
+        f'{n - 1}\t{n}\t{{\\n  "n": {n - 1}\\n}}\\n\t--n={n - 1}' for n in range(1, 101)]
+
+    inline = sweep.SweepRequest(lifecycle.RunRequest(command=["bash", "-c", "python3 train.py"], code=gear_env["code"],
+                                                     container="inline"), [{"n": i} for i in range(100)])
+    sweep.submit(loaded, storage, inline)
     for n in range(1, 101):
-        directory = storage.execution_dir("big", n)
+        directory = storage.execution_dir("inline", n)
         assert json.loads((directory / "gear_params.json").read_text()) == {"n": n - 1}
         assert f"--n={n - 1}" in (directory / "job.sh").read_text() and (directory / "code" / "train.py").is_file()
+    assert not (storage.execution_dir("inline", 1) / "sweep" / "trials").exists()
+    assert [c.split()[0] for c in fake_slurm.calls()].count("sbatch") == 2
+
+    real_mkdir = os.mkdir
+
+    def failing_mkdir(path, *args, **kwargs):
+        if str(path).endswith("/big/150"):
+            raise OSError(28, "No space left on device")
+        real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", failing_mkdir)
+    with pytest.raises(OSError, match="No space"):
+        sweep.submit(loaded, storage, sweep.SweepRequest(request.base, [{"n": i} for i in range(100)]))
+    monkeypatch.setattr(os, "mkdir", real_mkdir)
+    assert sorted(int(p.name) for p in storage.container_dir("big").iterdir()) == list(range(1, 101))
 
     real_write = sweep._write
 
     def failing_write(path, text):
-        if path.parent.name == "150" and path.name == "job.sh":
+        if path.endswith("/101/sweep/trials"):
             raise OSError(28, "No space left on device")
         real_write(path, text)
 
@@ -412,5 +519,5 @@ def test_a_large_sweep_makes_every_trial_and_a_failure_in_one_leaves_nothing(gea
         sweep.submit(loaded, storage, sweep.SweepRequest(request.base, [{"n": i} for i in range(100)]))
     assert sorted(int(p.name) for p in storage.container_dir("big").iterdir()) == list(range(1, 101))
     with sqlite3.connect(storage.ledger_path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM executions").fetchone()[0] == 100
-    assert [c.split()[0] for c in fake_slurm.calls()].count("sbatch") == 1
+        assert conn.execute("SELECT COUNT(*) FROM executions WHERE container = 'big'").fetchone()[0] == 100
+    assert [c.split()[0] for c in fake_slurm.calls()].count("sbatch") == 2

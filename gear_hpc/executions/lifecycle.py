@@ -217,6 +217,7 @@ def continue_request(ledger: Ledger, container: str, number: int, *, command: li
     """
     from ..data import bindings as binding_specs
     from ..slurm.apptainer import HOME
+    from .sweep import code_of
 
     parent = get(ledger, container, number)
     given = binding_specs.parse_all(bindings or [])
@@ -236,7 +237,7 @@ def continue_request(ledger: Ledger, container: str, number: int, *, command: li
     mode = "script" if parent.mode == "jupyter" and command else parent.mode
     return RunRequest(
         command=list(command) if command else list(parent.command),
-        code=code if code is not None else Path(parent.workdir).parent / "code",
+        code=code if code is not None else code_of(ledger, parent),
         container=container,
         compute_type=compute_type or parent.compute_type,
         image=image or parent.image,

@@ -7,9 +7,20 @@ share lives in the first one's directory:
 
     C/<first>/code/            the code, snapshot once (the others' `code` is a link to it)
     C/<first>/sweep/job.sh     the array's batch script: task I runs C/<first+I>/job.sh
+    C/<first>/sweep/task.sh    the trials' job script, with stand-ins for number, task id and arguments
+    C/<first>/sweep/trials     one line per trial: task id, number, its arguments shell-quoted
     C/<first>/sweep/tasks/I    a link to C/<first+I>, so Slurm's --output=…/tasks/%a/output.log
-                               lands in each execution's own output.log
+                               lands in each execution's own output.log (only when task ids
+                               cannot be the executions' numbers)
     C/<first>/sweep/tuning.json  what was asked (gear tune show reads it)
+
+A trial's own job.sh is written by its task when it starts (task.sh with its
+line of `trials` put in), not at submission: a 1,000-trial sweep then costs
+three file operations per trial (directory, code link, gear_params.json),
+which is what its submission time is made of. A requeued task runs the
+job.sh its first start wrote. A trial whose script cannot come from task.sh
+(a `bash -c` command carries its arguments inside a string) gets its job.sh
+at submission, as an ordinary execution does.
 
 The rows and directories of all trials are written in one transaction
 (rows `submitting`); a failure before Slurm has the array removes all of
@@ -39,6 +50,10 @@ from . import lifecycle
 
 SWEEP_DIR = "sweep"
 TUNING_FILE = "tuning.json"
+TASK_SCRIPT = "task.sh"      # the trials' job script, stand-ins in place
+TRIALS_FILE = "trials"       # per trial: task id, number, arguments
+# What task.sh holds in place of a trial's number, task id and arguments: text that appears nowhere else.
+STAND_INS = ("987650001", "987650002", "--gear-trial-arguments-987650003")
 
 
 @dataclass
@@ -223,43 +238,68 @@ def _prepare(site: Site, storage: UserStorage, container: str, first: int, token
     python_lib = install_lib(exec_dirs[0])
     sweep_dir = exec_dirs[0] / SWEEP_DIR
     numbered = request.indices is None and tasks[0] == first
-    links = sweep_dir / "tasks"
-    links.mkdir(mode=0o700, parents=True)
+    links = str(sweep_dir / "tasks")
+    os.makedirs(links, mode=0o700)
     scripts = TaskScripts(site, storage, container, token, compute_type, image, base.command, bindings, python_lib,
                           empty=exec_dirs[0] / "empty", log_copies=base.log_copies())
-    def trial(i: int) -> None:
-        exec_dir, row, task, number = exec_dirs[i], rows[i], tasks[i], first + i
-        if i:
-            os.symlink(f"../{first}/code", exec_dir / "code")
-        _write(exec_dir / "gear_params.json", json.dumps(row["params"], indent=2) + "\n")
-        if not i or not scripts.uses_template(row["command"]):
-            os.mkdir(exec_dir / "empty", 0o500)
-        _write(exec_dir / "job.sh", scripts.script(exec_dir, number, row["token"], row["command"]))
-        if not numbered:
-            os.symlink(f"../../../{number}", links / str(task))
+    # Each trial either takes its line in `trials` (its task makes its code link, gear_params.json and job.sh
+    # when it starts) or has them all made now.
+    lines = [scripts.line(tasks[i], first + i, row["command"], row["params"]) for i, row in enumerate(rows)]
+    first_code = f"../{first}/code"
 
-    if len(rows) < 64:
-        for i in range(len(rows)):
-            trial(i)
+    def whole_trial(i: int) -> None:
+        # Strings, not Paths: at 1,000 trials the joins are a visible part of the time.
+        exec_dir, row, number = str(exec_dirs[i]), rows[i], first + i
+        if i:
+            os.symlink(first_code, exec_dir + "/code")
+            os.mkdir(exec_dir + "/empty", 0o500)
+        _write(exec_dir + "/gear_params.json", json.dumps(row["params"], indent=2) + "\n")
+        _write(exec_dir + "/job.sh", scripts.script(exec_dirs[i], number, row["token"], row["command"]))
+
+    os.mkdir(exec_dirs[0] / "empty", 0o500)   # shared by every trial whose script is task.sh
+    whole = [i for i, line in enumerate(lines) if line is None]
+    if len(whole) < 64:
+        for i in whole:
+            whole_trial(i)
     else:
         # A few threads: each trial's files are a handful of metadata operations in a directory of its own,
         # whose waits on the file system (its journal, a server) overlap; the text is made in microseconds.
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(trial, range(len(rows))))   # list(): the first failure is raised here
+            list(pool.map(whole_trial, whole))   # list(): the first failure is raised here
+    if not numbered:
+        for task, number in zip(tasks, range(first, first + len(rows)), strict=True):
+            os.symlink(f"../../../{number}", f"{links}/{task}")
+    template = scripts.template if any(line is not None for line in lines) else None
+    if template is not None:
+        _write(str(sweep_dir / TASK_SCRIPT), template)
+        _write(str(sweep_dir / TRIALS_FILE), "".join(line for line in lines if line is not None))
     (sweep_dir / TUNING_FILE).write_text(json.dumps(
         {**request.tuning, "container": container, "first": first, "count": len(rows),
          "trials": request.trials, "created_at": utc_now()}, indent=2) + "\n")
     array = request.array
     if numbered:
         array = f"{first}-{first + len(rows) - 1}" + (f"%{request.parallel}" if request.parallel else "")
+    task_options = template if template is not None else (exec_dirs[0] / "job.sh").read_text()
     (sweep_dir / "job.sh").write_text(array_script(
-        (exec_dirs[0] / "job.sh").read_text(), container, first, len(rows), token, sweep_dir, request.parallel,
-        array, exec_dirs[0].parent if numbered else None))
+        task_options, container, first, len(rows), token, sweep_dir, request.parallel,
+        array, exec_dirs[0].parent if numbered else None, task_script=template is not None))
 
 
-def _write(path: Path, text: str) -> None:
+def code_of(ledger: Ledger, execution: Any) -> Path:
+    """Where execution C/N's code is: its own `code`, or, for a sweep's trial whose task never started
+    (a task links its `code` to the shared one when it starts), the sweep's first trial's."""
+    own = Path(execution.workdir).parent / "code"
+    if own.exists() or "." not in execution.token:
+        return own
+    sweep_token = execution.token.rpartition(".")[0]
+    first = ledger.conn.execute("SELECT MIN(number) FROM executions WHERE container = ? AND token LIKE ?",
+                                (execution.container, f"{sweep_token}.%")).fetchone()[0]
+    return own if first is None else own.parent.parent / str(first) / "code"
+
+
+def _write(path: str, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, text.encode())
@@ -288,7 +328,7 @@ class TaskScripts:
         self.command = list(command)
         self.user = storage.user
         self.template: str | None = None
-        number, task, arg = 987650001, 987650002, "--gear-trial-arguments-987650003"
+        number, task, arg = int(STAND_INS[0]), int(STAND_INS[1]), STAND_INS[2]
         given = " ".join([container, token, storage.user, str(storage.root), *command, *map(str, bindings)])
         if any(str(mark) in given for mark in (number, task, arg)):
             return
@@ -312,32 +352,62 @@ class TaskScripts:
         """The trial's script is the template's (so it needs no directory `empty` of its own)."""
         return self.template is not None and command[:len(self.command)] == self.command
 
+    def arguments(self, command: list[str]) -> str:
+        """What replaces the argument stand-in: the trial's own arguments, shell-quoted."""
+        from ..slurm.render import shell_quote
+
+        return " ".join(shell_quote(a) for a in command[len(self.command):])
+
+    def line(self, task: int, number: int, command: list[str], params: dict[str, Any]) -> str | None:
+        """The trial's line of the sweep's `trials` file, or None when its job script cannot be the
+        template's and it must be made whole at submission.
+
+        Tab-separated: task id, number, gear_params.json's text for bash's `printf %b` (backslashes
+        doubled, line breaks as \\n), the arguments shell-quoted. No field holds a tab or a line
+        break of its own: values with control characters are refused before (names.check_text),
+        and JSON writes them escaped.
+        """
+        if self.template is None or not self.uses_template(command):
+            return None
+        arguments = self.arguments(command)
+        if "\n" in arguments or "\t" in arguments:
+            return None
+        params_text = (json.dumps(params, indent=2) + "\n").replace("\\", "\\\\").replace("\n", "\\n")
+        return f"{task}\t{number}\t{params_text}\t{arguments}\n"
+
     def script(self, exec_dir: Path, number: int, token: str, command: list[str]) -> str:
+        """The trial's whole job script: what its task writes from the template, or a render of its own."""
         site, storage, container, compute_type, image, bindings, python_lib = self.args
-        extra = command[len(self.command):]
         if self.template is None or not self.uses_template(command):
             return lifecycle.job_script(site, exec_dir, container, number, token, compute_type, image, command,
                                         self.user, bindings, python_lib=python_lib, log_copies=self.log_copies)
-        from ..slurm.render import shell_quote
-
         task = token.rpartition(".")[2]
-        text = self.template.replace(self.arg, " ".join(shell_quote(a) for a in extra) if extra else "")
-        return text.replace(self.number, str(number)).replace(self.task, task)
+        # The arguments last, so that a value that happens to hold a stand-in is left as it is.
+        text = self.template.replace(self.number, str(number)).replace(self.task, task)
+        return text.replace(self.arg, self.arguments(command))
 
 
-def array_script(task_script: str, container: str, first: int, count: int, token: str, sweep_dir: Path,
-                 parallel: int | None, array: str | None = None, task_dirs: Path | None = None) -> str:
-    """The array's batch script: the first task's #SBATCH lines (all tasks share type and site
-    options), with the array's name, directory, log pattern and comment. Task I runs the job script
-    in `task_dirs`/I (the container's directory, when task ids are the numbers), else in
-    sweep/tasks/I (a link to its execution's directory)."""
+def array_script(task_options: str, container: str, first: int, count: int, token: str, sweep_dir: Path,
+                 parallel: int | None, array: str | None = None, task_dirs: Path | None = None,
+                 task_script: bool = False) -> str:
+    """The array's batch script: the #SBATCH lines of the trials' script (all tasks share type and
+    site options), with the array's name, directory, log pattern and comment. Task I runs the job
+    script in `task_dirs`/I (the container's directory, when task ids are the numbers), else in
+    sweep/tasks/I (a link to its execution's directory).
+
+    With `task_script`, a task whose job.sh does not exist yet writes it first: sweep/task.sh
+    with its number, task id and arguments from its line of sweep/trials put in place of the
+    stand-ins, as TaskScripts.script does (bash's ${text//stand-in/"value"}: a quoted value is
+    taken as it is, `&` included). It is written beside and renamed, so a task killed while
+    writing leaves no half script for its requeued run.
+    """
     from ..slurm.render import sbatch_value, shell_quote
 
     own = {"job-name", "chdir", "output", "comment", "array"}
     lines = ["#!/bin/bash",
              f"# gear-hpc sweep {container}/{first}-{first + count - 1}: one Slurm job array; generated by gear, "
              "do not edit."]
-    for line in task_script.splitlines():
+    for line in task_options.splitlines():
         option = re.match(r"#SBATCH --([a-z-]+)=", line)
         if option and option.group(1) not in own:
             lines.append(line)
@@ -350,8 +420,30 @@ def array_script(task_script: str, container: str, first: int, count: int, token
     lines += [f"#SBATCH --{key}={sbatch_value(value)}" for key, value in options]
     lines += ["set -u",
               "task=${SLURM_ARRAY_TASK_ID:?gear: not run as a task of a job array}",
-              # exec: the task's script becomes the batch shell, so Slurm's signals (stop, time-limit warning) reach its traps.
-              f"exec /bin/bash {shell_quote(str(task_dirs))}/\"$task\"/job.sh", ""]
+              f"script={shell_quote(str(task_dirs))}/\"$task\"/job.sh"]
+    if task_script:
+        sweep = shell_quote(str(sweep_dir))
+        lines += ['if [ ! -e "$script" ]; then',
+                  "  umask 077",
+                  f'  dir={shell_quote(str(task_dirs))}/"$task"',
+                  "  found=",
+                  "  while IFS=$'\\t' read -r id number params arguments; do",
+                  '    [ "$id" = "$task" ] && found=1 && break',
+                  f"  done < {sweep}/{TRIALS_FILE}",
+                  "  [ -n \"$found\" ] || { echo \"gear: task $task has no line in the sweep's list of trials\" >&2; exit 1; }",
+                  # The first trial's code, shared (a relative link, so it holds wherever the storage is mounted).
+                  f'  [ -e "$dir/code" ] || [ -L "$dir/code" ] || ln -s {shell_quote(f"../{first}/code")} "$dir/code" '
+                  "|| exit 1",
+                  "  printf '%b' \"$params\" > \"$dir/gear_params.json.part\" "
+                  '&& mv -f "$dir/gear_params.json.part" "$dir/gear_params.json" || exit 1',
+                  f"  text=$(< {sweep}/{TASK_SCRIPT})",
+                  f'  text=${{text//{STAND_INS[0]}/"$number"}}',
+                  f'  text=${{text//{STAND_INS[1]}/"$task"}}',
+                  f'  text=${{text//{STAND_INS[2]}/"$arguments"}}',
+                  "  printf '%s\\n' \"$text\" > \"$script.part\" && mv -f \"$script.part\" \"$script\" || exit 1",
+                  "fi"]
+    # exec: the task's script becomes the batch shell, so Slurm's signals (stop, time-limit warning) reach its traps.
+    lines += ['exec /bin/bash "$script"', ""]
     return "\n".join(lines)
 
 
