@@ -361,3 +361,79 @@ def test_squeue_failing_leaves_the_open_executions_to_the_click_path(storage, ca
         assert _fast(args, capsys) is None
         assert len(fake_slurm.calls()) == before + 1   # it asked, and declined on the answer
         assert fastpath.squeue_answer is None
+
+
+# ---- the rows kept between looks (ledger/snapshot.py)
+
+def _fast_in_a_process(args: list[str]) -> tuple[str, bool]:
+    """What `gear ARGS` prints through main() in a process of its own, and whether it loaded SQLite."""
+    code = (f"import sys\nfrom gear_hpc.cli import main\ncode = main({args!r})\n"
+            "sys.stderr.write(repr('_sqlite3' in sys.modules))\nsys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO))
+    assert result.returncode == 0, result.stderr
+    return result.stdout, result.stderr == "True"
+
+
+def test_a_look_at_an_unchanged_ledger_reads_the_kept_rows_not_sqlite(storage, capsys):
+    _fill(storage)
+    expected = {" ".join(args): _click(args, capsys) for args in ARGS}
+    assert _fast_in_a_process(["status"]) == (expected["status"], True)    # read from SQLite, and kept
+    assert layout.ledger_snapshot_path() is not None and os.path.exists(layout.ledger_snapshot_path())
+    assert os.stat(layout.ledger_snapshot_path()).st_mode & 0o777 == 0o600
+    for args in ARGS:
+        assert _fast_in_a_process(args) == (expected[" ".join(args)], False)
+
+
+def test_every_committed_change_is_seen_by_the_next_look(storage, capsys):
+    """A write of the same size within the same clock tick leaves the file's size and mtime as they were;
+    SQLite's change counter moves all the same."""
+    _fill(storage)
+    _click(["status"], capsys)
+    _fast(["status"], capsys)
+    for message in ("trial TWO", "trial 2!!", "trial two"):   # the same length each time
+        before = os.stat(storage.ledger_path)
+        with Ledger(storage.ledger_path) as ledger:
+            ledger.update_execution("mnist", 2, message=message)
+        # As if within the same tick of the clock that stamps files: only the content tells.
+        os.utime(storage.ledger_path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert os.stat(storage.ledger_path).st_size == before.st_size
+        expected = _click(["status"], capsys)
+        assert f"mnist/2: {message}" in expected or message in expected
+        assert _fast(["status"], capsys) == expected
+    _add(storage, "later", "completed", ended_at=_ago(5))
+    assert "later/1" in _fast(["status"], capsys)
+    assert "later" in _fast(["ls"], capsys)
+
+
+def test_a_journal_a_torn_snapshot_or_a_newer_gear_sends_it_back_to_sqlite(storage, capsys, monkeypatch):
+    from gear_hpc.ledger import snapshot
+
+    _fill(storage)
+    expected = _click(["status"], capsys)
+    assert _fast(["status"], capsys) == expected
+    kept = Path(layout.ledger_snapshot_path())
+    # A journal beside the ledger: a write under way, or one a crash left for SQLite to roll back.
+    journal = Path(str(storage.ledger_path) + "-journal")
+    journal.write_bytes(b"")
+    assert snapshot.header_key(str(storage.ledger_path)) is None
+    assert _fast(["status"], capsys) == expected
+    journal.unlink()
+    kept.write_bytes(kept.read_bytes()[:40])    # torn
+    assert _fast(["status"], capsys) == expected
+    kept.write_bytes(b"not marshal at all")
+    assert _fast(["status"], capsys) == expected
+    # gear upgraded with a newer schema while the ledger did not change: the click path must migrate.
+    monkeypatch.setattr(layout, "SCHEMA_VERSION", layout.SCHEMA_VERSION + 1)
+    assert _fast(["status"], capsys) is None
+
+
+def test_the_day_shown_moves_on_over_the_kept_rows():
+    """visible() gives what the query gives at a later point: open rows, and those ended since, in order."""
+    from gear_hpc.ledger import snapshot
+
+    rows = [{"status": "queued", "ended_at": None}, {"status": "completed", "ended_at": "2026-12-06T10:00:00Z"},
+            {"status": "failed", "ended_at": "2026-12-06T12:00:00Z"}, {"status": "lost", "ended_at": None}]
+    kept = {"since": "2026-12-06T09:00:00Z", "rows": rows}
+    assert snapshot.visible(kept, OPEN_STATUSES, "2026-12-06T09:00:00Z") == rows[:3]
+    assert snapshot.visible(kept, OPEN_STATUSES, "2026-12-06T11:00:00Z") == [rows[0], rows[2]]
+    assert snapshot.visible(kept, OPEN_STATUSES, "2026-12-06T08:00:00Z") is None   # kept rows do not reach back

@@ -97,6 +97,13 @@ def cache_dir() -> str | None:
     return os.path.join(base, "gear-hpc", "site") if base else None
 
 
+def ledger_snapshot_path() -> str | None:
+    """Where the fast path of `gear status`/`gear ls` keeps the rows it last read, while the ledger is
+    unchanged (ledger/snapshot.py)."""
+    directory = cache_dir()
+    return os.path.join(os.path.dirname(directory), "ledger-snapshot.marshal") if directory else None
+
+
 def open_hint_path() -> str | None:
     """Where the fast path of `gear status` notes that the user's executions were open when it last
     looked: a hint to ask Slurm first thing, never a fact (cli/fastpath.py)."""

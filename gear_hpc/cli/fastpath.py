@@ -29,7 +29,9 @@ Otherwise, or on any error, it returns None and the click path runs as if
 this module did not exist. The ledger is opened read-only (SQLite `mode=ro`,
 so it cannot write, not even to roll back a crashed writer's journal: that
 fails and falls back), with the same busy timeout as ledger.Ledger, and read
-in one transaction.
+in one transaction. The rows read are kept in the user's cache for the next
+look, which takes them instead of loading SQLite while the ledger's header
+says no write was committed since (ledger/snapshot.py).
 """
 
 from __future__ import annotations
@@ -211,66 +213,48 @@ def _note_open(is_open: bool) -> None:
 
 
 def _read_ledger(path: str, command: str, as_json: bool, early: Any = None) -> str | None:
-    # The module sqlite3 is, without sqlite3.dbapi2's datetime adapters (1 ms inside the cluster).
-    import _sqlite3 as sqlite3
-
     from ..base.facts import OPEN_STATUSES, SUBMITTING
-    from ..ledger import rows
+    from . import listing
 
-    global _ledger_path
-    _ledger_path = path  # named by a "locked" message (errors.describe)
-    # A URI so that SQLite opens read-only; %, ? and # are the characters it would misread.
-    uri = "file:" + path.replace("%", "%25").replace("?", "%3f").replace("#", "%23") + "?mode=ro"
     query: Any = early
     try:
-        conn = sqlite3.connect(uri, uri=True, timeout=rows.BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-    except BaseException:
-        if query is not None:
-            query.abandon()
-        raise
-    try:
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {rows.BUSY_TIMEOUT_MS}")
-        # One pass over the ledger: a small page cache spares SQLite allocating (and
-        # freeing) pages for the whole file: 1.5 ms less with 10,000 executions.
-        conn.execute("PRAGMA cache_size = -64")
-        conn.execute("BEGIN")  # one snapshot for the check and the reads
-        if conn.execute("PRAGMA user_version").fetchone()[0] != rows.SCHEMA_VERSION:
-            return None
-        sql, params = rows.executions_query(statuses=OPEN_STATUSES)  # ledger.open_executions()
+        since = listing.recent_since()
+        read = _ledger_rows(path, since)
+        if read is None:
+            return None   # the schema is not the current one: the click path migrates
+        rows, summaries = read
         open_rows = [(row["container"], row["number"], row["status"], row["note"], row["started_at"],
-                      row["slurm_job_id"], row["workdir"]) for row in conn.execute(sql, params)]
+                      row["slurm_job_id"], row["workdir"]) for row in rows if row["status"] in OPEN_STATUSES]
         if any(status == SUBMITTING for _, _, status, *_ in open_rows):
             # A command died mid-submission, or is still submitting: refresh() adopts or discards it.
             _keep_answer(query)
             return None
         from ..executions import open_fold
-        from . import listing
 
         # refresh() also reads the status record of each execution called lost in the last day
         # (reconcile.LOST_CORRECTION_WINDOW, a test checks): a final record that came late corrects it.
-        for (workdir,) in conn.execute("SELECT workdir FROM executions WHERE ended_at >= ? AND status = 'lost'",
-                                       (listing.recent_since(),)):
-            if open_fold.corrects_lost(open_fold.read_status_record(workdir)):
+        for row in rows:
+            if row["status"] == "lost" and open_fold.corrects_lost(open_fold.read_status_record(row["workdir"])):
                 _keep_answer(query)
                 return None
         _note_open(bool(open_rows))
         if open_rows and query is None:
             from ..slurm import queue
 
-            query = queue.start_query()   # answers while the ledger is read (below)
+            query = queue.start_query()
         elif not open_rows and query is not None:
             query.abandon()   # asked on the hint: nothing is open now
 
         if command == "ls":
-            summaries = rows.container_summaries(conn)
             if open_rows and _open_rows_changed(query, open_rows) is None:
                 return None
             return listing.ls_text(summaries, as_json)
-        sql, params = rows.executions_query(statuses=OPEN_STATUSES, ended_since=listing.recent_since())
+        from ..ledger import rows as ledger_rows
+
         items: list[dict[str, Any]] = []
-        for row in conn.execute(sql, params):
-            item = rows.execution_json(rows.execution_values(row, decode=as_json))  # a table shows no JSON column
+        for row in rows:
+            # A table shows no JSON column: decoded only for --json.
+            item = ledger_rows.execution_json(ledger_rows.execution_values(row, decode=as_json))
             item["progress"] = None
             items.append(item)
         if open_rows:
@@ -281,9 +265,65 @@ def _read_ledger(path: str, command: str, as_json: bool, early: Any = None) -> s
                 item["progress"] = progress.get(item["id"])
         return listing.status_text(items, as_json)
     finally:
-        conn.close()
         if query is not None:
             query.abandon()
+
+
+def _ledger_rows(path: str, since: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+    """The ledger's executions open or ended since `since` (as ledger.executions(statuses=OPEN_STATUSES,
+    ended_since=since) orders them) and its container summaries; None if its schema is not the current one.
+
+    From the snapshot the last look kept (ledger/snapshot.py) while the ledger's header reads as it did
+    then; else from SQLite, and kept for the next look.
+    """
+    from ..base.facts import OPEN_STATUSES, SCHEMA_VERSION, ledger_snapshot_path
+    from ..ledger import snapshot
+
+    key = snapshot.header_key(path)
+    kept_at = ledger_snapshot_path()
+    if key is not None and int.from_bytes(key[4], "big") != SCHEMA_VERSION:
+        return None
+    if key is not None and kept_at is not None:
+        kept = snapshot.load(kept_at, key)
+        rows = None if kept is None else snapshot.visible(kept, OPEN_STATUSES, since)
+        if kept is not None and rows is not None:
+            return rows, kept["summaries"]
+    read = _read_sqlite(path, since)
+    if read is not None and key is not None and kept_at is not None and snapshot.header_key(path) == key:
+        snapshot.save(kept_at, key, since, *read)   # no write committed while it was read
+    return read
+
+
+def _read_sqlite(path: str, since: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+    """_ledger_rows from the ledger itself: read-only, in one transaction."""
+    # The module sqlite3 is, without sqlite3.dbapi2's datetime adapters (1 ms inside the cluster).
+    import _sqlite3 as sqlite3
+
+    from ..base.facts import OPEN_STATUSES
+    from ..ledger import rows as ledger_rows
+
+    global _ledger_path
+    _ledger_path = path  # named by a "locked" message (errors.describe)
+    # A URI so that SQLite opens read-only; %, ? and # are the characters it would misread.
+    uri = "file:" + path.replace("%", "%25").replace("?", "%3f").replace("#", "%23") + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=ledger_rows.BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {ledger_rows.BUSY_TIMEOUT_MS}")
+        # One pass over the ledger: a small page cache spares SQLite allocating (and
+        # freeing) pages for the whole file: 1.5 ms less with 10,000 executions.
+        conn.execute("PRAGMA cache_size = -64")
+        conn.execute("BEGIN")  # one snapshot for the check and the reads
+        if conn.execute("PRAGMA user_version").fetchone()[0] != ledger_rows.SCHEMA_VERSION:
+            return None
+        sql, params = ledger_rows.executions_query(statuses=OPEN_STATUSES, ended_since=since)
+        cursor = conn.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor]
+        cursor = conn.execute(ledger_rows.CONTAINER_SUMMARIES_SQL)
+        summaries = [dict(zip(ledger_rows.CONTAINER_SUMMARY_FIELDS, row, strict=True)) for row in cursor]
+        return rows, summaries
+    finally:
+        conn.close()
 
 
 # squeue's answer (slurm/queue.parse), kept when the fast path declines after asking: the click

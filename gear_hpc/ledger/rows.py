@@ -116,7 +116,7 @@ def executions_query(container: str | None = None, statuses: tuple[str, ...] | N
     return f"SELECT * FROM executions {where} ORDER BY {order}", params
 
 
-def execution_values(row: sqlite3.Row, decode: bool = True) -> dict[str, Any]:
+def execution_values(row: sqlite3.Row | dict[str, Any], decode: bool = True) -> dict[str, Any]:
     """The fields of one execution row, its JSON columns decoded (ledger.Execution(**values)).
 
     decode=False leaves the JSON columns as they are stored, for a table that
