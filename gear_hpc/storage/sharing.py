@@ -103,20 +103,6 @@ def set_gate(directory: Path, visibility: str, gid: int | None = None) -> None:
     os.chmod(directory, mode)
 
 
-def gate_of(directory: Path) -> tuple[str, str | None]:
-    """(visibility, group) as the gate's mode says them: the truth, whatever a ledger says."""
-    info = directory.lstat()
-    mode = stat.S_IMODE(info.st_mode) & 0o777
-    if mode & 0o001:
-        return PUBLIC, None
-    if mode & 0o010:
-        try:
-            return GROUP, grp.getgrgid(info.st_gid).gr_name
-        except KeyError:
-            return GROUP, str(info.st_gid)
-    return PRIVATE, None
-
-
 def open_closed_execution(exec_dir: Path) -> None:
     """Let anyone who passes the container's gate read a closed execution: its log,
     parameters and code (its sealed working directory already is), then its directory."""
@@ -131,14 +117,6 @@ def open_closed_execution(exec_dir: Path) -> None:
             _add_read_bits(tree)
     # Last: until now the directory was closed to all, so no reader saw it half done.
     _add_read_bits(exec_dir)
-
-
-def close_execution(exec_dir: Path) -> None:
-    """Back to owner-only (before the execution's files go)."""
-    try:
-        os.chmod(exec_dir, 0o700)
-    except FileNotFoundError:
-        pass
 
 
 def make_tree_readable(top: Path) -> None:
