@@ -27,8 +27,9 @@ NASTY = ["python3", "train.py", "$(touch pwned)", "`id`", "a;b", "it's", '"q"', 
 
 def _script(command=("python3", "train.py")):
     loaded = site.load()
-    return job_script(loaded, Path("/srv/gear/users/alice/containers/mnist/3"), "mnist", 3, "0123456789abcdef",
-                      loaded.compute_type("gpu-1"), loaded.image("python"), list(command), "alice")
+    exec_dir = Path("/srv/gear/users/alice/containers/mnist/3")
+    return job_script(loaded, exec_dir, "mnist", 3, "0123456789abcdef", loaded.compute_type("gpu-1"),
+                      loaded.image("python"), list(command), "alice", python_lib=exec_dir / "lib")
 
 
 def _continuation_script(layer_modes_kept=True) -> str:

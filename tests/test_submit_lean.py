@@ -118,8 +118,8 @@ def test_the_lean_path_knows_what_the_full_path_knows() -> None:
 
     assert quick_submit.KILL_AFTER_SECONDS == lifecycle.KILL_AFTER_SECONDS
     assert quick_submit.SUBMIT_TIMEOUT == jobs.SUBMIT_TIMEOUT
-    assert (quick_submit.LIB, quick_submit.IN_CONTAINER, quick_submit.LIB_MODULES) == (
-        job_lib.LIB, job_lib.IN_CONTAINER, job_lib.MODULES)
+    assert (quick_submit.LIB, quick_submit.IN_CONTAINER, quick_submit.LIB_MODULES, quick_submit.PYTHONPATH) == (
+        job_lib.LIB, job_lib.IN_CONTAINER, job_lib.MODULES, job_lib.PYTHONPATH)
     assert Path(quick_submit._PACKAGE, "job_python") == job_lib.SOURCE
     assert (quick_submit.HOME, quick_submit.OUTPUT, quick_submit.INPUT_SLOTS, quick_submit.INPUT_ALIASES) == (
         apptainer.HOME, apptainer.OUTPUT, apptainer.INPUT_SLOTS, apptainer.INPUT_ALIASES)

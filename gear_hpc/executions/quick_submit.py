@@ -55,6 +55,7 @@ TEMPLATE = "job.sh.j2"
 KILL_AFTER_SECONDS = 20          # lifecycle.KILL_AFTER_SECONDS (test_quick_submit checks they agree)
 SUBMIT_TIMEOUT = 60.0            # slurm.jobs.SUBMIT_TIMEOUT
 LIB, IN_CONTAINER = "lib", "/opt/gear/python"                   # executions/job_lib.py
+PYTHONPATH = IN_CONTAINER + "${PYTHONPATH:+:$PYTHONPATH}"       # job_lib.PYTHONPATH: ours, then the image's
 LIB_MODULES = ("gear_metrics.py", "openbayestool.py")
 HOME, OUTPUT = "/hyperai/home", "/output"                        # slurm/apptainer.py
 INPUT_SLOTS = tuple(f"/hyperai/input/input{k}" for k in range(5))
@@ -450,7 +451,7 @@ def _context(container: str, number: int, token: str, exec_dir: str, site: dict[
     lib = os.path.join(exec_dir, LIB)
     environment = [("GEAR_CONTAINER", container), ("GEAR_EXECUTION", f"{container}/{number}"),
                    ("GEAR_EXECUTION_NUMBER", str(number)), ("GEAR_USER", user),
-                   ("GEAR_COMPUTE_TYPE", name), ("GEAR_IMAGE", image[0]), ("PYTHONPATH", IN_CONTAINER)]
+                   ("GEAR_COMPUTE_TYPE", name), ("GEAR_IMAGE", image[0]), ("PYTHONPATH", PYTHONPATH)]
     empty = os.path.join(exec_dir, "empty")
     inputs = [path for pair in zip(INPUT_SLOTS, INPUT_ALIASES, strict=True) for path in pair]   # apptainer.exec_argv's order
     mounts = [(home, HOME, False), (home, OUTPUT, False), *((empty, path, True) for path in inputs),

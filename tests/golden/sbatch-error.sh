@@ -184,12 +184,17 @@ copy "$exec_dir/code/" "$work/" syncing --ignore-existing --chmod=u+w \
 
 # --containall cleans the environment; pass in the execution's identity and
 # Slurm's own variables (CUDA_VISIBLE_DEVICES names the allotted GPUs).
-export APPTAINERENV_GEAR_CONTAINER=sbatch
-export APPTAINERENV_GEAR_EXECUTION=sbatch/3
-export APPTAINERENV_GEAR_EXECUTION_NUMBER=3
-export APPTAINERENV_GEAR_USER=alice
-export APPTAINERENV_GEAR_COMPUTE_TYPE=cpu-small
-export APPTAINERENV_GEAR_IMAGE=python
+# Apptainer expands these values inside the container, after the image's own
+# environment: PYTHONPATH's $PYTHONPATH is the image's (executions/job_lib.py).
+# shellcheck disable=SC2016  # that $ is for Apptainer, not for this shell
+{
+  export APPTAINERENV_GEAR_CONTAINER=sbatch
+  export APPTAINERENV_GEAR_EXECUTION=sbatch/3
+  export APPTAINERENV_GEAR_EXECUTION_NUMBER=3
+  export APPTAINERENV_GEAR_USER=alice
+  export APPTAINERENV_GEAR_COMPUTE_TYPE=cpu-small
+  export APPTAINERENV_GEAR_IMAGE=python
+}
 for name in $(compgen -e); do
   case "$name" in
     SLURM_*|CUDA_VISIBLE_DEVICES|GPU_DEVICE_ORDINAL|ROCR_VISIBLE_DEVICES)
