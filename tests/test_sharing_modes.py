@@ -139,3 +139,52 @@ def test_the_fast_json_reader_refuses_what_json_refuses(text):
 
     with pytest.raises(ValueError):
         _loads(text)
+
+
+def test_gear_share_repairs_what_closing_left_undone_and_walks_nothing_that_is_done(gear_env, monkeypatch):
+    """publish_container seals and opens a closed execution only where that did not run to its end."""
+    from pathlib import Path
+
+    from gear_hpc.containers import sharing as container_sharing
+    from gear_hpc.executions import sealing
+    from gear_hpc.ledger.db import Ledger
+    from gear_hpc.storage.disk import UserStorage
+
+    storage = UserStorage(gear_env["storage"])
+    storage.ensure()
+    homes = []
+    with Ledger(storage.ledger_path) as ledger:
+        for _ in range(3):
+            def make_home(number: int) -> Path:
+                home = storage.execution_dir("shr", number) / "home"
+                (home / "sub").mkdir(parents=True, mode=0o700)
+                (home / "sub" / "result.txt").write_text("42")
+                os.chmod(home / "sub" / "result.txt", 0o600)
+                os.chmod(home, 0o700)
+                os.chmod(home.parent, 0o700)   # as gear makes it: private until closed and opened
+                return home
+
+            number = ledger.allocate_execution("shr", make_home, mode="script", status="completed",
+                                               compute_type="cpu-small", image="python", command=["true"],
+                                               params={}, bindings=[], token=f"t{len(homes)}")
+            homes.append(storage.execution_dir("shr", number) / "home")
+        sealing.seal(homes[0])
+        sharing.open_closed_execution(homes[0].parent)   # closed as gear closes: done
+        sealing.seal(homes[1])                              # opened: not yet (it failed)
+        os.chmod(homes[1], 0o755)                          # the seal cut short before its top
+        assert sealing.finished(homes[0]) and not sealing.finished(homes[1]) and not sealing.finished(homes[2])
+        assert sharing.execution_opened(homes[0].parent) and not sharing.execution_opened(homes[1].parent)
+
+        walked = []
+        real_seal, real_open = sealing.seal, sharing.open_closed_execution
+        monkeypatch.setattr(sealing, "seal", lambda home: walked.append(("seal", home.parent.name)) or real_seal(home))
+        monkeypatch.setattr(sharing, "open_closed_execution",
+                            lambda d: walked.append(("open", d.name)) or real_open(d))
+        container_sharing.publish_container(ledger, "shr")
+        assert sorted(walked) == [("open", "2"), ("open", "3"), ("seal", "2"), ("seal", "3")]
+        for home in homes:
+            assert sealing.finished(home) and sharing.execution_opened(home.parent)
+            assert mode(home / "sub" / "result.txt") == 0o444
+        walked.clear()
+        container_sharing.publish_container(ledger, "shr")   # all done: nothing walked again
+        assert walked == []

@@ -73,13 +73,17 @@ def share(ledger: Ledger, kind: str, name: str, visibility: str, group: str | No
 
 def publish_container(ledger: Ledger, container: str) -> None:
     """Every closed execution of `container` readable behind its gate, and its index written."""
-    from ..executions.sealing import seal
+    from ..executions import sealing
 
     closed = [e for e in ledger.executions(container=container) if not e.is_open]
     for execution in closed:
+        # Each was sealed and opened when it closed; this repairs what failed then (or what an older gear
+        # sealed without read bits), and leaves alone what is done: no walk of every tree on every share.
         home = Path(execution.workdir)
-        seal(home)   # idempotent; gives read bits to what an older gear sealed without them
-        modes.open_closed_execution(home.parent)
+        if not sealing.finished(home):
+            sealing.seal(home)
+        if not modes.execution_opened(home.parent):
+            modes.open_closed_execution(home.parent)
     write_container_index(ledger, container, closed)
 
 

@@ -49,6 +49,17 @@ def is_sealed(home: Path) -> bool:
         return False
 
 
+def finished(home: Path) -> bool:
+    """A seal ran to its end here: the top, which seal() does last, has no write bit and is readable by
+    all. (A seal cut short, or made by an older gear without read bits, is not finished.)"""
+    try:
+        info = home.lstat()
+    except OSError:
+        return False
+    mode = stat.S_IMODE(info.st_mode)
+    return stat.S_ISDIR(info.st_mode) and not mode & 0o222 and mode & 0o555 == 0o555
+
+
 def seal(home: Path) -> bool:
     """Take every write bit below (and of) `home`, keeping the modes as they were.
 

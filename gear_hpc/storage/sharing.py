@@ -119,6 +119,15 @@ def open_closed_execution(exec_dir: Path) -> None:
     _add_read_bits(exec_dir)
 
 
+def execution_opened(exec_dir: Path) -> bool:
+    """open_closed_execution ran to its end here: the directory, which it opens last, is readable by all."""
+    try:
+        info = exec_dir.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_mode & 0o555 == 0o555
+
+
 def make_tree_readable(top: Path) -> None:
     """A dataset version: every directory a+rx, every file a+r (its write bits stay off)."""
     for directory, subdirs, files in os.walk(top):
