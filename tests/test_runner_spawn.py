@@ -87,3 +87,11 @@ def test_timeout_of_a_child_that_closed_its_output() -> None:
 
 def test_cwd_still_works(tmp_path) -> None:
     assert runner.run(["pwd"], cwd=str(tmp_path)).stdout == f"{tmp_path}\n"
+
+
+@pytest.mark.parametrize("environment", [{"PATH": "/usr/bin:/bin"}, {"PATH": ""}, {}, {"PATH": "/a::/b:"}],
+                         ids=["set", "empty", "unset", "empty-entries"])
+def test_the_path_searched_is_the_one_os_get_exec_path_gives(environment):
+    from gear_hpc.base.runner import exec_path
+
+    assert exec_path(environment) == os.get_exec_path(environment)

@@ -20,7 +20,7 @@ from .errors import GearError
 # Annotations only: typing and collections.abc cost the submission too.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -121,7 +121,7 @@ def spawn(argv: list[str], env: dict[str, str] | None, file_actions: list[tuple[
     if os.path.dirname(program):
         candidates = [program]
     else:
-        candidates = [os.path.join(directory, program) for directory in os.get_exec_path(environment)]
+        candidates = [os.path.join(directory, program) for directory in exec_path(environment)]
     first_error: OSError | None = None
     last_error: OSError = FileNotFoundError(2, "No such file or directory", program)
     for candidate in candidates:
@@ -135,6 +135,13 @@ def spawn(argv: list[str], env: dict[str, str] | None, file_actions: list[tuple[
             last_error = exc
             first_error = first_error or exc
     raise first_error or last_error
+
+
+def exec_path(environment: Mapping[str, str]) -> list[str]:
+    """os.get_exec_path(environment), without the `warnings` module it imports (0.4 ms before a command
+    starts, on the fast path of `gear status`)."""
+    path = environment.get("PATH")
+    return (os.defpath if path is None else path).split(os.pathsep)
 
 
 def _inheritable_fds() -> list[int]:
