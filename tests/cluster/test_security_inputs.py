@@ -8,6 +8,9 @@ left half-written.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from conftest import User
@@ -150,3 +153,28 @@ def test_delete_on_a_full_disk_when_the_ledger_has_not_seen_the_end_yet():
         assert "sec-unseen" not in user.gear("ls").stdout
     finally:
         root.run("umount", str(user.storage))
+
+
+PRINT_ENVIRONMENT = r'''
+import json, os
+print("ENV " + json.dumps({name: os.environ.get(name) for name in
+                           ("SLURM_SUBMIT_DIR", "SLURM_JOB_ID", "GEAR_EXECUTION", "PYTHONPATH")}))
+'''
+
+
+def test_slurms_values_reach_the_program_as_they_are(mallory):
+    """The directory `gear run` ran in (SLURM_SUBMIT_DIR in the job) named with $, `, " and \\: Apptainer
+    evaluates the environment it is passed, so the job escapes Slurm's values. The program sees the name
+    as it is, nothing in it ran, and the rest of the environment is there (one broken value would lose
+    every variable)."""
+    odd = 'sub $(touch pwned) `touch pwned2` "q" \\" end'
+    base = mallory.make_dir({f"{odd}/env.py": PRINT_ENVIRONMENT})
+    result = mallory.gear("run", "-c", "sec-env", "--code", ".", "-f", "--", "python3", "env.py", cwd=str(base / odd))
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("ENV "))
+    seen = json.loads(line[len("ENV "):])
+    assert seen["SLURM_SUBMIT_DIR"] == str(base / odd)
+    assert seen["SLURM_JOB_ID"] and seen["GEAR_EXECUTION"].startswith("sec-env/")
+    assert seen["PYTHONPATH"] == "/opt/gear/python"
+    assert not list(Path(mallory.pw.pw_dir).rglob("pwned*"))
+    assert not list(mallory.storage.rglob("pwned*"))

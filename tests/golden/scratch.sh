@@ -197,10 +197,17 @@ copy "$exec_dir/code/" "$work/" syncing --ignore-existing --chmod=u+w \
   export APPTAINERENV_GEAR_IMAGE=python
   export APPTAINERENV_PYTHONPATH='/opt/gear/python${PYTHONPATH:+:$PYTHONPATH}'
 }
+# Their values are Slurm's, and some are the user's (the directory sbatch ran in,
+# a job name): escaped so that Apptainer's evaluation gives them back as they are
+# (it escapes " itself; an unescaped $ or ` would run, a \" would break them all).
 for name in $(compgen -e); do
   case "$name" in
     SLURM_*|CUDA_VISIBLE_DEVICES|GPU_DEVICE_ORDINAL|ROCR_VISIBLE_DEVICES)
-      export "APPTAINERENV_$name=${!name}" ;;
+      value=${!name}
+      value=${value//\\/\\\\}
+      value=${value//\$/\\\$}
+      value=${value//\`/\\\`}
+      export "APPTAINERENV_$name=$value" ;;
   esac
 done
 
