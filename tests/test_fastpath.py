@@ -437,3 +437,26 @@ def test_the_day_shown_moves_on_over_the_kept_rows():
     assert snapshot.visible(kept, OPEN_STATUSES, "2026-12-06T09:00:00Z") == rows[:3]
     assert snapshot.visible(kept, OPEN_STATUSES, "2026-12-06T11:00:00Z") == [rows[0], rows[2]]
     assert snapshot.visible(kept, OPEN_STATUSES, "2026-12-06T08:00:00Z") is None   # kept rows do not reach back
+
+
+def test_main_starts_squeue_on_the_hint_before_loading_the_rest_of_gear(storage, capsys, fake_slurm):
+    """cli.main asks Slurm before it loads the fast path, site handling or the ledger: squeue answers while
+    they load. One squeue all the same, and the same bytes as the click path."""
+    _fill(storage)
+    number = _add(storage, "busy", "queued")
+    _squeue_lists(fake_slurm, (str(100 + number), "PENDING"))
+    expected = _click(["status"], capsys)
+    assert _fast(["status"], capsys) == expected and _hint(storage).exists()
+    code = ("import sys\nfrom gear_hpc.base import runner\nreal = runner.spawn\nloaded = []\n"
+            "def spawn(*args, **kwargs):\n"
+            "    loaded.append(sorted(m for m in ('gear_hpc.cli.fastpath', 'gear_hpc.base.lazy_site', '_sqlite3',"
+            " 'gear_hpc.ledger.snapshot') if m in sys.modules))\n"
+            "    return real(*args, **kwargs)\n"
+            "runner.spawn = spawn\nfrom gear_hpc.cli import main\ncode = main(['status'])\n"
+            "sys.stderr.write(repr(loaded))\nsys.exit(code)")
+    before = len(fake_slurm.calls())
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected
+    assert result.stderr == "[[]]"      # one spawn, before any of those was loaded
+    assert [c.split()[0] for c in fake_slurm.calls()[before:]] == ["squeue"]

@@ -45,14 +45,38 @@ COMMANDS = {
 }
 
 
+# What cli/fastpath.py answers for the user's own executions.
+LOOKS = (["ls"], ["ls", "--json"], ["status"], ["status", "--json"])
+
+
+def ask_squeue_on_hint() -> Any:
+    """squeue, started if executions were open at the last look (base/facts.open_hint_path), or None.
+
+    main() calls it before it loads anything else, so squeue answers while the rest of gear loads and
+    the ledger is read. The ledger decides what is open; a wrong hint costs one squeue, a missing one
+    the wait (cli/fastpath.py)."""
+    from ..base.facts import open_hint_path
+
+    hint = open_hint_path()
+    if hint is None or not os.path.exists(hint):
+        return None
+    from ..slurm import queue
+
+    try:
+        return queue.start_query()
+    except OSError:
+        return None   # no squeue to start: said by whoever needs it
+
+
 def main(argv: list[str] | None = None) -> int:
     # Everything gear creates is private to its owner unless shared on purpose.
     os.umask(0o077)
+    args = sys.argv[1:] if argv is None else argv
+    early = ask_squeue_on_hint() if args in LOOKS else None
     # Started with `python3 -S`: site-packages only once a command needs them (base/lazy_site.py).
     from ..base import lazy_site
 
     lazy_site.install()
-    args = sys.argv[1:] if argv is None else argv
     # Without click: workflow tools call sbatch thousands of times (cli/sbatch.py), and a small code
     # directory's `gear run` is the lean submission (cli/run_fast.py). None: click runs it.
     if args[:1] == ["sbatch"]:
@@ -70,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from .fastpath import run as run_fast
 
-        code = run_fast(args)
+        code = run_fast(args, early)
     except KeyboardInterrupt:
         from .output import echo
 

@@ -47,17 +47,24 @@ if TYPE_CHECKING:
 # The ledger being read, for the "locked" message: base/errors.py is imported only to report.
 _ledger_path: str | None = None
 
-ARGUMENTS = (["ls"], ["ls", "--json"], ["status"], ["status", "--json"])
+from . import LOOKS as ARGUMENTS, ask_squeue_on_hint  # noqa: E402  (the package is loaded: no cycle)
+
+NOT_ASKED: Any = object()
 
 
-def run(argv: list[str]) -> int | None:
-    """Print `gear ls`/`gear status` and return the exit code, or None: "not handled, use click"."""
+def run(argv: list[str], early: Any = NOT_ASKED) -> int | None:
+    """Print `gear ls`/`gear status` and return the exit code, or None: "not handled, use click".
+
+    `early`: the squeue cli.main started on the hint before loading anything else (None: it did not);
+    by default it is started here.
+    """
     global squeue_answer
     squeue_answer = None
     shared = _shared_arguments(argv)
     if argv not in ARGUMENTS and shared is None:
         return None
-    early = _ask_on_hint() if shared is None else None
+    if early is NOT_ASKED:
+        early = ask_squeue_on_hint() if shared is None else None
     try:
         text = render_shared(*shared) if shared is not None else render(argv[0], len(argv) == 2, early)
     except Exception as exc:
@@ -158,27 +165,10 @@ def render_shared(command: str, owner: str, container: str | None, as_json: bool
     return listing.history_text(listing.shared_history(owner, found), as_json)
 
 
-def _ask_on_hint() -> Any:
-    """squeue, started first thing if executions were open at the last look (base/facts.open_hint_path):
-    it answers while the site record is read, sqlite3 loads and the ledger is read, 5 ms and more inside
-    the cluster. The ledger decides what is open; a wrong hint costs one squeue, a missing one the wait."""
-    from ..base.facts import open_hint_path
-
-    hint = open_hint_path()
-    if hint is None or not os.path.exists(hint):
-        return None
-    from ..slurm import queue
-
-    try:
-        return queue.start_query()
-    except OSError:
-        return None   # no squeue to start: said by whoever needs it
-
-
 def render(command: str, as_json: bool, early: Any = None) -> str | None:
     """What `gear <command> [--json]` prints, or None if the click path must run.
 
-    `early`: a squeue already started (_ask_on_hint), finished or abandoned here unless None is returned.
+    `early`: a squeue already started (cli.ask_squeue_on_hint), finished or abandoned here unless None is returned.
     """
     from ..base.facts import current_user, user_paths, valid_storage_root
 
@@ -196,7 +186,7 @@ def render(command: str, as_json: bool, early: Any = None) -> str | None:
 
 
 def _note_open(is_open: bool) -> None:
-    """Keep the hint of _ask_on_hint() true for the next look (best effort: it only saves time)."""
+    """Keep the hint of cli.ask_squeue_on_hint() true for the next look (best effort: it only saves time)."""
     from ..base.facts import open_hint_path
 
     hint = open_hint_path()
