@@ -39,6 +39,8 @@ from __future__ import annotations
 import os
 import stat
 
+from . import LOOKS as ARGUMENTS, ask_squeue_on_hint  # the package gear_hpc.cli, loaded before this module
+
 # Annotations only: importing typing would cost the fast path (fastpath.py) 2 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,8 +48,6 @@ if TYPE_CHECKING:
 
 # The ledger being read, for the "locked" message: base/errors.py is imported only to report.
 _ledger_path: str | None = None
-
-from . import LOOKS as ARGUMENTS, ask_squeue_on_hint  # noqa: E402  (the package is loaded: no cycle)
 
 NOT_ASKED: Any = object()
 
