@@ -34,7 +34,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from ..base.errors import GearError, SlurmError, UsageError
 from ..base.names import check_name, check_text
 from ..ledger.db import Ledger, utc_now
 from ..ledger.rows import JSON_COLUMNS
+from ..notify import settings as notify
 from ..site.model import Site
 from ..slurm import jobs as slurm
 from ..storage.disk import UserStorage, remove_tree
@@ -120,7 +121,8 @@ def submit(site: Site, storage: UserStorage, request: SweepRequest,
     image = site.image(base.image or site.default_image)
     if not os.path.exists(image.path):
         raise GearError(f"image {image.name!r}: {image.path} does not exist on this node; tell your admin")
-    # Slurm mails about an array as a whole, not per execution: a sweep sends none.
+    # Slurm mails about an array as a whole (one mail when its first task starts, one when the last ends),
+    # not per task: the trials' scripts carry no mail options, the array's script the owner's (array_script).
     quiet_site = replace(site, mail=replace(site.mail, enabled=False))
 
     storage.ensure()
@@ -143,18 +145,22 @@ def submit(site: Site, storage: UserStorage, request: SweepRequest,
         numbers = range(first, first + count)
         exec_dirs = [storage.execution_dir(container, n) for n in numbers]
         sweep_dir = exec_dirs[0] / SWEEP_DIR
+        last = first + count - 1
         try:
             _prepare(quiet_site, storage, container, first, token, code, compute_type, image, base, resolved,
-                     rows, exec_dirs, request, tasks)
+                     rows, exec_dirs, request, tasks, notify.for_job(site, storage.user).sbatch_options)
+            if site.mail.enabled:
+                # The proof gear-mailprog asks for before it sends gear's mail about this array (notify/settings.py).
+                notify.register_sweep(storage, container, first, last, token)
             job_id = slurm.submit(sweep_dir / "job.sh", base.sbatch_options)
         except slurm.SubmitTimeout:
             found = _find_array(token)
             if found is None:
-                _discard(ledger, container, exec_dirs)
+                _discard(ledger, storage, container, exec_dirs)
                 raise
             job_id = found
         except BaseException:
-            _discard(ledger, container, exec_dirs)
+            _discard(ledger, storage, container, exec_dirs)
             raise
         now = utc_now()
         with ledger.transaction() as conn:
@@ -221,7 +227,8 @@ def _allocate(ledger: Ledger, storage: UserStorage, container: str, rows: list[d
 
 def _prepare(site: Site, storage: UserStorage, container: str, first: int, token: str, code: Path,
              compute_type: Any, image: Any, base: lifecycle.RunRequest, bindings: list[Any],
-             rows: list[dict[str, Any]], exec_dirs: list[Path], request: SweepRequest, tasks: list[int]) -> None:
+             rows: list[dict[str, Any]], exec_dirs: list[Path], request: SweepRequest, tasks: list[int],
+             mail_options: list[tuple[str, str]]) -> None:
     """Every trial's directory (code link, parameters, job script) and the array's script.
 
     The code is snapshot once, gear's Python modules installed once (job_lib),
@@ -284,7 +291,7 @@ def _prepare(site: Site, storage: UserStorage, container: str, first: int, token
     task_options = template if template is not None else (exec_dirs[0] / "job.sh").read_text()
     (sweep_dir / "job.sh").write_text(array_script(
         task_options, container, first, len(rows), token, sweep_dir, request.parallel,
-        array, exec_dirs[0].parent if numbered else None, task_script=template is not None))
+        array, exec_dirs[0].parent if numbered else None, task_script=template is not None, mail_options=mail_options))
 
 
 def code_of(ledger: Ledger, execution: Any) -> Path:
@@ -389,7 +396,7 @@ class TaskScripts:
 
 def array_script(task_options: str, container: str, first: int, count: int, token: str, sweep_dir: Path,
                  parallel: int | None, array: str | None = None, task_dirs: Path | None = None,
-                 task_script: bool = False) -> str:
+                 task_script: bool = False, mail_options: Sequence[tuple[str, str]] = ()) -> str:
     """The array's batch script: the #SBATCH lines of the trials' script (all tasks share type and
     site options), with the array's name, directory, log pattern and comment. Task I runs the job
     script in `task_dirs`/I (the container's directory, when task ids are the numbers), else in
@@ -400,10 +407,14 @@ def array_script(task_options: str, container: str, first: int, count: int, toke
     stand-ins, as TaskScripts.script does (bash's ${text//stand-in/"value"}: a quoted value is
     taken as it is, `&` included). It is written beside and renamed, so a task killed while
     writing leaves no half script for its requeued run.
+
+    `mail_options`: the owner's --mail-type/--mail-user (notify.for_job). Without ARRAY_TASKS
+    Slurm mails the array as a whole: BEGIN once, when its first task starts; END or FAIL once,
+    when its last task ended (seen on Slurm 24.11).
     """
     from ..slurm.render import sbatch_value, shell_quote
 
-    own = {"job-name", "chdir", "output", "comment", "array"}
+    own = {"job-name", "chdir", "output", "comment", "array", "mail-type", "mail-user"}
     lines = ["#!/bin/bash",
              f"# gear-hpc sweep {container}/{first}-{first + count - 1}: one Slurm job array; generated by gear, "
              "do not edit."]
@@ -416,7 +427,7 @@ def array_script(task_options: str, container: str, first: int, count: int, toke
                # %a: the task's id, so each task's log is its own execution's output.log.
                ("output", task_dirs / "%a" / "output.log"),
                ("comment", f"gear:{container}/{first}-{first + count - 1}:{token}"),
-               ("array", array or f"0-{count - 1}" + (f"%{parallel}" if parallel else ""))]
+               ("array", array or f"0-{count - 1}" + (f"%{parallel}" if parallel else "")), *mail_options]
     lines += [f"#SBATCH --{key}={sbatch_value(value)}" for key, value in options]
     lines += ["set -u",
               "task=${SLURM_ARRAY_TASK_ID:?gear: not run as a task of a job array}",
@@ -447,9 +458,13 @@ def array_script(task_options: str, container: str, first: int, count: int, toke
     return "\n".join(lines)
 
 
-def _discard(ledger: Ledger, container: str, exec_dirs: list[Path]) -> None:
-    """Undo a sweep Slurm does not have: its rows (one transaction) and its directories."""
+def _discard(ledger: Ledger, storage: UserStorage, container: str, exec_dirs: list[Path]) -> None:
+    """Undo a sweep Slurm does not have: its rows (one transaction), its mail proof and its directories."""
     numbers = [int(d.name) for d in exec_dirs]
+    try:
+        notify.forget_sweep(storage, container, numbers[0], numbers[-1])
+    except OSError:
+        pass
     try:
         with ledger.transaction() as conn:
             conn.executemany("DELETE FROM executions WHERE container = ? AND number = ?",

@@ -10,7 +10,8 @@ Slurm's older releases lack SLURM_JOB_COMMENT/EXTRA: then one
 
 It runs with more privilege than any user, and every field of a job is set
 by the job's owner, who may be hostile to the recipient. So it sends gear's
-email only for a real gear execution *of the job's owner*, proven by the
+email only for a real gear execution *of the job's owner* (or a sweep of
+theirs: one job array, which Slurm mails about as a whole), proven by the
 token the owner's `gear run` left in the owner's notify/ directory (see
 settings.py), and only to the address the owner registered; the SMS goes only
 to the number in the owner's settings, at most `sms_daily_limit` a day.
@@ -36,9 +37,20 @@ from typing import TYPE_CHECKING, Any
 
 from ..base.errors import UsageError
 from ..base.names import check_email, check_phone
-from .message import SIZE, build_email, email_body, email_subject, outcome, sms_text
+from .message import (
+    SIZE,
+    build_email,
+    email_body,
+    email_subject,
+    outcome,
+    sms_text,
+    sweep_body,
+    sweep_outcome,
+    sweep_sms,
+    sweep_subject,
+)
 from .sending import Log, email_entry, send_entry, sms_entry
-from .slurm_mail import Call, GearJob, identify, one_line, parse_argv, resolve_recipients, scontrol_fields
+from .slurm_mail import Call, GearJob, GearSweep, identify, one_line, parse_argv, resolve_recipients, scontrol_fields
 
 if TYPE_CHECKING:
     from ..site.model import MailConfig
@@ -56,7 +68,7 @@ def handle(call: Call, mail: MailConfig, log: Log, storage_root: Path,
     if not recipients:
         log(f"no valid recipient in {call.recipients!r}; nothing sent")
         return
-    job = identify(call, scontrol, storage_root, log) if call.parsed else None
+    job = identify(call, scontrol, storage_root, log) if call.parsed or call.array else None
     if job is not None:
         expected = owner_address(mail, job)
         if recipients != [expected]:
@@ -69,11 +81,20 @@ def handle(call: Call, mail: MailConfig, log: Log, storage_root: Path,
         msg = build_email(mail.sender, recipients, call.subject, "")
         _deliver(log, mail, email_entry("slurm's message", msg, recipients))
         return
-    log.job = f"{call.job_id} execution={job.owner.name}:{job.id}"
-    result = outcome(call, job)
-    msg = build_email(mail.sender, recipients, email_subject(job, result),
-                      email_body(call, job, result, storage_root), job.id)
-    _deliver(log, mail, email_entry(f"email ({result.status})", msg, recipients))
+    if isinstance(job, GearSweep):
+        log.job = f"{call.job_id} sweep={job.owner.name}:{job.id}"
+        swept = sweep_outcome(call)
+        msg = build_email(mail.sender, recipients, sweep_subject(job, swept),
+                          sweep_body(call, job, swept, storage_root), sweep=job.id)
+        _deliver(log, mail, email_entry(f"email ({swept.status})", msg, recipients))
+        text = sweep_sms(job, swept)
+    else:
+        log.job = f"{call.job_id} execution={job.owner.name}:{job.id}"
+        result = outcome(call, job)
+        msg = build_email(mail.sender, recipients, email_subject(job, result),
+                          email_body(call, job, result, storage_root), job.id)
+        _deliver(log, mail, email_entry(f"email ({result.status})", msg, recipients))
+        text = sms_text(job, result, call.env)
 
     number = job.settings.sms
     if number and call.mail_type in ("Ended", "Failed"):
@@ -89,10 +110,10 @@ def handle(call: Call, mail: MailConfig, log: Log, storage_root: Path,
         if refusal:
             log(f"sms to {number} NOT sent: {refusal}")
             return
-        _deliver(log, mail, sms_entry(number, sms_text(job, result, call.env)))
+        _deliver(log, mail, sms_entry(number, text))
 
 
-def owner_address(mail: MailConfig, job: GearJob) -> str:
+def owner_address(mail: MailConfig, job: GearJob | GearSweep) -> str:
     """Where the owner asked gear to write: their setting, else the site's rule."""
     if job.settings.email:
         return job.settings.email

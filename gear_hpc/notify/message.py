@@ -1,4 +1,4 @@
-"""gear-mailprog, what we say: the outcome of a proven gear job, as an email and an SMS.
+"""gear-mailprog, what we say: the outcome of a proven gear job (or sweep), as an email and an SMS.
 
 Nothing from the job reaches the text unchecked: the outcome's values are
 matched against closed sets or digit patterns, and the directory is
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..base.facts import CONTAINERS, REPORTED_BY_JOB, USERS
 from ..base.sizes import human_size
-from .slurm_mail import Call, GearJob, one_line
+from .slurm_mail import Call, GearJob, GearSweep, one_line
 
 # No folding below RFC 5322's 998: Python's folder moves a 70-odd character
 # subject to a continuation line, which some readers show with a leading space.
@@ -130,8 +130,91 @@ def sms_text(job: GearJob, result: Outcome, env: Mapping[str, str]) -> str:
     return text[:160]
 
 
+# Slurm's summary of a job array's tasks, at the end of its subject: the state they all ended in, or
+# "Mixed"; then the range of their exit codes, or the highest signal (Slurm 24.11, agent.c).
+_ARRAY_SUMMARY = re.compile(r", (?P<state>[A-Za-z_]{1,20}), (?:ExitCode \[(?P<low>[0-9]{1,3})-(?P<high>[0-9]{1,3})\]"
+                            r"|MaxSignal \[(?P<signal>[0-9]{1,3})\])\Z")
+# The states Slurm summarises an array's tasks as, in gear's words; any other is "ended".
+_ARRAY_STATES = {"COMPLETED": "completed", "FAILED": "failed", "Mixed": "mixed", "CANCELLED": "terminated",
+                 "TIMEOUT": "timeout", "DEADLINE": "timeout", "PREEMPTED": "terminated", "NODE_FAIL": "node failure",
+                 "OUT_OF_MEMORY": "out of memory", "BOOT_FAIL": "failed"}
+
+
+@dataclass
+class SweepOutcome:
+    status: str                 # started, one of _ARRAY_STATES' words, or ended
+    exit_codes: str | None      # "0", or "0-1": the range of the trials' exit codes
+    signal: str | None          # the highest signal that ended a trial
+
+
+def sweep_outcome(call: Call) -> SweepOutcome:
+    """What Slurm's subject says of the array as a whole; nothing of it unchecked."""
+    if call.mail_type == "Began":
+        return SweepOutcome("started", None, None)
+    if call.mail_type not in ("Ended", "Failed"):
+        return SweepOutcome(one_line(call.mail_type.lower(), 60) or "unknown", None, None)
+    summary = _ARRAY_SUMMARY.search(call.subject)
+    if summary is None:
+        return SweepOutcome("ended", None, None)
+    low, high = summary.group("low"), summary.group("high")
+    codes = None if low is None else low if low == high else f"{low}-{high}"
+    return SweepOutcome(_ARRAY_STATES.get(summary.group("state"), "ended"), codes, summary.group("signal"))
+
+
+def sweep_subject(sweep: GearSweep, result: SweepOutcome) -> str:
+    if result.status == "started":
+        return f"gear: sweep {sweep.id} started ({sweep.count} trials)"
+    text = f"gear: sweep {sweep.id} {result.status}"
+    if result.exit_codes is not None:
+        text += f", exit {result.exit_codes}"
+    if result.signal is not None:
+        text += f", signal {result.signal}"
+    return text
+
+
+_SWEEP_HEADS = {
+    "started": "has started: its first trial is running.",
+    "completed": "has ended: every trial completed.",
+    "failed": "has ended: every trial failed.",
+    "mixed": "has ended: its trials did not all end alike (some failed or were stopped).",
+    "terminated": "has ended: its trials were stopped.",
+}
+
+
+def sweep_body(call: Call, sweep: GearSweep, result: SweepOutcome, storage_root: Path) -> str:
+    ended = result.status != "started"
+    head = _SWEEP_HEADS.get(result.status, f"has ended: {result.status}." if ended else f"Slurm says {result.status}.")
+    rows: list[tuple[str, str]] = [("container", sweep.container), ("sweep", f"{sweep.id} ({sweep.count} trials)"),
+                                   ("status", result.status)]
+    if result.exit_codes is not None:
+        rows.append(("exit codes", result.exit_codes))
+    if result.signal is not None:
+        rows.append(("signal", result.signal))
+    slurm = f"{call.job_id} (a job array)"
+    if call.env.get("SLURM_JOB_PARTITION"):
+        slurm += f", partition {one_line(call.env['SLURM_JOB_PARTITION'], 40)}"
+    rows.append(("Slurm job", slurm))
+    # Computed from what was proven: the first trial's directory holds what the sweep's trials share.
+    rows.append(("directory", str(Path(storage_root) / USERS / sweep.owner.name / CONTAINERS / sweep.container
+                                  / str(sweep.first) / "sweep")))
+    lines = [f"Sweep {sweep.id} {head}", ""]
+    lines += [f"  {label:<12}  {value}" for label, value in rows]
+    if ended:
+        lines += ["", "Slurm sends this once, for all the trials: `gear status` says how each ended."]
+    commands = [("Its trials, best first:", f"gear tune show {sweep.container}/{sweep.first}"),
+                ("Every trial's status:", "gear status")]
+    lines.append("")
+    lines += [f"{label:<24} {command}" for label, command in commands]
+    lines += ["", "-- ", f"Slurm's message: {one_line(call.subject)}"]
+    return "\n".join(lines) + "\n"
+
+
+def sweep_sms(sweep: GearSweep, result: SweepOutcome) -> str:
+    return sweep_subject(sweep, result)[:160]
+
+
 def build_email(sender: str, recipients: list[str], subject: str, body: str,
-                execution: str | None = None) -> EmailMessage:
+                execution: str | None = None, sweep: str | None = None) -> EmailMessage:
     """Every header value goes through one_line: no newline can ever reach a header."""
     msg = EmailMessage(policy=_POLICY)
     msg["From"] = sender
@@ -142,5 +225,7 @@ def build_email(sender: str, recipients: list[str], subject: str, body: str,
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to a robot
     if execution:
         msg["X-Gear-Execution"] = one_line(execution)
+    if sweep:
+        msg["X-Gear-Sweep"] = one_line(sweep)
     msg.set_content(body)
     return msg

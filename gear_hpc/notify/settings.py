@@ -13,7 +13,10 @@ what only the owner could have written, in the owner's own storage:
 - `<user dir>/notify/executions/<container>/<n>`: the execution's token,
   written before the job is submitted. The job's comment
   (`gear:<container>/<n>:<token>`) must name it, and the job's owner (as
-  slurmctld reports it, not as the job says) must own the file.
+  slurmctld reports it, not as the job says) must own the file;
+- `<user dir>/notify/sweeps/<container>/<first>-<last>`: a sweep's token, the
+  same way, for the one job array of trials <first> … <last> (comment
+  `gear:<container>/<first>-<last>:<token>`), which Slurm mails about as a whole.
 
 notify/ is readable by SlurmUser's group only where the admin made the user
 directory setgid with that group (docs/admin.md); nothing else of the user's
@@ -142,13 +145,41 @@ def forget_execution(storage: UserStorage, container: str, number: int) -> None:
         pass
 
 
+def sweep_proof_path(storage: UserStorage, container: str, first: int, last: int) -> Path:
+    return storage.notify_dir / "sweeps" / container / f"{first}-{last}"
+
+
+def register_sweep(storage: UserStorage, container: str, first: int, last: int, token: str) -> Path:
+    """Leave the proof that the owner submitted the sweep container/first-last with this token (before sbatch)."""
+    path = sweep_proof_path(storage, container, first, last)
+    for directory in (path.parent.parent, path.parent):
+        _make_notify_subdir(storage, directory)
+    _write_private(storage, path, token + "\n")
+    return path
+
+
+def forget_sweep(storage: UserStorage, container: str, first: int, last: int) -> None:
+    """Take back the proof of a sweep that was never submitted (and its directories, if now empty)."""
+    path = sweep_proof_path(storage, container, first, last)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    for directory in (path.parent, path.parent.parent):
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+
+
 def forget_container(storage: UserStorage, container: str) -> None:
-    """Remove the proofs of a deleted container's executions."""
+    """Remove the proofs of a deleted container's executions and sweeps."""
     from ..storage.disk import remove_tree
 
-    directory = storage.notify_dir / "executions" / container
-    if directory.exists() or directory.is_symlink():
-        remove_tree(directory)
+    for kind in ("executions", "sweeps"):
+        directory = storage.notify_dir / kind / container
+        if directory.exists() or directory.is_symlink():
+            remove_tree(directory)
 
 
 def _make_notify_subdir(storage: UserStorage, directory: Path) -> None:
