@@ -339,15 +339,18 @@ def _open_rows_changed(query: Any, open_rows: list[tuple[Any, ...]]) -> dict[str
     from ..executions import open_fold
     from ..slurm import queue
 
+    # The records are read while squeue runs, not after its answer as refresh() reads them. What is printed
+    # stays true: it is the ledger and the records as they were before Slurm answered, and an answer that
+    # does not fit them (a job that ended, or started, since) is no `unchanged` and goes to the click path,
+    # which reads the records again after the answer.
+    records = [open_fold.read_status_record(row[-1]) for row in open_rows]
     code, stdout, _ = query.finish()
     if code != 0:
         return None   # the click path asks again, and says what Slurm answered
     jobs = squeue_answer = queue.parse(stdout)
-    # Read after Slurm answered, as refresh() does: a job Slurm says has ended has written its last record.
     progress: dict[str, Any] = {}
-    for container, number, status, note, started_at, job_id, workdir in open_rows:
+    for (container, number, status, note, started_at, job_id, _), record in zip(open_rows, records, strict=True):
         job = jobs.get(job_id or "")
-        record = open_fold.read_status_record(workdir)
         if not open_fold.unchanged(status, note, started_at, None if job is None else queue.phase(job[1]), record):
             return None
         progress[f"{container}/{number}"] = open_fold.progress(record)
