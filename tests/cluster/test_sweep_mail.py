@@ -13,7 +13,7 @@ from test_mail import MAIL_DIR, MAILPROG_LOG, SMS_DOMAIN, _mail
 from conftest import STORAGE_ROOT, User
 from gear_hpc.devcluster.mailcatcher import read_messages
 
-# Trial --n=1 completes, any other exits 3 when FAIL_OTHERS is in the command.
+# Trial --n=1 completes; any other exits 3 when the command has the argument `fail`.
 PROGRAM = "import sys\nprint('trial', sys.argv[1:])\nsys.exit(3 if 'fail' in sys.argv and '--n=1' not in sys.argv else 0)\n"
 
 
