@@ -32,8 +32,11 @@ MISSING_PREFIX = "missing since "  # reconcile.MISSING_NOTE: a look found the jo
 
 def read_status_record(workdir: str) -> dict[str, Any] | None:
     """The last status record the execution's job wrote, or None (none yet, or not readable as one)."""
+    path = os.path.join(os.path.dirname(workdir), STATUS_RECORD)
+    if not os.access(path, os.F_OK):
+        return None   # a queued job's, usually: asked without raising, 1.5 ms for 1,000 rather than 5
     try:
-        with open(os.path.join(os.path.dirname(workdir), STATUS_RECORD), encoding="utf-8") as handle:
+        with open(path, encoding="utf-8") as handle:
             record = loads(handle.read())
     except (OSError, ValueError):
         return None
